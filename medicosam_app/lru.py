@@ -1,0 +1,83 @@
+"""A thread-safe LRU map with a byte budget, and one computation per key at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Callable, Dict, Generic, Hashable, Optional, Tuple, TypeVar
+
+V = TypeVar("V")
+
+
+class LRUCache(Generic[V]):
+    """Keeps the most recently used values whose sizes add up to at most ``max_bytes``.
+
+    ``get_or_compute`` runs ``compute`` outside the lock, and concurrent callers asking for the same
+    missing key wait for the first one's result instead of computing it again.
+    """
+
+    def __init__(self, max_bytes: int, size_of: Callable[[V], int]) -> None:
+        self.max_bytes = int(max_bytes)
+        self._size_of = size_of
+        self._items: "OrderedDict[Hashable, Tuple[V, int]]" = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._pending: Dict[Hashable, threading.Event] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def get(self, key: Hashable) -> Optional[V]:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: Hashable, value: V) -> None:
+        size = int(self._size_of(value))
+        with self._lock:
+            if key in self._items:
+                self._bytes -= self._items.pop(key)[1]
+            if size > self.max_bytes:
+                return  # larger than the whole budget: serve it, keep nothing
+            self._items[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, evicted) = self._items.popitem(last=False)
+                self._bytes -= evicted
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> Tuple[V, bool]:
+        """Return ``(value, was_cached)``."""
+        while True:
+            with self._lock:
+                item = self._items.get(key)
+                if item is not None:
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    return item[0], True
+                waiting = self._pending.get(key)
+                if waiting is None:
+                    self._pending[key] = threading.Event()
+                    self.misses += 1
+                    break
+            waiting.wait()
+        try:
+            value = compute()
+            self.put(key, value)
+            return value, False
+        finally:
+            with self._lock:
+                self._pending.pop(key).set()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0

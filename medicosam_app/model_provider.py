@@ -1,0 +1,102 @@
+"""Owns the loaded MedicoSAM network: finds and loads it in the background, and reports why it cannot.
+
+A server must start even when the weights are missing (an offline hospital machine): the status then
+says why, and every request for the model gets the same explanation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, resolve_checkpoint
+from .errors import CheckpointError, MedicoSamError, ModelUnavailableError
+from .predictor import PromptPredictor
+from .sam_builder import SamArchitecture, load_sam
+
+logger = logging.getLogger(__name__)
+
+
+class ModelProvider:
+    """Resolves the checkpoint, builds the predictor and keeps a status for ``/info``."""
+
+    def __init__(
+        self,
+        checkpoint: Optional[str] = None,
+        cache_dir: Optional[str] = None,
+        allow_download: bool = True,
+        device: Optional[str] = None,
+        weights: PublishedWeights = MEDICOSAM_VIT_B,
+    ) -> None:
+        self._checkpoint = checkpoint
+        self._cache_dir = cache_dir
+        self._allow_download = allow_download
+        self._device = device
+        self._weights = weights
+        self._loaded = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._predictor: Optional[PromptPredictor] = None
+        self._resolved: Optional[ResolvedCheckpoint] = None
+        self._architecture: Optional[SamArchitecture] = None
+        self._error: Optional[str] = None
+
+    def start_loading(self) -> None:
+        """Load in a background thread (a download may take minutes); safe to call twice."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.load, name="medicosam-model-loader", daemon=True)
+            self._thread.start()
+
+    def load(self) -> None:
+        """Resolve and load now, recording success or the reason for failure. Never raises."""
+        try:
+            resolved = resolve_checkpoint(self._weights, self._checkpoint, self._cache_dir, self._allow_download)
+            sam, architecture = load_sam(resolved.path)
+            device = torch.device(self._device) if self._device else None
+            self._predictor = PromptPredictor(sam, device)
+            self._resolved, self._architecture = resolved, architecture
+            logger.info("MedicoSAM %s loaded from %s on %s", architecture.name, resolved.path, self._predictor.device)
+        except (MedicoSamError, OSError) as error:
+            self._error = str(error)
+            logger.error("MedicoSAM model unavailable: %s", error)
+        finally:
+            self._loaded.set()
+
+    def predictor(self, timeout: Optional[float] = None) -> PromptPredictor:
+        """The loaded predictor, waiting for a load in progress; raises with the reason when there is none."""
+        if self._thread is None and not self._loaded.is_set():
+            self.load()
+        if not self._loaded.wait(timeout):
+            raise ModelUnavailableError("The MedicoSAM model is still loading; try again in a moment.")
+        if self._predictor is None:
+            raise ModelUnavailableError(self._error or "The MedicoSAM model is not loaded.")
+        return self._predictor
+
+    @property
+    def checkpoint_hash(self) -> str:
+        """xxh128 of the loaded checkpoint (part of every embedding cache key)."""
+        if self._resolved is None:
+            raise CheckpointError("no checkpoint loaded")
+        return self._resolved.xxh128
+
+    @property
+    def status(self) -> Dict[str, Any]:
+        """What ``/info`` shows about the model."""
+        if not self._loaded.is_set():
+            return {"available": False, "state": "loading", "reason": "loading the checkpoint"}
+        if self._predictor is None or self._resolved is None or self._architecture is None:
+            return {"available": False, "state": "unavailable", "reason": self._error}
+        return {
+            "available": True,
+            "state": "ready",
+            "checkpoint": str(Path(self._resolved.path).name),
+            "xxh128": self._resolved.xxh128,
+            "official": self._resolved.official,
+            "warning": self._resolved.warning,
+            "source": self._resolved.source,
+            "architecture": self._architecture.to_dict(),
+            "device": str(self._predictor.device),
+        }

@@ -1,0 +1,106 @@
+"""SAM inference split in its two halves: encode an image once, decode many prompts against it.
+
+Unlike segment-anything's ``SamPredictor`` the embedding is a value the caller owns, so it can be cached
+and shared between users, slices and requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+
+from .coordinates import SamFrame
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """The encoder output for one 2D image, with the sizes needed to map prompts and masks."""
+
+    features: torch.Tensor  # (1, C, 64, 64)
+    original_size: Tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return self.features.element_size() * self.features.nelement()
+
+
+@dataclass(frozen=True)
+class MaskPrediction:
+    """One mask for one image: full-resolution boolean mask, SAM's 256² logits and its predicted IoU."""
+
+    mask: np.ndarray  # (H, W) bool
+    low_res_logits: torch.Tensor  # (1, 256, 256)
+    predicted_iou: float
+
+
+class PromptPredictor:
+    """Encodes uint8 RGB images and decodes point / box / mask prompts with a SAM network."""
+
+    def __init__(self, sam: Sam, device: Optional[torch.device] = None) -> None:
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.sam = sam.to(self.device).eval()
+        self.image_size = sam.image_encoder.img_size
+
+    def frame(self, original_size: Tuple[int, int]) -> SamFrame:
+        return SamFrame(tuple(original_size), self.image_size)  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def encode(self, rgb: np.ndarray) -> ImageEmbedding:
+        """Embed an HxWx3 uint8 image (resize longest side, normalise, pad, encode)."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
+        frame = self.frame(rgb.shape[:2])
+        resized = frame.transform.apply_image(rgb)
+        pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        features = self.sam.image_encoder(self.sam.preprocess(pixels.float()))
+        return ImageEmbedding(features=features, original_size=tuple(rgb.shape[:2]))  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        embedding: ImageEmbedding,
+        points_xy: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        box_xyxy: Optional[np.ndarray] = None,
+        mask_logits: Optional[torch.Tensor] = None,
+        multimask: Optional[bool] = None,
+    ) -> MaskPrediction:
+        """Decode prompts given in pixel coordinates of the original image.
+
+        ``multimask=None`` applies SAM's rule: ask for three masks and keep the one with the best
+        predicted IoU when the only prompt is a single point, since a lone click is ambiguous.
+        """
+        frame = self.frame(embedding.original_size)
+        has_points = points_xy is not None and len(points_xy) > 0
+        if multimask is None:
+            multimask = has_points and len(points_xy) == 1 and box_xyxy is None and mask_logits is None
+        points = None
+        if has_points:
+            coords = torch.as_tensor(frame.points(points_xy), dtype=torch.float, device=self.device)[None]
+            labels = torch.as_tensor(np.asarray(point_labels), dtype=torch.int, device=self.device)[None]
+            points = (coords, labels)
+        boxes = None
+        if box_xyxy is not None:
+            boxes = torch.as_tensor(frame.boxes(box_xyxy), dtype=torch.float, device=self.device)
+        masks = mask_logits.to(self.device)[None] if mask_logits is not None else None
+
+        sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
+        low_res, iou = self.sam.mask_decoder(
+            image_embeddings=embedding.features.to(self.device),
+            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        best = int(torch.argmax(iou[0])) if multimask else 0
+        low_res = low_res[:, best : best + 1]
+        full = self.sam.postprocess_masks(low_res, frame.input_size, embedding.original_size)
+        return MaskPrediction(
+            mask=(full[0, 0] > self.sam.mask_threshold).cpu().numpy(),
+            low_res_logits=low_res[0].detach().cpu(),
+            predicted_iou=float(iou[0, best]),
+        )

@@ -1,0 +1,107 @@
+"""Images as voxel arrays with their geometry, and label volumes written back in that exact geometry.
+
+Voxel indices are ``[i, j, k]`` as 3D Slicer and ITK number them (i fastest in the file). ``Volume.array``
+is indexed the same way, ``array[i, j, k]``, so a client's index never needs reordering elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import xxhash
+
+from .errors import ImageReadError
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3D scalar image: ``array[i, j, k]`` plus the ITK (LPS) geometry of the file it came from."""
+
+    array: np.ndarray
+    spacing: Tuple[float, float, float]
+    origin: Tuple[float, float, float]
+    direction: np.ndarray  # 3x3, columns are the world (LPS) directions of the i, j, k axes
+    content_hash: str = field(default="")
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    def contains(self, ijk) -> bool:
+        return all(0 <= int(v) < n for v, n in zip(ijk, self.shape))
+
+
+def read_volume(path: os.PathLike) -> Volume:
+    """Read a NIfTI / NRRD / MHA file or a DICOM series folder; a 2D image becomes one slice."""
+    path = Path(path)
+    try:
+        image = _read_image(path)
+    except RuntimeError as error:
+        raise ImageReadError(f"Cannot read image {path.name}: {str(error).strip().splitlines()[-1]}") from error
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        image = sitk.VectorIndexSelectionCast(image, 0) if image.GetPixelID() != sitk.sitkComplexFloat32 else image
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    if image.GetDimension() != 3:
+        raise ImageReadError(f"{path.name} has {image.GetDimension()} dimensions; a 2D or 3D image is needed.")
+    array = np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
+    return Volume(
+        array=array,
+        spacing=tuple(image.GetSpacing()),
+        origin=tuple(image.GetOrigin()),
+        direction=np.array(image.GetDirection(), dtype=float).reshape(3, 3),
+        content_hash=hash_array(array),
+    )
+
+
+def _read_image(path: Path) -> sitk.Image:
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        series = reader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise ImageReadError(f"{path.name} is a folder without a DICOM series.")
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+        return reader.Execute()
+    if not path.is_file():
+        raise ImageReadError(f"Image file {path.name} does not exist.")
+    return sitk.ReadImage(str(path))
+
+
+def hash_array(array: np.ndarray) -> str:
+    """A content key for caches: the voxel bytes plus shape and dtype."""
+    digest = xxhash.xxh3_128()
+    digest.update(repr((array.shape, array.dtype.str)).encode())
+    digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def to_sitk(array: np.ndarray, like: Volume) -> sitk.Image:
+    """An ITK image of ``array[i, j, k]`` with ``like``'s spacing, origin and direction."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    image.SetSpacing(like.spacing)
+    image.SetOrigin(like.origin)
+    image.SetDirection(tuple(like.direction.ravel()))
+    return image
+
+
+def write_label(label: np.ndarray, like: Volume, suffix: str = ".nii.gz", directory: os.PathLike | None = None) -> Path:
+    """Write a label volume in ``like``'s geometry to a new file and return its path.
+
+    The file is written under a temporary name and renamed, so a reader never sees half a file.
+    """
+    if label.shape != like.shape:
+        raise ValueError(f"label shape {label.shape} differs from image shape {like.shape}")
+    if suffix not in (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha"):
+        suffix = ".nii.gz"
+    fd, final = tempfile.mkstemp(suffix=suffix, prefix="medicosam_label_", dir=directory)
+    os.close(fd)
+    partial = final[: -len(suffix)] + ".part" + suffix
+    sitk.WriteImage(to_sitk(label, like), partial, useCompression=True)
+    os.replace(partial, final)
+    return Path(final)
