@@ -73,7 +73,9 @@ class SliceView:
 
     def extract(self, array: np.ndarray, index: int) -> np.ndarray:
         """Slice ``index`` of ``array[i, j, k]`` as a 2D array in display orientation (a view, not a copy)."""
-        plane = np.take(array, index, axis=self.axis)
+        selector = [slice(None)] * 3
+        selector[self.axis] = index
+        plane = array[tuple(selector)]  # basic indexing keeps a view, unlike np.take
         in_plane = [a for a in (0, 1, 2) if a != self.axis]
         if in_plane.index(self.row_axis) == 1:
             plane = plane.T

@@ -1,0 +1,65 @@
+"""``medicosam_interactive``: MONAI Label's deepgrow-type task (Slicer SmartEdit, OHIF point prompts)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, Tuple
+
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from medicosam_app.interactive import ClickContext, InteractiveSegmenter
+from medicosam_app.volume import write_label
+
+from .http_errors import as_http_errors
+
+logger = logging.getLogger(__name__)
+
+
+class InteractiveInfer(InferTask):
+    """One click → one slice: points (``foreground``/``background``), an ``roi`` box, ``slice``."""
+
+    def __init__(self, segmenter: InteractiveSegmenter, label_names=("label",)) -> None:
+        super().__init__(
+            type=InferType.DEEPGROW,
+            labels=list(label_names),
+            dimension=2,
+            description="MedicoSAM (SAM ViT-B for medical images): click or box on a slice",
+            config={"axis": 2, "reset_state": False},
+        )
+        self.segmenter = segmenter
+
+    def info(self) -> Dict[str, Any]:
+        info = super().info()
+        info["model_status"] = self.segmenter.models.status
+        info["embedding_cache"] = self.segmenter.embeddings.stats
+        return info
+
+    def is_valid(self) -> bool:
+        return True  # shown even when the weights are missing, so /info can say why
+
+    def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+        started = time.perf_counter()
+        with as_http_errors():
+            label = str(request.get("label") or self.labels[0])
+            context = ClickContext(
+                image_id=str(request.get("image_id") or request["image"]),
+                client_id=str(request.get("client_id") or "default"),
+                label=label,
+                reset_state=bool(request.get("reset_state", False)),
+            )
+            axis = int(request.get("axis", 2))
+            result = self.segmenter.segment(request["image"], request, context, axis=axis)
+            write_started = time.perf_counter()
+            path = write_label(result.label, result.volume, suffix=request.get("result_extension") or ".nii.gz")
+        latencies = dict(result.latencies)
+        latencies["write"] = round(time.perf_counter() - write_started, 4)
+        latencies["total"] = round(time.perf_counter() - started, 4)
+        latencies["embedding_cached"] = result.embedding_cached
+        return str(path), {
+            "label_names": {label: 1},
+            "slice": result.slice_index,
+            "axis": result.axis,
+            "predicted_iou": round(result.predicted_iou, 4),
+            "latencies": latencies,
+        }
