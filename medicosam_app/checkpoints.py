@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_ENV = "MEDICOSAM_CHECKPOINT"
 CACHE_DIR_ENV = "MEDICOSAM_CACHE_DIR"
 _CHUNK = 1 << 20
+_STREAM_CHUNK = 1 << 16  # small, so a dropped connection loses little
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,6 @@ def _download_once(requests, url: str, partial: Path, timeout: float) -> None:
         with open(partial, "ab" if resumed else "wb") as f, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, desc=partial.name.removesuffix(".part")
         ) as bar:
-            for chunk in response.iter_content(_CHUNK):
+            for chunk in response.iter_content(_STREAM_CHUNK):
                 f.write(chunk)
                 bar.update(len(chunk))

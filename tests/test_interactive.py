@@ -1,0 +1,95 @@
+"""Control logic of one click, with a recording double in place of the network."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from conftest import asymmetric_array, write_volume
+from medicosam_app.embeddings import EmbeddingCache
+from medicosam_app.interactive import ClickContext, InteractiveSegmenter
+from medicosam_app.predictor import ImageEmbedding, MaskPrediction
+
+
+class RecordingPredictorDouble:
+    """Test double for PromptPredictor: records what it is given, answers a 3x3 square at the first point."""
+
+    def __init__(self):
+        self.encoded = []
+        self.calls = []
+
+    def encode(self, rgb):
+        self.encoded.append(rgb)
+        return ImageEmbedding(features=torch.zeros(1, 1, 1, 1), original_size=rgb.shape[:2])
+
+    def predict(self, embedding, points_xy=None, point_labels=None, box_xyxy=None, mask_logits=None, multimask=None):
+        self.calls.append({"points": points_xy, "labels": point_labels, "box": box_xyxy, "mask_logits": mask_logits})
+        mask = np.zeros(embedding.original_size, dtype=bool)
+        x, y = (int(v) for v in points_xy[0]) if len(points_xy) else (int(box_xyxy[0]), int(box_xyxy[1]))
+        mask[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = True
+        return MaskPrediction(mask=mask, low_res_logits=torch.full((1, 256, 256), float(len(self.calls))), predicted_iou=0.9)
+
+
+class ModelsDouble:
+    """Test double for ModelProvider."""
+
+    checkpoint_hash = "double"
+
+    def __init__(self, predictor):
+        self._predictor = predictor
+
+    def predictor(self):
+        return self._predictor
+
+
+def _segmenter(double):
+    return InteractiveSegmenter(ModelsDouble(double), embeddings=EmbeddingCache())
+
+
+def test_click_marks_the_clicked_voxel_on_its_slice_only(tmp_path):
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    double = RecordingPredictorDouble()
+    result = _segmenter(double).segment(path, {"foreground": [[30, 7, 5]], "slice": 5}, ClickContext("v"))
+    assert result.label.shape == (40, 30, 12)
+    assert result.label[30, 7, 5] == 1
+    nonzero = np.argwhere(result.label)
+    assert set(nonzero[:, 2]) == {5}
+    assert set(nonzero[:, 0]) == {29, 30, 31} and set(nonzero[:, 1]) == {6, 7, 8}
+    # the oblique volume shows i reversed as rows and j as columns: (x, y) = (j, 39 - i)
+    assert double.calls[0]["points"].tolist() == [[7, 9]]
+
+
+def test_second_click_reuses_the_embedding_and_refines_with_previous_logits(tmp_path):
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    double = RecordingPredictorDouble()
+    segmenter = _segmenter(double)
+    first = segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a"))
+    second = segmenter.segment(path, {"foreground": [[30, 7, 5]], "background": [[20, 20, 5]]}, ClickContext("v", client_id="a"))
+    assert (first.embedding_cached, second.embedding_cached) == (False, True)
+    assert len(double.encoded) == 1
+    assert double.calls[0]["mask_logits"] is None
+    assert torch.equal(double.calls[1]["mask_logits"], torch.full((1, 256, 256), 1.0))
+    assert double.calls[1]["labels"].tolist() == [1, 0]
+
+
+def test_refinement_is_kept_per_client_and_cleared_by_reset_state(tmp_path):
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    double = RecordingPredictorDouble()
+    segmenter = _segmenter(double)
+    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a"))
+    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="b"))
+    assert double.calls[1]["mask_logits"] is None  # another user starts fresh
+    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a", reset_state=True))
+    assert double.calls[2]["mask_logits"] is None
+    segmenter.segment(path, {"foreground": [[30, 7, 6]]}, ClickContext("v", client_id="a"))
+    assert double.calls[3]["mask_logits"] is None  # another slice has its own state
+    assert len(double.encoded) == 2
+
+
+def test_box_only_request_uses_the_roi_middle_slice(tmp_path):
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    double = RecordingPredictorDouble()
+    result = _segmenter(double).segment(path, {"roi": [10, 20, 5, 15, 2, 8]}, ClickContext("v"))
+    assert result.slice_index == 5
+    # rows are i reversed (39 - i), columns are j: box x 5..15, y 19..29
+    assert double.calls[0]["box"].tolist() == [5, 19, 15, 29]
