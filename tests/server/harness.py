@@ -1,0 +1,81 @@
+"""Starts the real MONAI Label server with our app on 127.0.0.1 and gives tests the Slicer module's client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Iterator, Optional
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+SLICER_MODULE = Path(sys.prefix) / "monailabel" / "plugins" / "slicer" / "MONAILabel"
+
+
+def slicer_client(url: str, tmpdir: Path, client_id: str = "slicer-test"):
+    """The client library the 3D Slicer MONAI Label module uses, as the monailabel wheel installs it."""
+    if str(SLICER_MODULE) not in sys.path:
+        sys.path.insert(0, str(SLICER_MODULE))
+    from MONAILabelLib.client import MONAILabelClient  # noqa: WPS433 (import from the installed plugin)
+
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    return MONAILabelClient(url, tmpdir=str(tmpdir), client_id=client_id)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(
+    studies: Path, log_file: Path, env: Optional[Dict[str, str]] = None, conf: Optional[Dict[str, str]] = None
+) -> Iterator[str]:
+    """``monailabel start_server --app apps/medicosam`` as a subprocess; yields its URL once /info answers."""
+    port = _free_port()
+    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO / "apps" / "medicosam"),
+               "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
+    for key, value in (conf or {}).items():
+        command += ["--conf", key, value]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MEDICOSAM_")}
+    environment.update({"MEDICOSAM_DOWNLOAD": "false", "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"})
+    environment.update(env or {})
+    with open(log_file, "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited with {process.returncode}:\n{log_file.read_text()[-3000:]}")
+                try:
+                    if requests.get(f"{url}/info/", timeout=2).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not answer in 180 s:\n{log_file.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_for_model(url: str, model: str = "medicosam_interactive", timeout: float = 60) -> dict:
+    """The model's status once it has finished loading (it loads in the background after start-up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = requests.get(f"{url}/info/", timeout=5).json()["models"][model]["model_status"]
+        if status["state"] != "loading" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
