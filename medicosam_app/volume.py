@@ -45,7 +45,9 @@ def read_volume(path: os.PathLike) -> Volume:
     except RuntimeError as error:
         raise ImageReadError(f"Cannot read image {path.name}: {str(error).strip().splitlines()[-1]}") from error
     if image.GetNumberOfComponentsPerPixel() != 1:
-        image = sitk.VectorIndexSelectionCast(image, 0) if image.GetPixelID() != sitk.sitkComplexFloat32 else image
+        raise ImageReadError(
+            f"{path.name} has {image.GetNumberOfComponentsPerPixel()} values per voxel; a scalar CT or MR image is needed."
+        )
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
     if image.GetDimension() != 3:

@@ -93,3 +93,19 @@ def test_box_only_request_uses_the_roi_middle_slice(tmp_path):
     assert result.slice_index == 5
     # rows are i reversed (39 - i), columns are j: box x 5..15, y 19..29
     assert double.calls[0]["box"].tolist() == [5, 19, 15, 29]
+
+
+def test_unreadable_or_colour_images_are_refused_clearly(tmp_path):
+    import SimpleITK as sitk
+    import pytest
+
+    from medicosam_app.errors import ImageReadError
+    from medicosam_app.volume import read_volume
+
+    (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="Cannot read image junk.nii.gz"):
+        read_volume(tmp_path / "junk.nii.gz")
+    rgb = sitk.Image([8, 8], sitk.sitkVectorUInt8, 3)
+    sitk.WriteImage(rgb, str(tmp_path / "rgb.png"))
+    with pytest.raises(ImageReadError, match="3 values per voxel"):
+        read_volume(tmp_path / "rgb.png")
