@@ -30,9 +30,6 @@ class EmbeddingCache:
         """The cached embedding for ``key`` or a fresh one from ``encode``; the flag tells which."""
         return self._cache.get_or_compute(key, encode)
 
-    def __contains__(self, key: EmbeddingKey) -> bool:
-        return self._cache.get(key) is not None
-
     @property
     def stats(self) -> dict:
         return {

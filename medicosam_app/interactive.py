@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -13,6 +12,7 @@ import numpy as np
 from .coordinates import SliceView
 from .embeddings import EmbeddingCache, EmbeddingKey
 from .intensity import IntensityPolicy, slice_to_rgb
+from .lru import LRUCache
 from .model_provider import ModelProvider
 from .predictor import ImageEmbedding
 from .prompts import choose_slice, parse_voxel_prompts, slice_prompt
@@ -60,8 +60,8 @@ class InteractiveSegmenter:
         self.volumes = volumes or VolumeCache()
         self.embeddings = embeddings or EmbeddingCache()
         self.refinement = refinement or RefinementMemory()
-        self._ranges: Dict[Tuple[str, str], Optional[Tuple[float, float]]] = {}
-        self._ranges_lock = threading.Lock()
+        # One intensity range per volume (a percentile over millions of voxels is worth keeping).
+        self._ranges: LRUCache[Optional[Tuple[float, float]]] = LRUCache(max_bytes=1024, size_of=lambda _: 1)
 
     def segment(
         self, image_path: os.PathLike, params: Mapping[str, Any], context: ClickContext, axis: int = 2
@@ -120,7 +120,4 @@ class InteractiveSegmenter:
 
     def _volume_range(self, volume: Volume) -> Optional[Tuple[float, float]]:
         key = (volume.content_hash, self.intensity.key)
-        with self._ranges_lock:
-            if key not in self._ranges:
-                self._ranges[key] = self.intensity.volume_range(volume.array)
-            return self._ranges[key]
+        return self._ranges.get_or_compute(key, lambda: self.intensity.volume_range(volume.array))[0]

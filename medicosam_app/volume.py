@@ -33,9 +33,6 @@ class Volume:
     def shape(self) -> Tuple[int, int, int]:
         return tuple(self.array.shape)  # type: ignore[return-value]
 
-    def contains(self, ijk) -> bool:
-        return all(0 <= int(v) < n for v, n in zip(ijk, self.shape))
-
 
 def read_volume(path: os.PathLike) -> Volume:
     """Read a NIfTI / NRRD / MHA file or a DICOM series folder; a 2D image becomes one slice."""
