@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .coordinates import SliceView
-from .embeddings import EmbeddingCache, EmbeddingKey
+from .embeddings import EmbeddingCache, EmbeddingKey, EmbeddingSource
 from .intensity import IntensityPolicy, slice_to_rgb
 from .lru import LRUCache
 from .model_provider import ModelProvider
+from .prefetch import Prefetcher, PrefetchPlan, outward_order
 from .predictor import ImageEmbedding
 from .prompts import choose_slice, parse_voxel_prompts, slice_prompt
 from .refinement import RefinementKey, RefinementMemory
@@ -40,8 +41,12 @@ class SliceSegmentation:
     axis: int
     slice_index: int
     predicted_iou: float
-    embedding_cached: bool
+    embedding_source: EmbeddingSource
     latencies: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def embedding_cached(self) -> bool:
+        return self.embedding_source != "encoded"
 
 
 class InteractiveSegmenter:
@@ -54,12 +59,16 @@ class InteractiveSegmenter:
         volumes: Optional[VolumeCache] = None,
         embeddings: Optional[EmbeddingCache] = None,
         refinement: Optional[RefinementMemory] = None,
+        prefetcher: Optional[Prefetcher] = None,
+        prefetch_radius: int = 16,
     ) -> None:
         self.models = models
         self.intensity = intensity
         self.volumes = volumes or VolumeCache()
         self.embeddings = embeddings or EmbeddingCache()
         self.refinement = refinement or RefinementMemory()
+        self.prefetcher = prefetcher
+        self.prefetch_radius = int(prefetch_radius)
         # One intensity range per volume (a percentile over millions of voxels is worth keeping).
         self._ranges: LRUCache[Optional[Tuple[float, float]]] = LRUCache(max_bytes=1024, size_of=lambda _: 1)
 
@@ -76,7 +85,8 @@ class InteractiveSegmenter:
         prompt = slice_prompt(prompts, view, index)
         loaded = time.perf_counter()
 
-        embedding, cached = self.embedding(volume, view, index)
+        embedding, source = self.embedding(volume, view, index)
+        self.prefetch_around(context.client_id, volume, view, index)
         encoded = time.perf_counter()
 
         key = RefinementKey(context.client_id, context.image_id, context.label, axis, index)
@@ -98,7 +108,7 @@ class InteractiveSegmenter:
             axis=axis,
             slice_index=index,
             predicted_iou=prediction.predicted_iou,
-            embedding_cached=cached,
+            embedding_source=source,
             latencies={
                 "pre": round(loaded - started, 4),
                 "encode": round(encoded - loaded, 4),
@@ -107,16 +117,45 @@ class InteractiveSegmenter:
             },
         )
 
-    def embedding(self, volume: Volume, view: SliceView, index: int) -> Tuple[ImageEmbedding, bool]:
-        """The embedding of one slice, from the cache or encoded now."""
-        predictor = self.models.predictor()
-        key = EmbeddingKey(volume.content_hash, view.axis, index, self.intensity.key, self.models.checkpoint_hash)
+    def embedding(self, volume: Volume, view: SliceView, index: int) -> Tuple[ImageEmbedding, EmbeddingSource]:
+        """The embedding of one slice, from the caches or encoded now, ahead of any prefetch work."""
+        key = self._key(volume, view, index)
+        encode = lambda: self._encode_slices(volume, view, [index])[0]  # noqa: E731
+        if self.prefetcher is None or self.embeddings.contains(key):
+            return self.embeddings.get_or_encode(key, encode)
+        with self.prefetcher.hold():
+            return self.embeddings.get_or_encode(key, encode)
 
-        def encode() -> ImageEmbedding:
-            rgb = slice_to_rgb(view.extract(volume.array, index), self._volume_range(volume))
-            return predictor.encode(rgb)
+    def prefetch_around(self, client_id: str, volume: Volume, view: SliceView, index: int) -> None:
+        """Queue this client's neighbouring slices, nearest first, replacing its previous plan."""
+        if self.prefetcher is None or self.prefetch_radius <= 0:
+            return
+        plan = PrefetchPlan(
+            target=f"{volume.content_hash}:axis{view.axis}",
+            slices=outward_order(index, view.num_slices, self.prefetch_radius),
+            encode=lambda indices: self.encode_into_cache(volume, view, indices),
+            is_ready=lambda i: self.embeddings.contains(self._key(volume, view, i)),
+        )
+        self.prefetcher.focus(client_id, plan)
 
-        return self.embeddings.get_or_encode(key, encode)
+    def encode_into_cache(self, volume: Volume, view: SliceView, indices: Sequence[int]) -> int:
+        """Encode the slices not cached yet (in batches of the given size) and cache them; returns how many."""
+        keys = {index: self._key(volume, view, index) for index in indices}
+        missing = [index for index in indices if not self.embeddings.contains(keys[index])]
+        if len(missing) == 1:  # one slice: the deduplicating path, in case a click wants it right now
+            self.embeddings.get_or_encode(keys[missing[0]], lambda: self._encode_slices(volume, view, missing)[0])
+        elif missing:
+            for index, embedding in zip(missing, self._encode_slices(volume, view, missing)):
+                self.embeddings.put(keys[index], embedding)
+        return len(missing)
+
+    def _key(self, volume: Volume, view: SliceView, index: int) -> EmbeddingKey:
+        return EmbeddingKey(volume.content_hash, view.axis, index, self.intensity.key, self.models.encoder_key)
+
+    def _encode_slices(self, volume: Volume, view: SliceView, indices: Sequence[int]) -> List[ImageEmbedding]:
+        volume_range = self._volume_range(volume)
+        images = [slice_to_rgb(view.extract(volume.array, index), volume_range) for index in indices]
+        return self.models.predictor().encode_batch(images)
 
     def _volume_range(self, volume: Volume) -> Optional[Tuple[float, float]]:
         key = (volume.content_hash, self.intensity.key)

@@ -41,6 +41,12 @@ class LRUCache(Generic[V]):
             self._items.move_to_end(key)
             return item[0]
 
+    def peek(self, key: Hashable) -> Optional[V]:
+        """The value without counting a use or changing its recency."""
+        with self._lock:
+            item = self._items.get(key)
+            return None if item is None else item[0]
+
     def put(self, key: Hashable, value: V) -> None:
         size = int(self._size_of(value))
         with self._lock:

@@ -15,6 +15,7 @@ import torch
 
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, resolve_checkpoint
 from .errors import CheckpointError, MedicoSamError, ModelUnavailableError
+from .attention import use_fused_attention
 from .predictor import PromptPredictor
 from .sam_builder import SamArchitecture, load_sam
 
@@ -31,12 +32,16 @@ class ModelProvider:
         allow_download: bool = True,
         device: Optional[str] = None,
         weights: PublishedWeights = MEDICOSAM_VIT_B,
+        precision: Optional[str] = None,
+        fused_attention: bool = True,
     ) -> None:
         self._checkpoint = checkpoint
         self._cache_dir = cache_dir
         self._allow_download = allow_download
         self._device = device
         self._weights = weights
+        self._precision = precision
+        self._fused_attention = fused_attention
         self._loaded = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._predictor: Optional[PromptPredictor] = None
@@ -55,11 +60,13 @@ class ModelProvider:
         try:
             resolved = resolve_checkpoint(self._weights, self._checkpoint, self._cache_dir, self._allow_download)
             sam, architecture = load_sam(resolved.path)
+            if self._fused_attention:
+                use_fused_attention(sam)
             device = torch.device(self._device) if self._device else None
-            self._predictor = PromptPredictor(sam, device)
+            self._predictor = PromptPredictor(sam, device, self._precision)
             self._resolved, self._architecture = resolved, architecture
             logger.info("MedicoSAM %s loaded from %s on %s", architecture.name, resolved.path, self._predictor.device)
-        except (MedicoSamError, OSError) as error:
+        except (MedicoSamError, OSError, ValueError) as error:
             self._error = str(error)
             logger.error("MedicoSAM model unavailable: %s", error)
         finally:
@@ -83,6 +90,12 @@ class ModelProvider:
         return self._resolved.xxh128
 
     @property
+    def encoder_key(self) -> str:
+        """Identifies the encoder's output in embedding cache keys: checkpoint hash and precision."""
+        precision = self.predictor().precision  # waits for (or starts) the load
+        return f"{self.checkpoint_hash}-{precision}"
+
+    @property
     def status(self) -> Dict[str, Any]:
         """What ``/info`` shows about the model."""
         if not self._loaded.is_set():
@@ -99,4 +112,6 @@ class ModelProvider:
             "source": self._resolved.source,
             "architecture": self._architecture.to_dict(),
             "device": str(self._predictor.device),
+            "precision": self._predictor.precision,
+            "fused_attention": self._fused_attention,
         }

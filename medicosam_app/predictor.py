@@ -6,8 +6,9 @@ and shared between users, slices and requests.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -37,27 +38,67 @@ class MaskPrediction:
     predicted_iou: float
 
 
-class PromptPredictor:
-    """Encodes uint8 RGB images and decodes point / box / mask prompts with a SAM network."""
+PRECISIONS = ("fp32", "bf16", "fp16")
 
-    def __init__(self, sam: Sam, device: Optional[torch.device] = None) -> None:
+
+def resolve_precision(precision: Optional[str], device: torch.device) -> str:
+    """``auto`` (or None) → bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU."""
+    if precision in (None, "", "auto"):
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto or one of {PRECISIONS}, not {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 is for GPUs; use bf16 or fp32 on a CPU")
+    return precision
+
+
+class PromptPredictor:
+    """Encodes uint8 RGB images and decodes point / box / mask prompts with a SAM network.
+
+    ``precision`` applies to the image encoder only (autocast); its output is kept in float32 and the
+    small prompt/mask decoder always runs in float32.
+    """
+
+    def __init__(self, sam: Sam, device: Optional[torch.device] = None, precision: Optional[str] = None) -> None:
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.sam = sam.to(self.device).eval()
         self.image_size = sam.image_encoder.img_size
+        self.precision = resolve_precision(precision, self.device)
 
     def frame(self, original_size: Tuple[int, int]) -> SamFrame:
         return SamFrame(tuple(original_size), self.image_size)  # type: ignore[arg-type]
 
-    @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> ImageEmbedding:
         """Embed an HxWx3 uint8 image (resize longest side, normalise, pad, encode)."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
-        frame = self.frame(rgb.shape[:2])
-        resized = frame.transform.apply_image(rgb)
-        pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        features = self.sam.image_encoder(self.sam.preprocess(pixels.float()))
-        return ImageEmbedding(features=features, original_size=tuple(rgb.shape[:2]))  # type: ignore[arg-type]
+        return self.encode_batch([rgb])[0]
+
+    @torch.inference_mode()
+    def encode_batch(self, images: Sequence[np.ndarray]) -> List[ImageEmbedding]:
+        """Embed several HxWx3 uint8 images of one size in one encoder pass (GPUs gain from batches)."""
+        if not images:
+            return []
+        for rgb in images:
+            if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+                raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
+            if rgb.shape != images[0].shape:
+                raise ValueError("a batch needs images of one size")
+        frame = self.frame(images[0].shape[:2])
+        pixels = torch.stack(
+            [torch.as_tensor(frame.transform.apply_image(rgb), device=self.device).permute(2, 0, 1) for rgb in images]
+        )
+        with self._autocast():
+            features = self.sam.image_encoder(self.sam.preprocess(pixels.float()))
+        features = features.float()
+        size = tuple(images[0].shape[:2])
+        return [ImageEmbedding(features=features[i : i + 1].clone(), original_size=size) for i in range(len(images))]  # type: ignore[arg-type]
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     @torch.inference_mode()
     def predict(

@@ -18,9 +18,9 @@ class RecordingPredictorDouble:
         self.encoded = []
         self.calls = []
 
-    def encode(self, rgb):
-        self.encoded.append(rgb)
-        return ImageEmbedding(features=torch.zeros(1, 1, 1, 1), original_size=rgb.shape[:2])
+    def encode_batch(self, images):
+        self.encoded.extend(images)
+        return [ImageEmbedding(features=torch.zeros(1, 1, 1, 1), original_size=rgb.shape[:2]) for rgb in images]
 
     def predict(self, embedding, points_xy=None, point_labels=None, box_xyxy=None, mask_logits=None, multimask=None):
         self.calls.append({"points": points_xy, "labels": point_labels, "box": box_xyxy, "mask_logits": mask_logits})
@@ -33,7 +33,7 @@ class RecordingPredictorDouble:
 class ModelsDouble:
     """Test double for ModelProvider."""
 
-    checkpoint_hash = "double"
+    encoder_key = "double"
 
     def __init__(self, predictor):
         self._predictor = predictor
@@ -109,3 +109,23 @@ def test_unreadable_or_colour_images_are_refused_clearly(tmp_path):
     sitk.WriteImage(rgb, str(tmp_path / "rgb.png"))
     with pytest.raises(ImageReadError, match="3 values per voxel"):
         read_volume(tmp_path / "rgb.png")
+
+
+def test_a_new_checkpoint_or_preprocessing_does_not_reuse_embeddings(tmp_path):
+    from medicosam_app.intensity import IntensityPolicy
+
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    shared = EmbeddingCache()
+    click = {"foreground": [[30, 7, 5]]}
+
+    def run(encoder_key, intensity=IntensityPolicy()):
+        double = RecordingPredictorDouble()
+        models = ModelsDouble(double)
+        models.encoder_key = encoder_key
+        segmenter = InteractiveSegmenter(models, intensity=intensity, embeddings=shared)
+        return segmenter.segment(path, click, ClickContext("v")).embedding_source
+
+    assert run("checkpoint-a") == "encoded"
+    assert run("checkpoint-a") == "memory"
+    assert run("checkpoint-b") == "encoded"
+    assert run("checkpoint-a", IntensityPolicy(mode="window")) == "encoded"

@@ -45,6 +45,8 @@ def running_server(
         command += ["--conf", key, value]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MEDICOSAM_")}
     environment.update({"MEDICOSAM_DOWNLOAD": "false", "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"})
+    # Each server gets its own cache folder: the disk embedding cache must not leak between tests.
+    environment["MEDICOSAM_CACHE_DIR"] = str(log_file.parent / "cache")
     environment.update(env or {})
     with open(log_file, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)

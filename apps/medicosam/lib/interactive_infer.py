@@ -33,6 +33,8 @@ class InteractiveInfer(InferTask):
         info = super().info()
         info["model_status"] = self.segmenter.models.status
         info["embedding_cache"] = self.segmenter.embeddings.stats
+        if self.segmenter.prefetcher is not None:
+            info["prefetch"] = self.segmenter.prefetcher.stats
         return info
 
     def is_valid(self) -> bool:
@@ -56,6 +58,7 @@ class InteractiveInfer(InferTask):
         latencies["write"] = round(time.perf_counter() - write_started, 4)
         latencies["total"] = round(time.perf_counter() - started, 4)
         latencies["embedding_cached"] = result.embedding_cached
+        latencies["embedding_source"] = result.embedding_source
         return str(path), {
             "label_names": {label: 1},
             "slice": result.slice_index,

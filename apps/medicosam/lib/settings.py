@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from medicosam_app.checkpoints import CHECKPOINT_ENV
+from medicosam_app.checkpoints import CACHE_DIR_ENV, CHECKPOINT_ENV, default_cache_dir
 from medicosam_app.intensity import IntensityPolicy
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", "none"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,12 @@ class AppSettings:
     intensity: IntensityPolicy
     embedding_cache_mb: int
     volume_cache_mb: int
+    embedding_disk_dir: Optional[Path]  # None: no disk cache
+    embedding_disk_mb: int
+    prefetch_radius: int
+    encode_batch_size: int
+    precision: str
+    fused_attention: bool
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str]) -> "AppSettings":
@@ -28,9 +36,15 @@ class AppSettings:
             value = conf.get(key)
             return value if value not in (None, "") else os.environ.get(env, default)
 
+        cache_dir = get("cache_dir", CACHE_DIR_ENV)
+        disk = str(get("embedding_disk_dir", "MEDICOSAM_EMBEDDING_DISK_DIR", "") or "")
+        if disk.lower() in _FALSE:
+            disk_dir = None
+        else:
+            disk_dir = Path(disk) if disk else Path(cache_dir or default_cache_dir()) / "embeddings"
         return cls(
             checkpoint=get("checkpoint", CHECKPOINT_ENV),
-            cache_dir=get("cache_dir", "MEDICOSAM_CACHE_DIR"),
+            cache_dir=cache_dir,
             allow_download=str(get("download", "MEDICOSAM_DOWNLOAD", "true")).lower() in _TRUE,
             device=get("device", "MEDICOSAM_DEVICE"),
             intensity=IntensityPolicy(
@@ -40,4 +54,10 @@ class AppSettings:
             ),
             embedding_cache_mb=int(get("embedding_cache_mb", "MEDICOSAM_EMBEDDING_CACHE_MB", "2048")),
             volume_cache_mb=int(get("volume_cache_mb", "MEDICOSAM_VOLUME_CACHE_MB", "4096")),
+            embedding_disk_dir=disk_dir,
+            embedding_disk_mb=int(get("embedding_disk_mb", "MEDICOSAM_EMBEDDING_DISK_MB", "20480")),
+            prefetch_radius=int(get("prefetch_radius", "MEDICOSAM_PREFETCH_RADIUS", "16")),
+            encode_batch_size=int(get("encode_batch_size", "MEDICOSAM_ENCODE_BATCH_SIZE", "1")),
+            precision=str(get("precision", "MEDICOSAM_PRECISION", "auto")),
+            fused_attention=str(get("fused_attention", "MEDICOSAM_FUSED_ATTENTION", "true")).lower() in _TRUE,
         )

@@ -1,0 +1,80 @@
+"""Keep the server answering while a model works.
+
+MONAI Label 0.8.5 declares its heavy endpoints ``async def`` but does the work synchronously inside them,
+so an inference blocks the event loop and with it every other request (``/info``, other users' clicks).
+FastAPI runs plain ``def`` endpoints in its thread pool. Here each such route is replaced, at start-up
+and in place, by a plain function with the same signature that drives the original coroutine to the end
+on the worker thread. Nothing in the installed package is edited, and the protocol is unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any, Callable, Iterable, Tuple
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+logger = logging.getLogger(__name__)
+
+# (method, path) of MONAI Label routes that compute, read or write files while the client waits.
+HEAVY_ROUTES: Tuple[Tuple[str, str], ...] = (
+    ("POST", "/infer/{model}"),
+    ("PUT", "/datastore/label"),
+    ("PUT", "/datastore/"),
+    ("PUT", "/datastore/image"),
+    ("POST", "/activelearning/{strategy}"),
+    ("POST", "/scoring/"),
+    ("POST", "/scoring/{method}"),
+    ("PUT", "/session/"),
+    ("POST", "/train/"),
+    ("POST", "/train/{model}"),
+)
+
+
+def in_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """A plain function with ``endpoint``'s signature that runs the coroutine on the calling (worker) thread."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(endpoint(*args, **kwargs))
+
+    run.__signature__ = inspect.signature(endpoint)  # type: ignore[attr-defined]
+    run.__name__ = endpoint.__name__
+    run.__doc__ = endpoint.__doc__
+    # No __wrapped__: FastAPI unwraps it to decide between event loop and thread pool.
+    return run
+
+
+def serve_in_threads(app: FastAPI, routes: Iterable[Tuple[str, str]] = HEAVY_ROUTES) -> int:
+    """Replace the matching ``async`` routes of ``app`` by thread-pool ones; returns how many changed."""
+    wanted = set(routes)
+    changed = 0
+    for position, route in enumerate(app.router.routes):
+        if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint):
+            continue
+        if not any((method, route.path) in wanted for method in route.methods):
+            continue
+        app.router.routes[position] = APIRoute(
+            route.path,
+            in_worker_thread(route.endpoint),
+            methods=list(route.methods),
+            name=route.name,
+            summary=route.summary,
+            tags=route.tags,
+            responses=route.responses,
+            response_class=route.response_class,
+            include_in_schema=route.include_in_schema,
+            dependency_overrides_provider=route.dependency_overrides_provider,
+        )
+        changed += 1
+    return changed
+
+
+def serve_heavy_endpoints_in_threads() -> None:
+    """Apply :func:`serve_in_threads` to the running MONAI Label server's FastAPI app."""
+    from monailabel.app import app  # imported here: the server has already built it at this point
+
+    changed = serve_in_threads(app)
+    logger.info("Serving %d heavy MONAI Label endpoints from the thread pool", changed)

@@ -1,0 +1,133 @@
+"""Slice embeddings on disk, so a restarted server (or tonight's ``precompute``) never encodes a slice twice.
+
+One ``.npz`` per slice under ``<root>/<encoder>/<preprocessing>/<image hash>/``: every field of the
+:class:`EmbeddingKey` is part of the path, so a new checkpoint, precision or preprocessing version simply
+misses. Files are written atomically; reading touches the file's mtime, and the oldest files are removed
+when the store outgrows its byte budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .embedding_key import EmbeddingKey
+from .predictor import ImageEmbedding
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _segment(text: str) -> str:
+    """A path segment made from a key field (they are hashes and short policy names, never user paths)."""
+    return _UNSAFE.sub("_", text)[:80] or "_"
+
+
+class EmbeddingDiskStore:
+    """A directory of slice embeddings with a byte budget and least-recently-used eviction."""
+
+    def __init__(self, root: os.PathLike, max_bytes: int = 20 << 30) -> None:
+        self.root = Path(root)
+        self.max_bytes = int(max_bytes)
+        self._lock = threading.Lock()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._bytes = sum(path.stat().st_size for path in self._files())
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def path_for(self, key: EmbeddingKey) -> Path:
+        return (
+            self.root
+            / _segment(key.encoder)
+            / _segment(key.preprocessing)
+            / _segment(key.image_hash)
+            / f"axis{int(key.axis)}_{int(key.index):05d}.npz"
+        )
+
+    def load(self, key: EmbeddingKey) -> Optional[ImageEmbedding]:
+        """The stored embedding, or None when absent or unreadable (an unreadable file is removed)."""
+        path = self.path_for(key)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                features = torch.from_numpy(np.array(stored["features"]))
+                original_size = tuple(int(v) for v in stored["original_size"])
+            os.utime(path)  # mark as recently used for eviction
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            logger.warning("Discarding unreadable cached embedding %s: %s", path, error)
+            self._remove(path)
+            return None
+        return ImageEmbedding(features=features, original_size=original_size)  # type: ignore[arg-type]
+
+    def save(self, key: EmbeddingKey, embedding: ImageEmbedding) -> None:
+        """Write atomically (temporary file + rename); a full disk is logged, never raised to the click."""
+        path = self.path_for(key)
+        features = embedding.features.detach().to("cpu", torch.float32).numpy()
+        temporary: Optional[str] = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+                temporary = handle.name
+                np.savez(handle, features=features, original_size=np.asarray(embedding.original_size, dtype=np.int64))
+            previous = _size(path)
+            os.replace(temporary, path)
+            size = _size(path)
+        except OSError as error:
+            logger.warning("Could not store embedding %s: %s", path, error)
+            if temporary:
+                self._remove(Path(temporary))
+            return
+        with self._lock:
+            self._bytes += size - previous
+            over = self._bytes > self.max_bytes
+        if over:
+            self.evict()
+
+    def evict(self, target_fraction: float = 0.9) -> None:
+        """Remove the least recently used files until the store is under ``target_fraction`` of its budget."""
+        with self._lock:
+            files = sorted(self._files(), key=_mtime)
+            total = sum(_size(p) for p in files)
+            target = self.max_bytes * target_fraction
+            for path in files:
+                if total <= target:
+                    break
+                total -= _size(path)
+                self._remove(path)
+            self._bytes = max(total, 0)
+
+    def _files(self):
+        return (path for path in self.root.rglob("*.npz") if path.is_file())
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

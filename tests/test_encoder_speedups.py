@@ -1,0 +1,99 @@
+"""Fused attention, autocast precision and batched encoding give SAM's embedding (within stated tolerances)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from medicosam_app.attention import FusedAttention, use_fused_attention
+from medicosam_app.model_provider import ModelProvider
+from medicosam_app.predictor import PromptPredictor, resolve_precision
+from medicosam_app.sam_builder import load_sam
+
+FUSED_TOLERANCE = 1e-4  # float32 rounding of a different summation order
+
+
+@pytest.fixture(scope="module")
+def sam(tiny_checkpoint):
+    return load_sam(tiny_checkpoint)[0].eval()
+
+
+def _images(count: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((150, 210, 3)) * 255).astype(np.uint8) for _ in range(count)]
+
+
+def test_fused_attention_matches_sams_attention(sam):
+    fused = copy.deepcopy(sam)
+    assert use_fused_attention(fused) == len(sam.image_encoder.blocks)
+    assert all(type(block.attn) is FusedAttention for block in fused.image_encoder.blocks)
+    image = _images(1)[0]
+    reference = PromptPredictor(sam).encode(image).features
+    ours = PromptPredictor(fused).encode(image).features
+    assert torch.allclose(ours, reference, atol=FUSED_TOLERANCE), float((ours - reference).abs().max())
+
+
+def test_fused_attention_gives_the_same_masks(sam):
+    fused = copy.deepcopy(sam)
+    use_fused_attention(fused)
+    image = _images(1)[0]
+    points, labels = np.array([[100.0, 60.0]]), np.array([1])
+    plain, quick = PromptPredictor(sam), PromptPredictor(fused)
+    a = plain.predict(plain.encode(image), points, labels)
+    b = quick.predict(quick.encode(image), points, labels)
+    agreement = (a.mask == b.mask).mean()
+    assert agreement > 0.999, agreement
+
+
+def test_a_batch_encodes_like_single_images(sam):
+    predictor = PromptPredictor(sam)
+    images = _images(3, seed=1)
+    batch = predictor.encode_batch(images)
+    for image, embedding in zip(images, batch):
+        single = predictor.encode(image)
+        assert embedding.features.shape == single.features.shape == (1, *single.features.shape[1:])
+        assert torch.allclose(embedding.features, single.features, atol=1e-5)
+
+
+def test_a_batch_needs_one_image_size(sam):
+    with pytest.raises(ValueError, match="one size"):
+        PromptPredictor(sam).encode_batch([_images(1)[0], _images(1)[0][:100]])
+
+
+def test_precision_defaults_to_float32_on_cpu_and_refuses_fp16_there():
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision(None, torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ValueError, match="fp16 is for GPUs"):
+        resolve_precision("fp16", torch.device("cpu"))
+    with pytest.raises(ValueError, match="precision must be"):
+        resolve_precision("int3", torch.device("cpu"))
+
+
+def test_bf16_autocast_embedding_stays_close(sam):
+    """bf16 is offered on CPU too; its embedding differs from fp32 only by bf16 rounding."""
+    image = _images(1)[0]
+    reference = PromptPredictor(sam).encode(image).features
+    half = PromptPredictor(sam, precision="bf16").encode(image).features
+    assert half.dtype == torch.float32  # stored and decoded in float32
+    relative = float((half - reference).norm() / reference.norm())
+    assert relative < 0.05, relative
+
+
+def test_provider_reports_precision_and_keys_embeddings_by_it(tiny_checkpoint):
+    fp32 = ModelProvider(str(tiny_checkpoint), allow_download=False)
+    bf16 = ModelProvider(str(tiny_checkpoint), allow_download=False, precision="bf16")
+    fp32.load()
+    assert fp32.status["precision"] == "fp32" and fp32.status["fused_attention"] is True
+    assert fp32.encoder_key != bf16.encoder_key
+    assert fp32.encoder_key.startswith(fp32.checkpoint_hash)
+
+
+def test_an_unknown_precision_makes_the_model_unavailable_with_the_reason(tiny_checkpoint):
+    provider = ModelProvider(str(tiny_checkpoint), allow_download=False, precision="fp8")
+    provider.load()
+    assert provider.status["available"] is False
+    assert "precision must be" in provider.status["reason"]
