@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Callable, Iterable, Tuple
+from typing import Any, Callable, Iterable, Iterator, Tuple
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -51,25 +51,40 @@ def serve_in_threads(app: FastAPI, routes: Iterable[Tuple[str, str]] = HEAVY_ROU
     """Replace the matching ``async`` routes of ``app`` by thread-pool ones; returns how many changed."""
     wanted = set(routes)
     changed = 0
-    for position, route in enumerate(app.router.routes):
-        if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint):
-            continue
-        if not any((method, route.path) in wanted for method in route.methods):
-            continue
-        app.router.routes[position] = APIRoute(
-            route.path,
-            in_worker_thread(route.endpoint),
-            methods=list(route.methods),
-            name=route.name,
-            summary=route.summary,
-            tags=route.tags,
-            responses=route.responses,
-            response_class=route.response_class,
-            include_in_schema=route.include_in_schema,
-            dependency_overrides_provider=route.dependency_overrides_provider,
-        )
-        changed += 1
+    for router in _routers(app.router):
+        replaced = False
+        for position, route in enumerate(router.routes):
+            if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint):
+                continue
+            if not any((method, route.path) in wanted for method in route.methods):
+                continue
+            router.routes[position] = APIRoute(
+                route.path,
+                in_worker_thread(route.endpoint),
+                methods=list(route.methods),
+                name=route.name,
+                summary=route.summary,
+                tags=route.tags,
+                responses=route.responses,
+                response_class=route.response_class,
+                include_in_schema=route.include_in_schema,
+                dependency_overrides_provider=route.dependency_overrides_provider,
+            )
+            replaced = True
+            changed += 1
+        if replaced:
+            # FastAPI ≥ 0.16x resolves included routers lazily and caches them per routes version.
+            getattr(router, "_mark_routes_changed", lambda: None)()
     return changed
+
+
+def _routers(router: Any) -> Iterator[Any]:
+    """``router`` and every router included in it (kept as wrappers by recent FastAPI versions)."""
+    yield router
+    for route in router.routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _routers(included)
 
 
 def serve_heavy_endpoints_in_threads() -> None:
