@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
 from .coordinates import SliceView
-from .embeddings import EmbeddingCache, EmbeddingKey, EmbeddingSource
-from .intensity import IntensityPolicy, slice_to_rgb
-from .lru import LRUCache
+from .embeddings import EmbeddingCache, EmbeddingSource
+from .intensity import IntensityPolicy
 from .model_provider import ModelProvider
-from .prefetch import Prefetcher, PrefetchPlan, outward_order
-from .predictor import ImageEmbedding
+from .prefetch import Prefetcher
 from .prompts import choose_slice, parse_voxel_prompts, slice_prompt
 from .refinement import RefinementKey, RefinementMemory
+from .slice_embedder import SliceEmbedder
 from .volume import Volume
 from .volume_cache import VolumeCache
 
@@ -61,16 +60,20 @@ class InteractiveSegmenter:
         refinement: Optional[RefinementMemory] = None,
         prefetcher: Optional[Prefetcher] = None,
         prefetch_radius: int = 16,
+        embedder: Optional[SliceEmbedder] = None,
     ) -> None:
         self.models = models
-        self.intensity = intensity
         self.volumes = volumes or VolumeCache()
-        self.embeddings = embeddings or EmbeddingCache()
+        self.embedder = embedder or SliceEmbedder(models, intensity, embeddings, prefetcher, prefetch_radius)
         self.refinement = refinement or RefinementMemory()
-        self.prefetcher = prefetcher
-        self.prefetch_radius = int(prefetch_radius)
-        # One intensity range per volume (a percentile over millions of voxels is worth keeping).
-        self._ranges: LRUCache[Optional[Tuple[float, float]]] = LRUCache(max_bytes=1024, size_of=lambda _: 1)
+
+    @property
+    def embeddings(self) -> EmbeddingCache:
+        return self.embedder.embeddings
+
+    @property
+    def prefetcher(self) -> Optional[Prefetcher]:
+        return self.embedder.prefetcher
 
     def segment(
         self, image_path: os.PathLike, params: Mapping[str, Any], context: ClickContext, axis: int = 2
@@ -85,8 +88,8 @@ class InteractiveSegmenter:
         prompt = slice_prompt(prompts, view, index)
         loaded = time.perf_counter()
 
-        embedding, source = self.embedding(volume, view, index)
-        self.prefetch_around(context.client_id, volume, view, index)
+        embedding, source = self.embedder.embedding(volume, view, index)
+        self.embedder.prefetch_around(context.client_id, volume, view, index)
         encoded = time.perf_counter()
 
         key = RefinementKey(context.client_id, context.image_id, context.label, axis, index)
@@ -116,47 +119,3 @@ class InteractiveSegmenter:
                 "post": round(done - decoded, 4),
             },
         )
-
-    def embedding(self, volume: Volume, view: SliceView, index: int) -> Tuple[ImageEmbedding, EmbeddingSource]:
-        """The embedding of one slice, from the caches or encoded now, ahead of any prefetch work."""
-        key = self._key(volume, view, index)
-        encode = lambda: self._encode_slices(volume, view, [index])[0]  # noqa: E731
-        if self.prefetcher is None or self.embeddings.contains(key):
-            return self.embeddings.get_or_encode(key, encode)
-        with self.prefetcher.hold():
-            return self.embeddings.get_or_encode(key, encode)
-
-    def prefetch_around(self, client_id: str, volume: Volume, view: SliceView, index: int) -> None:
-        """Queue this client's neighbouring slices, nearest first, replacing its previous plan."""
-        if self.prefetcher is None or self.prefetch_radius <= 0:
-            return
-        plan = PrefetchPlan(
-            target=f"{volume.content_hash}:axis{view.axis}",
-            slices=outward_order(index, view.num_slices, self.prefetch_radius),
-            encode=lambda indices: self.encode_into_cache(volume, view, indices),
-            is_ready=lambda i: self.embeddings.contains(self._key(volume, view, i)),
-        )
-        self.prefetcher.focus(client_id, plan)
-
-    def encode_into_cache(self, volume: Volume, view: SliceView, indices: Sequence[int]) -> int:
-        """Encode the slices not cached yet (in batches of the given size) and cache them; returns how many."""
-        keys = {index: self._key(volume, view, index) for index in indices}
-        missing = [index for index in indices if not self.embeddings.contains(keys[index])]
-        if len(missing) == 1:  # one slice: the deduplicating path, in case a click wants it right now
-            self.embeddings.get_or_encode(keys[missing[0]], lambda: self._encode_slices(volume, view, missing)[0])
-        elif missing:
-            for index, embedding in zip(missing, self._encode_slices(volume, view, missing)):
-                self.embeddings.put(keys[index], embedding)
-        return len(missing)
-
-    def _key(self, volume: Volume, view: SliceView, index: int) -> EmbeddingKey:
-        return EmbeddingKey(volume.content_hash, view.axis, index, self.intensity.key, self.models.encoder_key)
-
-    def _encode_slices(self, volume: Volume, view: SliceView, indices: Sequence[int]) -> List[ImageEmbedding]:
-        volume_range = self._volume_range(volume)
-        images = [slice_to_rgb(view.extract(volume.array, index), volume_range) for index in indices]
-        return self.models.predictor().encode_batch(images)
-
-    def _volume_range(self, volume: Volume) -> Optional[Tuple[float, float]]:
-        key = (volume.content_hash, self.intensity.key)
-        return self._ranges.get_or_compute(key, lambda: self.intensity.volume_range(volume.array))[0]

@@ -148,7 +148,7 @@ def test_a_prefetch_in_flight_never_blocks_a_click_on_another_slice(tmp_path):
     from medicosam_app.intensity import slice_to_rgb
 
     view = SliceView.create(volume.shape, volume.direction, 2)
-    value_range = segmenter_probe.intensity.volume_range(volume.array)
+    value_range = segmenter_probe.embedder.intensity.volume_range(volume.array)
     first_row = lambda k: slice_to_rgb(view.extract(volume.array, k), value_range)[0, :, 0]  # noqa: E731
     double = SlowSlicePredictorDouble([first_row(6)])  # slice 6 (a neighbour of 5) encodes slowly
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Dict
@@ -20,13 +19,11 @@ from monailabel.interfaces.datastore import Datastore  # noqa: E402
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
-from lib.settings import AppSettings  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
-from medicosam_app.embedding_store import EmbeddingDiskStore  # noqa: E402
-from medicosam_app.embeddings import EmbeddingCache  # noqa: E402
 from medicosam_app.interactive import InteractiveSegmenter  # noqa: E402
-from medicosam_app.model_provider import ModelProvider  # noqa: E402
 from medicosam_app.prefetch import Prefetcher  # noqa: E402
+from medicosam_app.services import build_model_provider, build_slice_embedder  # noqa: E402
+from medicosam_app.settings import Settings  # noqa: E402
 from medicosam_app.volume_cache import VolumeCache  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -34,25 +31,13 @@ logger = logging.getLogger(__name__)
 
 class MedicoSAMApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]) -> None:
-        self.settings = AppSettings.from_conf(conf or {})
-        self.models = ModelProvider(
-            checkpoint=self.settings.checkpoint,
-            cache_dir=self.settings.cache_dir,
-            allow_download=self.settings.allow_download,
-            device=self.settings.device,
-            precision=self.settings.precision,
-            fused_attention=self.settings.fused_attention,
-        )
-        disk = None
-        if self.settings.embedding_disk_dir is not None:
-            disk = EmbeddingDiskStore(self.settings.embedding_disk_dir, self.settings.embedding_disk_mb << 20)
+        self.settings = Settings.from_conf(conf or {})
+        self.models = build_model_provider(self.settings)
+        prefetcher = Prefetcher(batch_size=self.settings.encode_batch_size)
         self.segmenter = InteractiveSegmenter(
             self.models,
-            intensity=self.settings.intensity,
             volumes=VolumeCache(self.settings.volume_cache_mb << 20),
-            embeddings=EmbeddingCache(self.settings.embedding_cache_mb << 20, disk=disk),
-            prefetcher=Prefetcher(batch_size=self.settings.encode_batch_size),
-            prefetch_radius=self.settings.prefetch_radius,
+            embedder=build_slice_embedder(self.settings, self.models, prefetcher),
         )
         super().__init__(
             app_dir=app_dir,

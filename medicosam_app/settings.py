@@ -1,21 +1,22 @@
-"""The app's settings: ``--conf key value`` on the command line, else environment variables, else defaults."""
+"""Settings shared by the server and the command line: ``--conf key value`` (or a CLI flag), else environment
+variables (``MEDICOSAM_*``), else defaults. One place, so ``precompute`` fills the cache the server reads."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Optional
 
-from medicosam_app.checkpoints import CACHE_DIR_ENV, CHECKPOINT_ENV, default_cache_dir
-from medicosam_app.intensity import IntensityPolicy
+from .checkpoints import CACHE_DIR_ENV, CHECKPOINT_ENV, default_cache_dir
+from .intensity import IntensityPolicy
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", "none"}
 
 
 @dataclass(frozen=True)
-class AppSettings:
+class Settings:
     checkpoint: Optional[str]
     cache_dir: Optional[str]
     allow_download: bool
@@ -31,7 +32,7 @@ class AppSettings:
     fused_attention: bool
 
     @classmethod
-    def from_conf(cls, conf: Mapping[str, str]) -> "AppSettings":
+    def from_conf(cls, conf: Mapping[str, str]) -> "Settings":
         def get(key: str, env: str, default: Optional[str] = None) -> Optional[str]:
             value = conf.get(key)
             return value if value not in (None, "") else os.environ.get(env, default)

@@ -1,0 +1,93 @@
+"""Encode every slice of a datastore ahead of time (overnight), so the first click of the day is instant."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, List, Sequence, Tuple
+
+from tqdm import tqdm
+
+from .coordinates import SliceView
+from .errors import MedicoSamError
+from .slice_embedder import SliceEmbedder
+from .volume import Volume, read_volume
+
+logger = logging.getLogger(__name__)
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+
+def find_images(studies: Path) -> List[Path]:
+    """The image files of a local MONAI Label datastore: volume files at the top of the folder.
+
+    Labels live in ``labels/`` below it and are not images; a single file is accepted as it is.
+    """
+    studies = Path(studies)
+    if studies.is_file():
+        return [studies]
+    if not studies.is_dir():
+        raise FileNotFoundError(f"{studies} is neither an image file nor a folder of images")
+    return sorted(
+        path for path in studies.iterdir()
+        if path.is_file() and path.name.lower().endswith(VOLUME_SUFFIXES) and not path.name.endswith(".seg.nrrd")
+    )
+
+
+@dataclass
+class PrecomputeSummary:
+    images: int = 0
+    slices: int = 0
+    encoded: int = 0
+    seconds: float = 0.0
+    failed: List[Tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def already_cached(self) -> int:
+        return self.slices - self.encoded
+
+    def line(self) -> str:
+        text = (
+            f"{self.images} images, {self.slices} slices: {self.encoded} encoded, {self.already_cached} already cached"
+            f" in {self.seconds:.1f} s"
+        )
+        if self.failed:
+            text += f"; {len(self.failed)} images skipped ({', '.join(name for name, _ in self.failed)})"
+        return text
+
+
+def precompute(
+    images: Sequence[Path],
+    embedder: SliceEmbedder,
+    axes: Iterable[int] = (2,),
+    batch_size: int = 1,
+    progress: bool = True,
+) -> PrecomputeSummary:
+    """Encode the slices of ``images`` along ``axes`` into the embedder's caches (memory budget permitting,
+    and on disk). Unreadable images are reported in the summary and skipped."""
+    started = time.perf_counter()
+    summary = PrecomputeSummary()
+    volumes: List[Tuple[Path, Volume]] = []
+    for path in images:
+        try:
+            volumes.append((path, read_volume(path)))
+        except MedicoSamError as error:
+            summary.failed.append((path.name, str(error)))
+            logger.warning("Skipping %s: %s", path.name, error)
+    axes = tuple(axes)
+    total = sum(volume.shape[axis] for _, volume in volumes for axis in axes)
+    with tqdm(total=total, unit="slice", desc="Encoding", disable=not progress) as bar:
+        for path, volume in volumes:
+            summary.images += 1
+            for axis in axes:
+                view = SliceView.create(volume.shape, volume.direction, axis)
+                bar.set_postfix_str(f"{path.name} axis {axis}")
+                for start in range(0, view.num_slices, max(1, batch_size)):
+                    indices = list(range(start, min(start + batch_size, view.num_slices)))
+                    summary.encoded += embedder.encode_into_cache(volume, view, indices)
+                    summary.slices += len(indices)
+                    bar.update(len(indices))
+    summary.seconds = time.perf_counter() - started
+    return summary

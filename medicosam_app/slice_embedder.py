@@ -1,0 +1,87 @@
+"""Slice embeddings of whole volumes: the one place that turns (volume, axis, slice) into encoder features.
+
+Used by clicks, by the prefetch worker, by ``precompute`` and by anything else that needs embeddings,
+so they all share one cache and one key.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+from .coordinates import SliceView
+from .embeddings import EmbeddingCache, EmbeddingKey, EmbeddingSource
+from .intensity import IntensityPolicy, slice_to_rgb
+from .lru import LRUCache
+from .model_provider import ModelProvider
+from .predictor import ImageEmbedding
+from .prefetch import Prefetcher, PrefetchPlan, outward_order
+from .volume import Volume
+
+
+class SliceEmbedder:
+    """Embeddings of display-orientation slices, cached in memory and on disk, prefetched around clicks."""
+
+    def __init__(
+        self,
+        models: ModelProvider,
+        intensity: IntensityPolicy = IntensityPolicy(),
+        embeddings: Optional[EmbeddingCache] = None,
+        prefetcher: Optional[Prefetcher] = None,
+        prefetch_radius: int = 16,
+    ) -> None:
+        self.models = models
+        self.intensity = intensity
+        self.embeddings = embeddings or EmbeddingCache()
+        self.prefetcher = prefetcher
+        self.prefetch_radius = int(prefetch_radius)
+        # One intensity range per volume (a percentile over millions of voxels is worth keeping).
+        self._ranges: LRUCache[Optional[Tuple[float, float]]] = LRUCache(max_bytes=1024, size_of=lambda _: 1)
+
+    def key(self, volume: Volume, view: SliceView, index: int) -> EmbeddingKey:
+        return EmbeddingKey(volume.content_hash, view.axis, index, self.intensity.key, self.models.encoder_key)
+
+    def is_ready(self, volume: Volume, view: SliceView, index: int) -> bool:
+        """Whether the slice's embedding is cached (memory or disk)."""
+        return self.embeddings.contains(self.key(volume, view, index))
+
+    def embedding(self, volume: Volume, view: SliceView, index: int) -> Tuple[ImageEmbedding, EmbeddingSource]:
+        """The embedding of one slice, from the caches or encoded now, ahead of any prefetch work."""
+        key = self.key(volume, view, index)
+        encode = lambda: self.encode(volume, view, [index])[0]  # noqa: E731
+        if self.prefetcher is None or self.embeddings.contains(key):
+            return self.embeddings.get_or_encode(key, encode)
+        with self.prefetcher.hold():
+            return self.embeddings.get_or_encode(key, encode)
+
+    def prefetch_around(self, client_id: str, volume: Volume, view: SliceView, index: int) -> None:
+        """Queue this client's neighbouring slices, nearest first, replacing its previous plan."""
+        if self.prefetcher is None or self.prefetch_radius <= 0:
+            return
+        plan = PrefetchPlan(
+            target=f"{volume.content_hash}:axis{view.axis}",
+            slices=outward_order(index, view.num_slices, self.prefetch_radius),
+            encode=lambda indices: self.encode_into_cache(volume, view, indices),
+            is_ready=lambda i: self.is_ready(volume, view, i),
+        )
+        self.prefetcher.focus(client_id, plan)
+
+    def encode_into_cache(self, volume: Volume, view: SliceView, indices: Sequence[int]) -> int:
+        """Encode the given slices that are not cached yet, in one batch, and cache them; returns how many."""
+        keys = {index: self.key(volume, view, index) for index in indices}
+        missing = [index for index in indices if not self.embeddings.contains(keys[index])]
+        if len(missing) == 1:  # one slice: the deduplicating path, in case a click wants it right now
+            self.embeddings.get_or_encode(keys[missing[0]], lambda: self.encode(volume, view, missing)[0])
+        elif missing:
+            for index, embedding in zip(missing, self.encode(volume, view, missing)):
+                self.embeddings.put(keys[index], embedding)
+        return len(missing)
+
+    def encode(self, volume: Volume, view: SliceView, indices: Sequence[int]) -> List[ImageEmbedding]:
+        """Encode slices now, without the cache."""
+        volume_range = self._volume_range(volume)
+        images = [slice_to_rgb(view.extract(volume.array, index), volume_range) for index in indices]
+        return self.models.predictor().encode_batch(images)
+
+    def _volume_range(self, volume: Volume) -> Optional[Tuple[float, float]]:
+        key = (volume.content_hash, self.intensity.key)
+        return self._ranges.get_or_compute(key, lambda: self.intensity.volume_range(volume.array))[0]

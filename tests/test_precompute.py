@@ -1,0 +1,73 @@
+"""``python -m medicosam_app precompute``: fills the disk cache the server reads, and is idempotent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import asymmetric_array, write_volume
+from medicosam_app.interactive import ClickContext, InteractiveSegmenter
+from medicosam_app.services import build_model_provider, build_slice_embedder
+from medicosam_app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "medicosam_app", *args], cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
+
+
+def _studies(tmp_path: Path) -> Path:
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    write_volume(studies / "a.nii.gz", asymmetric_array((20, 16, 5), seed=1))
+    write_volume(studies / "b.nii.gz", asymmetric_array((18, 14, 3), seed=2))
+    (studies / "labels" / "final").mkdir(parents=True)
+    write_volume(studies / "labels" / "final" / "a.nii.gz", (asymmetric_array((20, 16, 5), seed=1) > 0).astype("uint8"))
+    (studies / "broken.nii.gz").write_bytes(b"not an image")
+    return studies
+
+
+def test_precompute_fills_the_cache_the_server_reads_and_is_idempotent(tmp_path, tiny_checkpoint):
+    studies, cache = _studies(tmp_path), tmp_path / "cache"
+    common = ["--studies", str(studies), "--checkpoint", str(tiny_checkpoint), "--cache-dir", str(cache), "--no-download", "--quiet"]
+
+    first = _run("precompute", *common, "--batch-size", "2")
+    assert first.returncode == 0, first.stderr
+    assert "2 images, 8 slices: 8 encoded, 0 already cached" in first.stdout
+    assert "1 images skipped (broken.nii.gz)" in first.stdout
+    assert len(list((cache / "embeddings").rglob("*.npz"))) == 8
+
+    again = _run("precompute", *common)
+    assert again.returncode == 0 and "0 encoded, 8 already cached" in again.stdout
+
+    # The server builds its embedder from the same settings: its first click comes from disk.
+    settings = Settings.from_conf({"checkpoint": str(tiny_checkpoint), "cache_dir": str(cache), "download": "false"})
+    models = build_model_provider(settings)
+    segmenter = InteractiveSegmenter(models, embedder=build_slice_embedder(settings, models))
+    result = segmenter.segment(studies / "b.nii.gz", {"foreground": [[5, 5, 1]]}, ClickContext("b"))
+    assert result.embedding_source == "disk"
+
+
+def test_precompute_along_other_axes(tmp_path, tiny_checkpoint):
+    studies, cache = _studies(tmp_path), tmp_path / "cache"
+    done = _run("precompute", "--studies", str(studies / "a.nii.gz"), "--checkpoint", str(tiny_checkpoint),
+                "--cache-dir", str(cache), "--no-download", "--quiet", "--axis", "0", "--axis", "1")
+    assert done.returncode == 0, done.stderr
+    assert "1 images, 36 slices: 36 encoded" in done.stdout  # 20 slices along i + 16 along j
+
+
+def test_precompute_without_weights_says_what_to_do(tmp_path):
+    studies = _studies(tmp_path)
+    missing = _run("precompute", "--studies", str(studies), "--cache-dir", str(tmp_path / "empty"), "--no-download")
+    assert missing.returncode == 1
+    assert "vit_b_medicosam" in missing.stderr or "checkpoint" in missing.stderr.lower()
+
+
+def test_precompute_on_a_missing_folder_is_a_clear_error(tmp_path):
+    result = _run("precompute", "--studies", str(tmp_path / "nowhere"), "--no-download")
+    assert result.returncode == 1 and "neither an image file nor a folder" in result.stderr
