@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -75,8 +75,14 @@ class PromptPredictor:
         return self.encode_batch([rgb])[0]
 
     @torch.inference_mode()
-    def encode_batch(self, images: Sequence[np.ndarray]) -> List[ImageEmbedding]:
-        """Embed several HxWx3 uint8 images of one size in one encoder pass (GPUs gain from batches)."""
+    def encode_batch(
+        self, images: Sequence[np.ndarray], between_blocks: Optional[Callable[[], None]] = None
+    ) -> List[ImageEmbedding]:
+        """Embed several HxWx3 uint8 images of one size in one encoder pass (GPUs gain from batches).
+
+        ``between_blocks`` is called before each transformer block: background work uses it to pause
+        while a click needs the processor.
+        """
         if not images:
             return []
         for rgb in images:
@@ -89,10 +95,23 @@ class PromptPredictor:
             [torch.as_tensor(frame.transform.apply_image(rgb), device=self.device).permute(2, 0, 1) for rgb in images]
         )
         with self._autocast():
-            features = self.sam.image_encoder(self.sam.preprocess(pixels.float()))
+            features = self._image_encoder(self.sam.preprocess(pixels.float()), between_blocks)
         features = features.float()
         size = tuple(images[0].shape[:2])
         return [ImageEmbedding(features=features[i : i + 1].clone(), original_size=size) for i in range(len(images))]  # type: ignore[arg-type]
+
+    def _image_encoder(self, x: torch.Tensor, between_blocks: Optional[Callable[[], None]]) -> torch.Tensor:
+        encoder = self.sam.image_encoder
+        if between_blocks is None:
+            return encoder(x)
+        # ImageEncoderViT.forward, one block at a time.
+        x = encoder.patch_embed(x)
+        if encoder.pos_embed is not None:
+            x = x + encoder.pos_embed
+        for block in encoder.blocks:
+            between_blocks()
+            x = block(x)
+        return encoder.neck(x.permute(0, 3, 1, 2))
 
     def _autocast(self):
         if self.precision == "fp32":

@@ -91,6 +91,15 @@ class Prefetcher:
                 self._holds -= 1
                 self._condition.notify_all()
 
+    def in_worker(self) -> bool:
+        """Whether the calling thread is the prefetch worker."""
+        return threading.current_thread() is self._thread
+
+    def pause_while_held(self) -> None:
+        """Called by the worker between encoder blocks: waits while a click holds the processor."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._holds == 0 or self._stopped)
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every plan is done and nothing runs; False on timeout."""
         with self._condition:

@@ -77,10 +77,13 @@ class SliceEmbedder:
         return len(missing)
 
     def encode(self, volume: Volume, view: SliceView, indices: Sequence[int]) -> List[ImageEmbedding]:
-        """Encode slices now, without the cache."""
+        """Encode slices now, without the cache; prefetch work pauses between blocks while a click encodes."""
         volume_range = self._volume_range(volume)
         images = [slice_to_rgb(view.extract(volume.array, index), volume_range) for index in indices]
-        return self.models.predictor().encode_batch(images)
+        pause = None
+        if self.prefetcher is not None and self.prefetcher.in_worker():
+            pause = self.prefetcher.pause_while_held
+        return self.models.predictor().encode_batch(images, between_blocks=pause)
 
     def _volume_range(self, volume: Volume) -> Optional[Tuple[float, float]]:
         key = (volume.content_hash, self.intensity.key)

@@ -97,3 +97,46 @@ def test_an_unknown_precision_makes_the_model_unavailable_with_the_reason(tiny_c
     provider.load()
     assert provider.status["available"] is False
     assert "precision must be" in provider.status["reason"]
+
+
+def test_block_by_block_encoding_is_identical_and_calls_the_pause_hook(sam):
+    image = _images(1)[0]
+    calls = []
+    predictor = PromptPredictor(sam)
+    paused = predictor.encode_batch([image], between_blocks=lambda: calls.append(1))[0]
+    assert len(calls) == len(sam.image_encoder.blocks)
+    assert torch.equal(paused.features, predictor.encode(image).features)
+
+
+def test_background_encoding_waits_between_blocks_while_a_click_holds(sam, tmp_path):
+    """The prefetch worker's encoder stops at the next block boundary while a click encodes."""
+    import threading
+
+    from medicosam_app.prefetch import Prefetcher, PrefetchPlan
+
+    prefetcher = Prefetcher(lower_priority=False)
+    predictor = PromptPredictor(sam)
+    blocks_run, first_block = [], threading.Event()
+    release = threading.Event()
+
+    def hook():
+        blocks_run.append(1)
+        if len(blocks_run) == 1:
+            first_block.set()
+            release.wait(10)  # the click takes the hold while the worker sits at block 1
+        prefetcher.pause_while_held()
+
+    def encode(indices):
+        predictor.encode_batch(_images(1), between_blocks=hook if prefetcher.in_worker() else None)
+
+    try:
+        prefetcher.focus("a", PrefetchPlan("img", [1], encode, lambda i: False))
+        assert first_block.wait(10)
+        with prefetcher.hold():
+            release.set()
+            assert not prefetcher.wait_idle(0.5), "the worker must wait while the click holds"
+            assert len(blocks_run) == 1
+        assert prefetcher.wait_idle(10)
+        assert len(blocks_run) == len(sam.image_encoder.blocks)
+    finally:
+        prefetcher.stop()

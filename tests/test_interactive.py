@@ -18,7 +18,7 @@ class RecordingPredictorDouble:
         self.encoded = []
         self.calls = []
 
-    def encode_batch(self, images):
+    def encode_batch(self, images, between_blocks=None):
         self.encoded.extend(images)
         return [ImageEmbedding(features=torch.zeros(1, 1, 1, 1), original_size=rgb.shape[:2]) for rgb in images]
 

@@ -112,7 +112,7 @@ class SlowSlicePredictorDouble:
         self.gate, self.blocked_started = threading.Event(), threading.Event()
         self.encoded = 0
 
-    def encode_batch(self, images):
+    def encode_batch(self, images, between_blocks=None):
         for rgb in images:
             if tuple(rgb[0, :, 0]) in self.blocked_rows:
                 self.blocked_started.set()
