@@ -79,6 +79,14 @@ class InteractiveSegmenter:
         self, image_path: os.PathLike, params: Mapping[str, Any], context: ClickContext, axis: int = 2
     ) -> SliceSegmentation:
         """Segment the slice the prompts in ``params`` (Slicer/OHIF keys) point at."""
+        if self.prefetcher is None:
+            return self._segment(image_path, params, context, axis)
+        with self.prefetcher.hold():  # background encoding pauses at its next block while a click runs
+            return self._segment(image_path, params, context, axis)
+
+    def _segment(
+        self, image_path: os.PathLike, params: Mapping[str, Any], context: ClickContext, axis: int
+    ) -> SliceSegmentation:
         started = time.perf_counter()
         predictor = self.models.predictor()
         volume = self.volumes.get(image_path)
@@ -102,7 +110,7 @@ class InteractiveSegmenter:
         self.refinement.put(key, prediction.low_res_logits)
         decoded = time.perf_counter()
 
-        label = np.zeros(volume.shape, dtype=np.uint8)
+        label = np.zeros(volume.shape, dtype=np.uint8, order="F")  # i fastest, as ITK writes it: no transpose copy
         view.paste(prediction.mask.astype(np.uint8), label, index)
         done = time.perf_counter()
         return SliceSegmentation(

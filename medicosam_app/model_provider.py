@@ -16,6 +16,7 @@ import torch
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, resolve_checkpoint
 from .errors import CheckpointError, MedicoSamError, ModelUnavailableError
 from .attention import use_fused_attention
+from .memory_layout import use_channels_last_decoder
 from .predictor import PromptPredictor
 from .sam_builder import SamArchitecture, load_sam
 
@@ -62,6 +63,7 @@ class ModelProvider:
             sam, architecture = load_sam(resolved.path)
             if self._fused_attention:
                 use_fused_attention(sam)
+            use_channels_last_decoder(sam)
             device = torch.device(self._device) if self._device else None
             self._predictor = PromptPredictor(sam, device, self._precision)
             self._resolved, self._architecture = resolved, architecture

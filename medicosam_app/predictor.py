@@ -66,6 +66,8 @@ class PromptPredictor:
         self.sam = sam.to(self.device).eval()
         self.image_size = sam.image_encoder.img_size
         self.precision = resolve_precision(precision, self.device)
+        with torch.inference_mode():  # depends on the weights only: compute once, not per click
+            self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
 
     def frame(self, original_size: Tuple[int, int]) -> SamFrame:
         return SamFrame(tuple(original_size), self.image_size)  # type: ignore[arg-type]
@@ -151,7 +153,7 @@ class PromptPredictor:
         sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
         low_res, iou = self.sam.mask_decoder(
             image_embeddings=embedding.features.to(self.device),
-            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            image_pe=self._dense_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,

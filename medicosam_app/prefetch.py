@@ -163,8 +163,15 @@ class Prefetcher:
 
 
 def _lower_thread_priority() -> None:
-    """Nice this thread (and the math threads it starts) to 19, so clicks get the CPU first."""
+    """Run this thread (and the math threads it starts) only when the CPU is otherwise idle (Linux
+    SCHED_IDLE), else at nice 19, so clicks get the processor first."""
+    thread_id = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        os.sched_setscheduler(thread_id, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError) as error:
+        logger.debug("SCHED_IDLE unavailable: %s", error)
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread_id, 19)
     except (AttributeError, OSError) as error:  # not Linux, or not permitted: prefetch still works
         logger.info("Prefetch runs at normal priority: %s", error)

@@ -140,3 +140,21 @@ def test_background_encoding_waits_between_blocks_while_a_click_holds(sam, tmp_p
         assert len(blocks_run) == len(sam.image_encoder.blocks)
     finally:
         prefetcher.stop()
+
+
+def test_channels_last_decoder_gives_the_same_logits(sam):
+    from medicosam_app.memory_layout import use_channels_last_decoder
+
+    image = _images(1)[0]
+    plain = PromptPredictor(sam)
+    embedding = plain.encode(image)
+    points, labels = np.array([[100.0, 60.0], [30.0, 20.0]]), np.array([1, 0])
+    first = plain.predict(embedding, points, labels)
+    reference = plain.predict(embedding, points, labels, mask_logits=first.low_res_logits)
+
+    relaid = copy.deepcopy(sam)
+    use_channels_last_decoder(relaid)
+    quick = PromptPredictor(relaid)
+    ours = quick.predict(embedding, points, labels, mask_logits=quick.predict(embedding, points, labels).low_res_logits)
+    assert torch.allclose(ours.low_res_logits, reference.low_res_logits, atol=1e-5)
+    assert (ours.mask == reference.mask).mean() > 0.999

@@ -35,11 +35,15 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(
-    studies: Path, log_file: Path, env: Optional[Dict[str, str]] = None, conf: Optional[Dict[str, str]] = None
+    studies: Path,
+    log_file: Path,
+    env: Optional[Dict[str, str]] = None,
+    conf: Optional[Dict[str, str]] = None,
+    app: Path = REPO / "apps" / "medicosam",
 ) -> Iterator[str]:
     """``monailabel start_server --app apps/medicosam`` as a subprocess; yields its URL once /info answers."""
     port = _free_port()
-    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO / "apps" / "medicosam"),
+    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app),
                "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
     for key, value in (conf or {}).items():
         command += ["--conf", key, value]
