@@ -107,7 +107,7 @@ def ours(args, folder: Path, studies: Path, image_id: str, shape, k: int, points
     bare = bare_timings(checkpoint, studies / f"{image_id}.nii.gz", k, point_xy, args.device)
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
 
-    env = {"MEDICOSAM_CHECKPOINT": str(checkpoint)}
+    env = {"MEDICOSAM_CHECKPOINT": str(checkpoint), "MEDICOSAM_PREFETCH_RADIUS": str(args.prefetch_radius)}
     if args.device:
         env["MEDICOSAM_DEVICE"] = args.device
     print("[ours] starting the server ...", flush=True)
@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="a 3D image (default: MNI152 T1 sample)")
     parser.add_argument("--skip-sam2", action="store_true")
+    parser.add_argument("--prefetch-radius", type=int, default=16, help="server setting (0: no background encoding)")
     args = parser.parse_args()
     if not args.image.exists():
         sys.exit(f"{args.image} is missing: run  python sample-data/build_datastore.py  first")
@@ -191,7 +192,7 @@ def main() -> None:
     bare_total = bare["encode"] + bare["decode"]
     print()
     print(f"image {args.image.name} {shape}, slice {k}, model {args.arch} (random weights), device {result['device']}, "
-          f"precision {bare['precision']}, {torch.get_num_threads()} CPU threads")
+          f"precision {bare['precision']}, {torch.get_num_threads()} CPU threads, prefetch radius {args.prefetch_radius}")
     print(f"bare encoder:                 {bare['encode'] * 1000:9.1f} ms")
     print(f"bare decoder:                 {bare['decode'] * 1000:9.1f} ms")
     print(f"cold click (round trip):      {result['cold'] * 1000:9.1f} ms = {result['cold'] / bare_total:.2f} x (encoder + decoder)")
