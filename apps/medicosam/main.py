@@ -18,6 +18,7 @@ from monailabel.interfaces.datastore import Datastore  # noqa: E402
 
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
+from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
 from medicosam_app.interactive import InteractiveSegmenter  # noqa: E402
@@ -25,6 +26,7 @@ from medicosam_app.prefetch import Prefetcher  # noqa: E402
 from medicosam_app.services import build_model_provider, build_slice_embedder  # noqa: E402
 from medicosam_app.settings import Settings  # noqa: E402
 from medicosam_app.volume_cache import VolumeCache  # noqa: E402
+from medicosam_app.volume_segmenter import VolumeSegmenter  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +36,10 @@ class MedicoSAMApp(MONAILabelApp):
         self.settings = Settings.from_conf(conf or {})
         self.models = build_model_provider(self.settings)
         prefetcher = Prefetcher(batch_size=self.settings.encode_batch_size)
-        self.segmenter = InteractiveSegmenter(
-            self.models,
-            volumes=VolumeCache(self.settings.volume_cache_mb << 20),
-            embedder=build_slice_embedder(self.settings, self.models, prefetcher),
-        )
+        volumes = VolumeCache(self.settings.volume_cache_mb << 20)
+        embedder = build_slice_embedder(self.settings, self.models, prefetcher)
+        self.segmenter = InteractiveSegmenter(self.models, volumes=volumes, embedder=embedder)
+        self.volume_segmenter = VolumeSegmenter(self.models, embedder, volumes)
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -59,7 +60,10 @@ class MedicoSAMApp(MONAILabelApp):
         )
 
     def init_infers(self) -> Dict[str, Any]:
-        return {"medicosam_interactive": InteractiveInfer(self.segmenter)}
+        return {
+            "medicosam_interactive": InteractiveInfer(self.segmenter),
+            "medicosam_3d": PropagationInfer(self.volume_segmenter),
+        }
 
     def init_trainers(self) -> Dict[str, Any]:
         return {}

@@ -1,0 +1,86 @@
+"""``medicosam_3d``: MONAI Label's 3D deepgrow-type task: prompts on slices, a propagated 3D mask."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, Tuple
+
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from medicosam_app.interactive import ClickContext
+from medicosam_app.propagation import PropagationSettings
+from medicosam_app.volume import write_label
+from medicosam_app.volume_segmenter import VolumeSegmenter
+
+from .http_errors import as_http_errors
+
+logger = logging.getLogger(__name__)
+
+
+class PropagationInfer(InferTask):
+    """Points and/or a 3D ``roi`` → the prompted slices, then propagation both ways with a stop rule."""
+
+    def __init__(self, segmenter: VolumeSegmenter, defaults: PropagationSettings = PropagationSettings(), label_names=("label",)) -> None:
+        super().__init__(
+            type=InferType.DEEPGROW,
+            labels=list(label_names),
+            dimension=3,
+            description="MedicoSAM 3D: prompts on one or more slices, propagated through the volume; "
+            "the answer lists the slices whose confidence is low",
+            config={
+                "axis": 2,
+                "reset_state": False,
+                "projection": defaults.projection,
+                "iou_threshold": defaults.iou_threshold,
+                "min_predicted_iou": defaults.min_predicted_iou,
+                "box_extension": defaults.box_extension,
+                "low_confidence": defaults.low_confidence,
+            },
+        )
+        self.segmenter = segmenter
+        self.defaults = defaults
+
+    def info(self) -> Dict[str, Any]:
+        info = super().info()
+        info["model_status"] = self.segmenter.models.status
+        return info
+
+    def is_valid(self) -> bool:
+        return True
+
+    def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+        started = time.perf_counter()
+        with as_http_errors():
+            label = str(request.get("label") or self.labels[0])
+            context = ClickContext(
+                image_id=str(request.get("image_id") or request["image"]),
+                client_id=str(request.get("client_id") or "default"),
+                label=label,
+                reset_state=bool(request.get("reset_state", False)),
+            )
+            settings = PropagationSettings.from_request(request, self.defaults)
+            axis = int(request.get("axis", 2))
+            outcome = self.segmenter.segment(request["image"], request, context, axis=axis, settings=settings)
+            write_started = time.perf_counter()
+            path = write_label(outcome.label, outcome.volume, suffix=request.get("result_extension") or ".nii.gz")
+        result = outcome.result
+        latencies = dict(outcome.latencies)
+        latencies["write"] = round(time.perf_counter() - write_started, 4)
+        latencies["total"] = round(time.perf_counter() - started, 4)
+        low, high = result.slice_range
+        logger.info(
+            "medicosam_3d: slices %d..%d from %s, %d decoded, low confidence %s",
+            low, high, result.prompted_slices, len(result.recomputed), result.low_confidence_slices,
+        )
+        return str(path), {
+            "label_names": {label: 1},
+            "axis": axis,
+            "slice_range": [low, high],
+            "prompted_slices": result.prompted_slices,
+            "predicted_iou": {str(k): v for k, v in result.predicted_iou.items()},
+            "low_confidence_slices": result.low_confidence_slices,
+            "stopped": result.stops,
+            "recomputed_slices": result.recomputed,
+            "latencies": latencies,
+        }

@@ -1,0 +1,280 @@
+"""From prompted slices to a 3D mask: propagate slice by slice, stop where the model loses the object.
+
+The slice axis is cut by the prompted slices into *segments*: a tail below the lowest prompted slice, a
+gap between each pair of neighbouring prompted slices, and a tail above the highest. A tail is walked
+outward from its prompted slice; a gap is filled from both of its ends at once, each end walking towards
+the other. Every step prompts the next slice with the previous slice's mask (projected to a box, box and
+logits, or an interior point) and keeps the new mask only while it overlaps the previous one enough and
+the model's own predicted IoU is high enough.
+
+Because each segment depends only on its end slices' prompts, a correction on one slice recomputes the
+segments touching that slice and keeps the others (see :class:`PropagationState`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .errors import InvalidRequestError
+from .prompts import SlicePrompt
+
+logger = logging.getLogger(__name__)
+
+Projection = Literal["mask", "box", "points"]
+PROJECTIONS = ("mask", "box", "points")
+
+
+@dataclass(frozen=True)
+class PropagationSettings:
+    """Defaults follow micro-sam's annotator (IoU 0.5, box extension 0.05) with box+mask projection."""
+
+    projection: Projection = "mask"
+    iou_threshold: float = 0.5  # stop when IoU(previous slice, new slice) falls below
+    min_predicted_iou: float = 0.5  # stop when the model's predicted IoU falls below
+    box_extension: float = 0.05  # the projected box grows by this fraction of its size on each side
+    low_confidence: float = 0.8  # slices whose predicted IoU is below are listed for review
+
+    def __post_init__(self) -> None:
+        if self.projection not in PROJECTIONS:
+            raise InvalidRequestError(f"'projection' must be one of {PROJECTIONS}, not {self.projection!r}.")
+        for name in ("iou_threshold", "min_predicted_iou", "low_confidence"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InvalidRequestError(f"'{name}' must lie between 0 and 1, got {value}.")
+        if not 0.0 <= self.box_extension <= 1.0:
+            raise InvalidRequestError(f"'box_extension' must lie between 0 and 1, got {self.box_extension}.")
+
+
+    @classmethod
+    def from_request(cls, params: Mapping[str, Any], defaults: Optional["PropagationSettings"] = None) -> "PropagationSettings":
+        """The request's ``projection``, thresholds and ``box_extension`` over ``defaults``; bad values → 422."""
+        defaults = defaults or cls()
+        values: Dict[str, Any] = {}
+        for name in ("iou_threshold", "min_predicted_iou", "box_extension", "low_confidence"):
+            raw = params.get(name)
+            if raw is None:
+                continue
+            try:
+                values[name] = float(raw)
+            except (TypeError, ValueError):
+                raise InvalidRequestError(f"'{name}' must be a number between 0 and 1, got {raw!r}.") from None
+        if params.get("projection") is not None:
+            values["projection"] = str(params["projection"])
+        return dataclasses.replace(defaults, **values)
+
+
+@dataclass(frozen=True)
+class SliceMask:
+    """One slice's answer: boolean mask (display orientation), SAM's low-res logits, predicted IoU."""
+
+    mask: np.ndarray
+    logits: Optional[torch.Tensor]
+    predicted_iou: float
+
+
+# segment(slice index, prompt, previous low-res logits or None) → SliceMask
+SegmentSlice = Callable[[int, SlicePrompt, Optional[torch.Tensor]], SliceMask]
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def project(previous: SliceMask, settings: PropagationSettings) -> Tuple[SlicePrompt, Optional[torch.Tensor]]:
+    """The prompt for the next slice made from the previous slice's mask."""
+    rows, cols = np.nonzero(previous.mask)
+    if settings.projection == "points":
+        # The most interior pixel: a click there is unambiguous even for a thin or curved structure.
+        distance = ndimage.distance_transform_edt(np.pad(previous.mask, 1))[1:-1, 1:-1]
+        row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
+        return SlicePrompt(np.array([[col, row]], dtype=float), np.array([1]), None), None
+    height, width = previous.mask.shape
+    grow_x = (cols.max() - cols.min() + 1) * settings.box_extension
+    grow_y = (rows.max() - rows.min() + 1) * settings.box_extension
+    box = np.array(
+        [
+            max(cols.min() - grow_x, 0.0),
+            max(rows.min() - grow_y, 0.0),
+            min(cols.max() + grow_x, width - 1.0),
+            min(rows.max() + grow_y, height - 1.0),
+        ]
+    )
+    empty = SlicePrompt(np.zeros((0, 2)), np.zeros(0, dtype=int), box)
+    return empty, previous.logits if settings.projection == "mask" else None
+
+
+@dataclass
+class SegmentResult:
+    """The slices one segment filled, and why each walking end stopped (None: it reached its end)."""
+
+    masks: Dict[int, SliceMask] = field(default_factory=dict)
+    stops: Dict[str, Optional[str]] = field(default_factory=dict)
+
+
+@dataclass
+class PropagationState:
+    """What a previous run computed, by segment key; a new run reuses every segment whose ends are unchanged."""
+
+    prompted: Dict[Tuple, SliceMask] = field(default_factory=dict)
+    segments: Dict[Tuple, SegmentResult] = field(default_factory=dict)
+
+
+@dataclass
+class PropagationResult:
+    masks: Dict[int, SliceMask]
+    prompted_slices: List[int]
+    stops: Dict[str, Optional[str]]
+    recomputed: List[int]  # slices decoded by this run (the rest came from the previous state)
+    state: PropagationState
+    settings: PropagationSettings
+
+    @property
+    def slice_range(self) -> Tuple[int, int]:
+        return min(self.masks), max(self.masks)
+
+    @property
+    def predicted_iou(self) -> Dict[int, float]:
+        return {index: round(float(m.predicted_iou), 4) for index, m in sorted(self.masks.items())}
+
+    @property
+    def low_confidence_slices(self) -> List[int]:
+        return [index for index, m in sorted(self.masks.items()) if m.predicted_iou < self.settings.low_confidence]
+
+
+def _fingerprint(prompt: SlicePrompt) -> Tuple:
+    box = None if prompt.box_xyxy is None else tuple(np.round(prompt.box_xyxy, 3))
+    return tuple(map(tuple, np.round(prompt.points_xy, 3))), tuple(prompt.point_labels.tolist()), box
+
+
+class Propagator:
+    """Runs the propagation over slice indices with a ``segment`` function; knows nothing of volumes."""
+
+    def __init__(self, segment: SegmentSlice, settings: PropagationSettings = PropagationSettings()) -> None:
+        self.segment = segment
+        self.settings = settings
+        self._decoded: List[int] = []
+        self._started = 0.0
+
+    def run(
+        self,
+        prompts: Dict[int, SlicePrompt],
+        bounds: Tuple[int, int],
+        state: Optional[PropagationState] = None,
+    ) -> PropagationResult:
+        """Segment the prompted slices, then propagate within ``bounds`` (inclusive)."""
+        low, high = bounds
+        if not prompts:
+            raise InvalidRequestError("No prompt: send at least one 'foreground' point or an 'roi' box.")
+        outside = [index for index in prompts if not low <= index <= high]
+        if outside:
+            raise InvalidRequestError(f"Prompts on slices {sorted(outside)} lie outside the ROI's slices {low}..{high}.")
+        previous = state or PropagationState()
+        fresh = PropagationState()
+        self._decoded, self._started = [], time.perf_counter()
+
+        anchors = sorted(prompts)
+        keys = {index: (index, _fingerprint(prompts[index])) for index in anchors}
+        masks: Dict[int, SliceMask] = {}
+        for index in anchors:
+            key = keys[index]
+            if key in previous.prompted:
+                mask = previous.prompted[key]
+            else:
+                mask = self._decode(index, prompts[index], None)
+                if not mask.mask.any():
+                    raise InvalidRequestError(
+                        f"The model found nothing at the prompt on slice {index}; click inside the structure or draw a tighter box."
+                    )
+            fresh.prompted[key] = masks[index] = mask
+
+        stops: Dict[str, Optional[str]] = {}
+        segments = [("below", keys[anchors[0]], low)]
+        segments += [("gap", keys[a], keys[b]) for a, b in zip(anchors, anchors[1:])]
+        segments += [("above", keys[anchors[-1]], high)]
+        for segment_key in segments:
+            result = previous.segments.get(segment_key)
+            if result is None:
+                result = self._fill(segment_key, masks)
+            fresh.segments[segment_key] = result
+            masks.update(result.masks)
+            for end, reason in result.stops.items():
+                if reason is not None:
+                    stops[end] = reason
+        for end in ("below", "above"):
+            stops.setdefault(end, None)
+        return PropagationResult(masks, anchors, stops, sorted(self._decoded), fresh, self.settings)
+
+    def _fill(self, segment_key: Tuple, masks: Dict[int, SliceMask]) -> SegmentResult:
+        kind = segment_key[0]
+        result = SegmentResult()
+        if kind == "below":
+            start = segment_key[1][0]
+            result.stops["below"] = self._walk(start, -1, segment_key[2] - 1, masks[start], result.masks)
+        elif kind == "above":
+            start = segment_key[1][0]
+            result.stops["above"] = self._walk(start, +1, segment_key[2] + 1, masks[start], result.masks)
+        else:
+            a, b = segment_key[1][0], segment_key[2][0]
+            self._fill_gap(a, b, masks[a], masks[b], result)
+        return result
+
+    def _walk(self, start: int, step: int, end: int, first: SliceMask, out: Dict[int, SliceMask]) -> Optional[str]:
+        """From ``start`` (exclusive) towards ``end`` (exclusive); returns why it stopped, or None."""
+        current, index = first, start + step
+        while index != end:
+            new, reason = self._step(index, current)
+            if reason is not None:
+                return f"slice {index}: {reason}"
+            out[index] = current = new
+            index += step
+        return None
+
+    def _fill_gap(self, a: int, b: int, from_a: SliceMask, from_b: SliceMask, out: SegmentResult) -> None:
+        """Both ends walk towards each other, one slice each in turn; an end that stops leaves the rest to the other."""
+        lower, upper = a + 1, b - 1
+        ends = {"up": from_a, "down": from_b}
+        alive = {"up": True, "down": True}
+        while lower <= upper and (alive["up"] or alive["down"]):
+            for direction in ("up", "down"):
+                if not alive[direction] or lower > upper:
+                    continue
+                index = lower if direction == "up" else upper
+                new, reason = self._step(index, ends[direction])
+                if reason is not None:
+                    alive[direction] = False
+                    out.stops[f"gap {a}-{b} from {a if direction == 'up' else b}"] = f"slice {index}: {reason}"
+                    continue
+                out.masks[index] = ends[direction] = new
+                if direction == "up":
+                    lower += 1
+                else:
+                    upper -= 1
+
+    def _step(self, index: int, previous: SliceMask) -> Tuple[SliceMask, Optional[str]]:
+        prompt, logits = project(previous, self.settings)
+        new = self._decode(index, prompt, logits)
+        if not new.mask.any():
+            return new, "empty mask"
+        overlap = mask_iou(previous.mask, new.mask)
+        if overlap < self.settings.iou_threshold:
+            return new, f"IoU with the previous slice {overlap:.2f} < {self.settings.iou_threshold}"
+        if new.predicted_iou < self.settings.min_predicted_iou:
+            return new, f"predicted IoU {new.predicted_iou:.2f} < {self.settings.min_predicted_iou}"
+        return new, None
+
+    def _decode(self, index: int, prompt: SlicePrompt, logits: Optional[torch.Tensor]) -> SliceMask:
+        mask = self.segment(index, prompt, logits)
+        self._decoded.append(index)
+        if len(self._decoded) % 10 == 0:
+            rate = len(self._decoded) / max(time.perf_counter() - self._started, 1e-9)
+            logger.info("Propagation: %d slices segmented (%.2f slices/s), now at slice %d", len(self._decoded), rate, index)
+        return mask

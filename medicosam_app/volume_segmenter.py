@@ -1,0 +1,149 @@
+"""One request → a 3D mask: prompts on one or more slices, propagated through the volume.
+
+Slicer and OHIF prompts (voxel points, a 3D ``roi``) become per-slice SAM prompts; :class:`Propagator`
+walks the slices; the masks are pasted into a label volume in the image's exact geometry. The state of
+the last run is kept per (client, image, label, axis) so a correction recomputes only what it changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .coordinates import SliceView
+from .interactive import ClickContext
+from .model_provider import ModelProvider
+from .prompts import SlicePrompt, VoxelPrompts, parse_voxel_prompts, slice_prompt
+from .propagation import PropagationResult, PropagationSettings, PropagationState, Propagator, SliceMask
+from .slice_embedder import SliceEmbedder
+from .volume import Volume
+from .volume_cache import VolumeCache
+
+
+@dataclass
+class VolumeSegmentation:
+    label: np.ndarray
+    volume: Volume
+    axis: int
+    result: PropagationResult
+    latencies: Dict[str, float] = field(default_factory=dict)
+
+
+class PropagationMemory:
+    """The last propagation per (client, image, label, axis, settings), for corrections; bounded LRU."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._entries: "OrderedDict[Tuple, PropagationState]" = OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, key: Tuple) -> Optional[PropagationState]:
+        with self._lock:
+            state = self._entries.get(key)
+            if state is not None:
+                self._entries.move_to_end(key)
+            return state
+
+    def put(self, key: Tuple, state: PropagationState) -> None:
+        with self._lock:
+            self._entries[key] = state
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def reset(self, client_id: str, image_id: str, label: str) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if k[:3] == (client_id, image_id, label)]:
+                del self._entries[key]
+
+
+def prompted_slices(prompts: VoxelPrompts, view: SliceView) -> Dict[int, SlicePrompt]:
+    """Every slice that carries a point, plus the ROI's middle slice, with its SAM prompt."""
+    indices = {view.slice_of(p) for p in prompts.points}
+    if prompts.roi is not None:
+        low, high = prompts.roi[view.axis]
+        indices.add((low + high) // 2)
+    return {index: slice_prompt(prompts, view, index) for index in sorted(indices)}
+
+
+def propagation_bounds(prompts: VoxelPrompts, view: SliceView) -> Tuple[int, int]:
+    if prompts.roi is not None:
+        return prompts.roi[view.axis]
+    return 0, view.num_slices - 1
+
+
+class VolumeSegmenter:
+    """3D masks from 2D MedicoSAM by propagation, sharing the click path's volume and embedding caches."""
+
+    def __init__(
+        self,
+        models: ModelProvider,
+        embedder: SliceEmbedder,
+        volumes: Optional[VolumeCache] = None,
+        memory: Optional[PropagationMemory] = None,
+    ) -> None:
+        self.models = models
+        self.embedder = embedder
+        self.volumes = volumes or VolumeCache()
+        self.memory = memory or PropagationMemory()
+
+    def segment(
+        self,
+        image_path: os.PathLike,
+        params: Mapping[str, Any],
+        context: ClickContext,
+        axis: int = 2,
+        settings: PropagationSettings = PropagationSettings(),
+    ) -> VolumeSegmentation:
+        started = time.perf_counter()
+        predictor = self.models.predictor()
+        volume = self.volumes.get(image_path)
+        view = SliceView.create(volume.shape, volume.direction, axis)
+        prompts = parse_voxel_prompts({**params, "slice": None}, volume.shape)
+        slices = prompted_slices(prompts, view)
+        bounds = propagation_bounds(prompts, view)
+
+        timings = {"encode": 0.0, "decode": 0.0}
+
+        def segment(index: int, prompt: SlicePrompt, logits: Optional[torch.Tensor]) -> SliceMask:
+            t0 = time.perf_counter()
+            embedding, _ = self.embedder.embedding(volume, view, index)
+            t1 = time.perf_counter()
+            answer = predictor.predict(embedding, prompt.points_xy, prompt.point_labels, prompt.box_xyxy, mask_logits=logits)
+            timings["encode"] += t1 - t0
+            timings["decode"] += time.perf_counter() - t1
+            return SliceMask(answer.mask, answer.low_res_logits, answer.predicted_iou)
+
+        key = (context.client_id, context.image_id, context.label, axis, settings, volume.content_hash, self.models.encoder_key)
+        if context.reset_state:
+            self.memory.reset(context.client_id, context.image_id, context.label)
+        hold = self.embedder.prefetcher.hold() if self.embedder.prefetcher is not None else contextlib.nullcontext()
+        with hold:
+            result = Propagator(segment, settings).run(slices, bounds, self.memory.get(key))
+        self.memory.put(key, result.state)
+
+        pasted = time.perf_counter()
+        label = np.zeros(volume.shape, dtype=np.uint8, order="F")
+        for index, answer in result.masks.items():
+            view.paste(answer.mask.astype(np.uint8), label, index)
+        done = time.perf_counter()
+        return VolumeSegmentation(
+            label=label,
+            volume=volume,
+            axis=axis,
+            result=result,
+            latencies={
+                "encode": round(timings["encode"], 4),
+                "decode": round(timings["decode"], 4),
+                "post": round(done - pasted, 4),
+                "propagation": round(pasted - started, 4),
+            },
+        )

@@ -1,0 +1,100 @@
+"""A 3D request end to end in the core, with a double in place of SAM: prompts → slices → label geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import asymmetric_array, write_volume
+from medicosam_app.errors import InvalidRequestError
+from medicosam_app.interactive import ClickContext
+from medicosam_app.predictor import ImageEmbedding, MaskPrediction
+from medicosam_app.slice_embedder import SliceEmbedder
+from medicosam_app.volume_segmenter import VolumeSegmenter
+
+
+class SquarePredictorDouble:
+    """Test double for PromptPredictor: a 7x7 square around the first point, or around the box's centre."""
+
+    def __init__(self):
+        self.predicted = 0
+
+    def encode_batch(self, images, between_blocks=None):
+        return [ImageEmbedding(features=torch.zeros(1, 1, 1, 1), original_size=rgb.shape[:2]) for rgb in images]
+
+    def predict(self, embedding, points_xy=None, point_labels=None, box_xyxy=None, mask_logits=None, multimask=None):
+        self.predicted += 1
+        if len(points_xy):
+            x, y = points_xy[0]
+        else:
+            x, y = (box_xyxy[0] + box_xyxy[2]) / 2, (box_xyxy[1] + box_xyxy[3]) / 2
+        mask = np.zeros(embedding.original_size, dtype=bool)
+        mask[max(int(y) - 3, 0) : int(y) + 4, max(int(x) - 3, 0) : int(x) + 4] = True
+        return MaskPrediction(mask=mask, low_res_logits=torch.zeros(1, 256, 256), predicted_iou=0.9)
+
+
+class ModelsDouble:
+    """Test double for ModelProvider."""
+
+    encoder_key = "double"
+
+    def __init__(self, predictor):
+        self._predictor = predictor
+
+    def predictor(self):
+        return self._predictor
+
+
+@pytest.fixture()
+def segmenter():
+    models = ModelsDouble(SquarePredictorDouble())
+    return VolumeSegmenter(models, SliceEmbedder(models))
+
+
+def test_a_click_fills_the_clicked_column_through_every_slice(tmp_path, segmenter):
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())  # 40 x 30 x 12, oblique
+    outcome = segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v"))
+    label = outcome.label
+    assert label.shape == (40, 30, 12)
+    assert all(label[30, 7, k] == 1 for k in range(12))
+    assert outcome.result.slice_range == (0, 11) and outcome.result.prompted_slices == [5]
+    # The square is 7x7 around (i, j) = (30, 7) in every slice (clipped at j = 0 only).
+    assert set(map(tuple, np.argwhere(label[:, :, 0]))) == {(i, j) for i in range(27, 34) for j in range(4, 11)}
+
+
+def test_a_3d_roi_bounds_the_propagation_and_prompts_its_middle_slice(tmp_path, segmenter):
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    # Slicer's corner order may be reversed on any axis.
+    outcome = segmenter.segment(path, {"roi": [25, 15, 4, 14, 8, 3]}, ClickContext("v"))
+    assert outcome.result.prompted_slices == [5]
+    assert np.flatnonzero(outcome.label.any(axis=(0, 1))).tolist() == [3, 4, 5, 6, 7, 8]
+
+
+def test_propagation_along_another_axis(tmp_path, segmenter):
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    outcome = segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v"), axis=0)
+    assert outcome.result.prompted_slices == [30] and outcome.result.slice_range == (0, 39)
+    assert all(outcome.label[i, 7, 5] == 1 for i in range(40))
+    assert set(map(tuple, np.argwhere(outcome.label[0]))) == {(j, k) for j in range(4, 11) for k in range(2, 9)}
+
+
+def test_bad_3d_prompts_are_refused(tmp_path, segmenter):
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    with pytest.raises(InvalidRequestError, match="No prompt"):
+        segmenter.segment(path, {"foreground": [], "background": []}, ClickContext("v"))
+    with pytest.raises(InvalidRequestError, match="outside the image"):
+        segmenter.segment(path, {"roi": [100, 120, 2, 9, 0, 6]}, ClickContext("v"))
+    with pytest.raises(InvalidRequestError, match="ROI covers slices"):
+        segmenter.segment(path, {"foreground": [[30, 7, 10]], "roi": [25, 35, 4, 14, 2, 6]}, ClickContext("v"))
+
+
+def test_a_repeated_request_reuses_the_previous_propagation(tmp_path, segmenter):
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    predictor = segmenter.models.predictor()
+    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a"))
+    first = predictor.predicted
+    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a"))
+    assert predictor.predicted == first, "same prompts, same client: nothing recomputed"
+    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a", reset_state=True))
+    assert predictor.predicted == 2 * first
