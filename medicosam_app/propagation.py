@@ -38,7 +38,7 @@ class PropagationSettings:
 
     projection: Projection = "mask"
     iou_threshold: float = 0.5  # stop when IoU(previous slice, new slice) falls below
-    min_predicted_iou: float = 0.5  # stop when the model's predicted IoU falls below
+    min_predicted_iou: float = 0.5  # stop when the model's predicted IoU falls below (0: never)
     box_extension: float = 0.05  # the projected box grows by this fraction of its size on each side
     low_confidence: float = 0.8  # slices whose predicted IoU is below are listed for review
 
@@ -267,7 +267,7 @@ class Propagator:
         overlap = mask_iou(previous.mask, new.mask)
         if overlap < self.settings.iou_threshold:
             return new, f"IoU with the previous slice {overlap:.2f} < {self.settings.iou_threshold}"
-        if new.predicted_iou < self.settings.min_predicted_iou:
+        if self.settings.min_predicted_iou > 0 and new.predicted_iou < self.settings.min_predicted_iou:
             return new, f"predicted IoU {new.predicted_iou:.2f} < {self.settings.min_predicted_iou}"
         return new, None
 
