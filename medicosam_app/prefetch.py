@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, Iterator, List, Sequence
@@ -55,9 +56,13 @@ class PrefetchPlan:
 class Prefetcher:
     """A bounded, per-client queue of background encodings served by one low-priority thread."""
 
-    def __init__(self, batch_size: int = 1, lower_priority: bool = True) -> None:
+    def __init__(self, batch_size: int = 1, lower_priority: bool = True, quiet_seconds: float = 1.0) -> None:
         self.batch_size = max(1, int(batch_size))
         self.lower_priority = lower_priority
+        # After a click, background work waits this long: an annotator refining a mask clicks in bursts,
+        # and even an idle-priority encoder slows a concurrent decoder through shared caches.
+        self.quiet_seconds = float(quiet_seconds)
+        self._last_release = float("-inf")
         self._plans: Dict[str, PrefetchPlan] = {}
         self._served: Dict[str, int] = {}  # client → turn number of its last batch
         self._turn = 0
@@ -89,6 +94,7 @@ class Prefetcher:
         finally:
             with self._condition:
                 self._holds -= 1
+                self._last_release = time.monotonic()
                 self._condition.notify_all()
 
     def in_worker(self) -> bool:
@@ -96,9 +102,21 @@ class Prefetcher:
         return threading.current_thread() is self._thread
 
     def pause_while_held(self) -> None:
-        """Called by the worker between encoder blocks: waits while a click holds the processor."""
+        """Called by the worker between encoder blocks: waits while a click holds the processor, and for
+        ``quiet_seconds`` after the last one."""
         with self._condition:
-            self._condition.wait_for(lambda: self._holds == 0 or self._stopped)
+            self._wait_until_quiet()
+
+    def _wait_until_quiet(self) -> None:
+        """With the lock held: return once no click holds and none ended in the last ``quiet_seconds``."""
+        while not self._stopped:
+            if self._holds:
+                self._condition.wait()
+                continue
+            remaining = self._last_release + self.quiet_seconds - time.monotonic()
+            if remaining <= 0:
+                return
+            self._condition.wait(remaining)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every plan is done and nothing runs; False on timeout."""
@@ -143,7 +161,8 @@ class Prefetcher:
             _lower_thread_priority()
         while True:
             with self._condition:
-                self._condition.wait_for(lambda: self._stopped or (self._holds == 0 and self._has_work()))
+                self._condition.wait_for(lambda: self._stopped or self._has_work())
+                self._wait_until_quiet()
                 if self._stopped:
                     return
                 work = self._next()

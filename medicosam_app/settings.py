@@ -27,6 +27,7 @@ class Settings:
     embedding_disk_dir: Optional[Path]  # None: no disk cache
     embedding_disk_mb: int
     prefetch_radius: int
+    prefetch_quiet_ms: int
     encode_batch_size: int
     precision: str
     fused_attention: bool
@@ -58,6 +59,7 @@ class Settings:
             embedding_disk_dir=disk_dir,
             embedding_disk_mb=int(get("embedding_disk_mb", "MEDICOSAM_EMBEDDING_DISK_MB", "20480")),
             prefetch_radius=int(get("prefetch_radius", "MEDICOSAM_PREFETCH_RADIUS", "16")),
+            prefetch_quiet_ms=int(get("prefetch_quiet_ms", "MEDICOSAM_PREFETCH_QUIET_MS", "1000")),
             encode_batch_size=int(get("encode_batch_size", "MEDICOSAM_ENCODE_BATCH_SIZE", "1")),
             precision=str(get("precision", "MEDICOSAM_PRECISION", "auto")),
             fused_attention=str(get("fused_attention", "MEDICOSAM_FUSED_ATTENTION", "true")).lower() in _TRUE,

@@ -183,3 +183,17 @@ def test_neighbours_of_a_clicked_slice_are_ready_for_the_next_click(tmp_path):
         assert nxt.embedding_source == "memory"
     finally:
         prefetcher.stop()
+
+
+def test_background_work_waits_for_a_quiet_moment_after_a_click():
+    worker = Prefetcher(lower_priority=False, quiet_seconds=0.6)
+    try:
+        double = GatedEncodeDouble()
+        with worker.hold():
+            worker.focus("a", _plan(double, "img", [1]))
+        assert not worker.wait_idle(0.3), "still within the quiet period after the click"
+        assert double.batches == []
+        assert worker.wait_idle(10)
+        assert double.batches == [[1]]
+    finally:
+        worker.stop()

@@ -35,7 +35,9 @@ class MedicoSAMApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]) -> None:
         self.settings = Settings.from_conf(conf or {})
         self.models = build_model_provider(self.settings)
-        prefetcher = Prefetcher(batch_size=self.settings.encode_batch_size)
+        prefetcher = Prefetcher(
+            batch_size=self.settings.encode_batch_size, quiet_seconds=self.settings.prefetch_quiet_ms / 1000
+        )
         volumes = VolumeCache(self.settings.volume_cache_mb << 20)
         embedder = build_slice_embedder(self.settings, self.models, prefetcher)
         self.segmenter = InteractiveSegmenter(self.models, volumes=volumes, embedder=embedder)
