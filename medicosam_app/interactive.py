@@ -30,6 +30,17 @@ class ClickContext:
     label: str = "label"
     reset_state: bool = False
 
+    @classmethod
+    def from_request(cls, request: Mapping[str, Any], default_label: str) -> "ClickContext":
+        """From MONAI Label's request dict: the app's checked ``image_id`` (else ``image``), and the
+        ``client_id``, ``label`` and ``reset_state`` keys Slicer sends."""
+        return cls(
+            image_id=str(request.get("image_id") or request["image"]),
+            client_id=str(request.get("client_id") or "default"),
+            label=str(request.get("label") or default_label),
+            reset_state=bool(request.get("reset_state", False)),
+        )
+
 
 @dataclass
 class SliceSegmentation:

@@ -48,3 +48,15 @@ def write_volume(path: Path, array: np.ndarray, spacing=(0.7, 1.3, 3.0), origin=
 @pytest.fixture()
 def oblique_volume_file(tmp_path) -> Path:
     return write_volume(tmp_path / "oblique.nii.gz", asymmetric_array())
+
+
+class ModelsDouble:
+    """Test double for ModelProvider."""
+
+    encoder_key = "double"
+
+    def __init__(self, predictor):
+        self._predictor = predictor
+
+    def predictor(self):
+        return self._predictor

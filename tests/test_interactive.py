@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conftest import asymmetric_array, write_volume
+from conftest import ModelsDouble, asymmetric_array, write_volume
 from medicosam_app.embeddings import EmbeddingCache
 from medicosam_app.interactive import ClickContext, InteractiveSegmenter
 from medicosam_app.predictor import ImageEmbedding, MaskPrediction
@@ -28,18 +28,6 @@ class RecordingPredictorDouble:
         x, y = (int(v) for v in points_xy[0]) if len(points_xy) else (int(box_xyxy[0]), int(box_xyxy[1]))
         mask[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = True
         return MaskPrediction(mask=mask, low_res_logits=torch.full((1, 256, 256), float(len(self.calls))), predicted_iou=0.9)
-
-
-class ModelsDouble:
-    """Test double for ModelProvider."""
-
-    encoder_key = "double"
-
-    def __init__(self, predictor):
-        self._predictor = predictor
-
-    def predictor(self):
-        return self._predictor
 
 
 def _segmenter(double):

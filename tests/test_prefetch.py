@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import asymmetric_array, write_volume
+from conftest import ModelsDouble, asymmetric_array, write_volume
 from medicosam_app.embeddings import EmbeddingCache
 from medicosam_app.interactive import ClickContext, InteractiveSegmenter
 from medicosam_app.predictor import ImageEmbedding, MaskPrediction
@@ -125,18 +125,6 @@ class SlowSlicePredictorDouble:
         x, y = (int(v) for v in points_xy[0])
         mask[y, x] = True
         return MaskPrediction(mask=mask, low_res_logits=torch.zeros(1, 256, 256), predicted_iou=0.5)
-
-
-class ModelsDouble:
-    """Test double for ModelProvider."""
-
-    encoder_key = "double"
-
-    def __init__(self, predictor):
-        self._predictor = predictor
-
-    def predictor(self):
-        return self._predictor
 
 
 def test_a_prefetch_in_flight_never_blocks_a_click_on_another_slice(tmp_path):

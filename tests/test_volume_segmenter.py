@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import asymmetric_array, write_volume
+from conftest import ModelsDouble, asymmetric_array, write_volume
 from medicosam_app.errors import InvalidRequestError
 from medicosam_app.interactive import ClickContext
 from medicosam_app.predictor import ImageEmbedding, MaskPrediction
@@ -32,18 +32,6 @@ class SquarePredictorDouble:
         mask = np.zeros(embedding.original_size, dtype=bool)
         mask[max(int(y) - 3, 0) : int(y) + 4, max(int(x) - 3, 0) : int(x) + 4] = True
         return MaskPrediction(mask=mask, low_res_logits=torch.zeros(1, 256, 256), predicted_iou=0.9)
-
-
-class ModelsDouble:
-    """Test double for ModelProvider."""
-
-    encoder_key = "double"
-
-    def __init__(self, predictor):
-        self._predictor = predictor
-
-    def predictor(self):
-        return self._predictor
 
 
 @pytest.fixture()

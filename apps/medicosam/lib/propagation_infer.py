@@ -52,13 +52,8 @@ class PropagationInfer(InferTask):
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
         with as_http_errors():
-            label = str(request.get("label") or self.labels[0])
-            context = ClickContext(
-                image_id=str(request.get("image_id") or request["image"]),
-                client_id=str(request.get("client_id") or "default"),
-                label=label,
-                reset_state=bool(request.get("reset_state", False)),
-            )
+            context = ClickContext.from_request(request, default_label=self.labels[0])
+            label = context.label
             settings = PropagationSettings.from_request(request, self.defaults)
             axis = int(request.get("axis", 2))
             outcome = self.segmenter.segment(request["image"], request, context, axis=axis, settings=settings)
