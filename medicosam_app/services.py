@@ -8,8 +8,12 @@ from .embedding_store import EmbeddingDiskStore
 from .embeddings import EmbeddingCache
 from .model_provider import ModelProvider
 from .prefetch import Prefetcher
+from .semantic.retrain import SemanticRetrainer
+from .semantic.segmenter import SemanticSegmenter
+from .semantic.versions import VersionStore
 from .settings import Settings
 from .slice_embedder import SliceEmbedder
+from .volume_cache import VolumeCache
 
 
 def build_model_provider(settings: Settings) -> ModelProvider:
@@ -40,4 +44,28 @@ def build_slice_embedder(
         embeddings=build_embedding_cache(settings, memory_mb),
         prefetcher=prefetcher,
         prefetch_radius=settings.prefetch_radius,
+    )
+
+
+def build_version_store(settings: Settings) -> VersionStore:
+    return VersionStore(settings.semantic_dir)
+
+
+def build_semantic_segmenter(
+    settings: Settings, embedder: SliceEmbedder, volumes: Optional[VolumeCache] = None
+) -> SemanticSegmenter:
+    return SemanticSegmenter(
+        build_version_store(settings), embedder, volumes, batch_size=settings.semantic_batch_size, axis=settings.training.axis
+    )
+
+
+def build_retrainer(settings: Settings, models: ModelProvider, embedder: SliceEmbedder) -> SemanticRetrainer:
+    return SemanticRetrainer(
+        build_version_store(settings),
+        embedder,
+        models,
+        settings.classes,
+        device=settings.device,
+        released_decoder=settings.released_decoder,
+        cache_dir=settings.cache_dir,
     )

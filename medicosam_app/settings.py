@@ -3,6 +3,7 @@ variables (``MEDICOSAM_*``), else defaults. One place, so ``precompute`` fills t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Mapping, Optional
 
 from .checkpoints import CACHE_DIR_ENV, CHECKPOINT_ENV, default_cache_dir
 from .intensity import IntensityPolicy
+from .semantic.classes import DEFAULT_CLASSES, SemanticClasses
+from .semantic.config import TrainingConfig
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", "none"}
@@ -31,6 +34,13 @@ class Settings:
     encode_batch_size: int
     precision: str
     fused_attention: bool
+    classes: SemanticClasses  # the semantic model's labels
+    semantic_dir: Path  # versions of the semantic decoder
+    released_decoder: Optional[str]  # the released UNETR decoder file (else <cache_dir>/vit_b_medicosam_decoder.pt)
+    semantic_batch_size: int
+    training: TrainingConfig
+    retrain_after_labels: int  # 0: off
+    retrain_schedule: str  # "" off, "daily 02:00", "every 30m" ...
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str]) -> "Settings":
@@ -63,4 +73,18 @@ class Settings:
             encode_batch_size=int(get("encode_batch_size", "MEDICOSAM_ENCODE_BATCH_SIZE", "1")),
             precision=str(get("precision", "MEDICOSAM_PRECISION", "auto")),
             fused_attention=str(get("fused_attention", "MEDICOSAM_FUSED_ATTENTION", "true")).lower() in _TRUE,
+            classes=SemanticClasses.parse(str(get("labels", "MEDICOSAM_LABELS", DEFAULT_CLASSES))),
+            semantic_dir=Path(
+                get("semantic_dir", "MEDICOSAM_SEMANTIC_DIR", "") or Path(cache_dir or default_cache_dir()) / "semantic"
+            ),
+            released_decoder=get("released_decoder", "MEDICOSAM_RELEASED_DECODER"),
+            semantic_batch_size=int(get("semantic_batch_size", "MEDICOSAM_SEMANTIC_BATCH_SIZE", "4")),
+            training=TrainingConfig.from_mapping(
+                {
+                    f.name: get(f"train_{f.name}", f"MEDICOSAM_TRAIN_{f.name.upper()}")
+                    for f in dataclasses.fields(TrainingConfig)
+                }
+            ),
+            retrain_after_labels=int(get("retrain_after_labels", "MEDICOSAM_RETRAIN_AFTER_LABELS", "5")),
+            retrain_schedule=str(get("retrain_schedule", "MEDICOSAM_RETRAIN_SCHEDULE", "") or ""),
         )

@@ -1,0 +1,84 @@
+"""Which image to annotate next, and how well the automatic model does on the ones already annotated.
+
+Uncertainty is the semantic decoder's mean voxel entropy (normalised to 0..1 by log N) on a few evenly
+spaced slices per image, computed from cached embeddings; scores are remembered per image content and
+model version, so asking again costs nothing until the model or the image changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .coordinates import SliceView
+from .semantic.metrics import dice_per_class
+from .semantic.segmenter import SemanticSegmenter
+from .volume import read_volume
+
+logger = logging.getLogger(__name__)
+
+
+def sampled_slices(num_slices: int, count: int) -> List[int]:
+    """``count`` evenly spaced slice indices, avoiding the outermost slices (often empty)."""
+    if num_slices <= count:
+        return list(range(num_slices))
+    return sorted({int(round(x)) for x in np.linspace(0, num_slices - 1, count + 2)[1:-1]})
+
+
+def mean_entropy(probabilities: np.ndarray) -> float:
+    """Mean voxel entropy of (…, N, H, W) class probabilities, divided by log N (1 = uniform, 0 = certain)."""
+    n = probabilities.shape[-3]
+    p = np.clip(probabilities, 1e-8, 1.0)
+    entropy = -(p * np.log(p)).sum(axis=-3)
+    return float(entropy.mean() / math.log(n)) if n > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class UncertaintyScore:
+    image: str
+    entropy: float
+    version: str
+
+
+class UncertaintyRanker:
+    """Ranks images by the served semantic decoder's uncertainty; most uncertain first."""
+
+    def __init__(self, segmenter: SemanticSegmenter, slices_per_image: int = 5) -> None:
+        self.segmenter = segmenter
+        self.slices_per_image = slices_per_image
+        self._scores: Dict[Tuple[str, str, int], float] = {}
+        self._lock = threading.Lock()
+
+    def score(self, image_path: str) -> UncertaintyScore:
+        served = self.segmenter.served()
+        volume = self.segmenter.volumes.get(image_path)
+        view = SliceView.create(volume.shape, volume.direction, self.segmenter.axis)
+        key = (volume.content_hash, served.version, self.slices_per_image)
+        with self._lock:
+            cached = self._scores.get(key)
+        if cached is None:
+            indices = sampled_slices(view.num_slices, self.slices_per_image)
+            cached = mean_entropy(self.segmenter.probabilities(served, volume, view, indices))
+            with self._lock:
+                self._scores[key] = cached
+        return UncertaintyScore(image_path, cached, served.version)
+
+    def rank(self, image_paths: Sequence[str]) -> List[UncertaintyScore]:
+        return sorted((self.score(path) for path in image_paths), key=lambda s: s.entropy, reverse=True)
+
+
+def score_against_label(segmenter: SemanticSegmenter, image_path: str, label_path: str) -> Dict[str, object]:
+    """Dice per class between the served model's prediction and an accepted label of the same image."""
+    result = segmenter.segment(image_path)
+    truth = read_volume(Path(label_path))
+    if truth.shape != result.volume.shape:
+        raise ValueError(f"label shape {truth.shape} differs from image shape {result.volume.shape}")
+    classes = result.classes
+    scores = dice_per_class(classes.to_indices(result.label), classes.to_indices(truth.array), classes.names)
+    return dict(scores, version=result.version)

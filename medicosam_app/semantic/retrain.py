@@ -1,0 +1,253 @@
+"""One retraining round: find accepted labels the current model has not learned from, train, store a
+new version, and promote it only if it validates at least as well as the serving one on the same images.
+
+The server's trainer, its schedule, and ``python -m medicosam_app retrain`` (cron, systemd) all call
+:meth:`SemanticRetrainer.run`; a round with nothing new to learn returns at once, so calling it often
+is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import xxhash
+
+from ..errors import InvalidRequestError
+from ..model_provider import ModelProvider
+from ..slice_embedder import SliceEmbedder
+from .classes import SemanticClasses
+from .distributed import DistContext
+from .initial_weights import initial_decoder
+from .network import DecoderShape, UNETRDecoder
+from .slices import SliceSample, prepare_samples
+from .studies import LabelledStudy
+from .config import TrainingConfig
+from .training import evaluate, train_decoder
+from .versions import TrainingBusyError, VersionStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RetrainSummary:
+    status: str  # "trained", "nothing-to-do", "busy"
+    new_labels: int = 0
+    version: Optional[str] = None
+    promoted: bool = False
+    reason: str = ""
+    metrics: Dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        if self.status != "trained":
+            return f"retrain: {self.status}: {self.reason}"
+        dice = self.metrics.get("val_dice")
+        verdict = "promoted" if self.promoted else "kept, not promoted"
+        return f"retrain: {self.version} from {self.new_labels} new labels, validation Dice {dice:.4f}, {verdict} ({self.reason})"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in ("status", "new_labels", "version", "promoted", "reason", "metrics")}
+
+
+def is_validation_image(image_id: str, fraction: float) -> bool:
+    """A fixed verdict per image id, so validation images stay validation images as data grows."""
+    return xxhash.xxh64_intdigest(image_id.encode()) % 1000 < fraction * 1000
+
+
+def split_studies(studies: Sequence[LabelledStudy], fraction: float) -> Tuple[List[LabelledStudy], List[LabelledStudy]]:
+    """(train, validation) by image. With a single labelled image there is no image to hold out; the
+    caller then holds out slices instead."""
+    if len(studies) < 2 or fraction <= 0:
+        return list(studies), []
+    val = [s for s in studies if is_validation_image(s.image_id, fraction)]
+    if not val:
+        val = [min(studies, key=lambda s: xxhash.xxh64_intdigest(s.image_id.encode()))]
+    if len(val) == len(studies):
+        val = val[:-1]
+    train = [s for s in studies if s not in val]
+    return train, val
+
+
+def hold_out_slices(samples: Sequence[SliceSample], every: int = 5) -> Tuple[List[SliceSample], List[SliceSample]]:
+    """Every ``every``-th slice for validation: the fallback when only one image is labelled (neighbouring
+    slices are alike, so this validation is optimistic; it still catches a run that learned nothing)."""
+    val = [s for i, s in enumerate(samples) if i % every == every // 2]
+    return [s for s in samples if s not in val], val
+
+
+class SemanticRetrainer:
+    """Retrains the semantic decoder from labelled studies into a :class:`VersionStore`."""
+
+    def __init__(
+        self,
+        store: VersionStore,
+        embedder: SliceEmbedder,
+        models: ModelProvider,
+        classes: SemanticClasses,
+        device: Optional[str] = None,
+        released_decoder: Optional[str] = None,
+        cache_dir: Optional[str] = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.models = models
+        self.classes = classes
+        self.device = device
+        self.released_decoder = released_decoder
+        self.cache_dir = cache_dir
+
+    def learned(self) -> Dict[str, str]:
+        """image id → label hash of the data every stored version was trained on (latest wins)."""
+        seen: Dict[str, str] = {}
+        for version in self.store.ids():
+            for item in self.store.metadata(version).get("data", []):
+                seen[item["image_id"]] = item["label_hash"]
+        return seen
+
+    def new_labels(self, studies: Sequence[LabelledStudy]) -> List[LabelledStudy]:
+        """Labels no version has learned from yet (new images, or labels saved again with changes)."""
+        seen = self.learned()
+        return [s for s in studies if seen.get(s.image_id) != s.label_hash]
+
+    def run(
+        self,
+        studies: Sequence[LabelledStudy],
+        config: TrainingConfig = TrainingConfig(),
+        min_new_labels: int = 1,
+        force: bool = False,
+        progress: bool = True,
+    ) -> RetrainSummary:
+        dist = DistContext.from_env()
+        lock = None
+        try:
+            decision = None
+            if dist.is_main:
+                try:
+                    lock = self.store.acquire_training_lock()
+                except TrainingBusyError as error:
+                    decision = RetrainSummary("busy", reason=str(error))
+                if decision is None:
+                    decision = self._decide(studies, min_new_labels, force)
+            decision = dist.broadcast(decision)
+            if decision.status != "go":
+                return decision
+            return self._train(studies, config, decision.new_labels, dist, progress)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _decide(self, studies: Sequence[LabelledStudy], min_new_labels: int, force: bool) -> RetrainSummary:
+        if not studies:
+            return RetrainSummary("nothing-to-do", reason="no image has a final label yet")
+        new = len(self.new_labels(studies))
+        if new < max(1, min_new_labels) and not force:
+            return RetrainSummary(
+                "nothing-to-do", new_labels=new,
+                reason=f"{new} new labels since {self.store.latest() or 'the start'}, {max(1, min_new_labels)} needed",
+            )
+        return RetrainSummary("go", new_labels=new)
+
+    def _train(
+        self, studies: Sequence[LabelledStudy], config: TrainingConfig, new_labels: int, dist: DistContext, progress: bool
+    ) -> RetrainSummary:
+        started = time.time()
+        device = dist.device(self.device)
+        train_studies, val_studies = split_studies(studies, config.val_fraction)
+        samples, skipped = prepare_samples(
+            train_studies + val_studies, self.classes, self.embedder, config.axis, config.max_slices_per_image,
+            encode_share=(dist.rank, dist.world), progress=progress and dist.is_main,
+        )
+        dist.barrier()  # every process's share of the features is on disk now
+        val_ids = {s.image_id for s in val_studies}
+        train_samples = [s for s in samples if s.image_id not in val_ids]
+        val_samples = [s for s in samples if s.image_id in val_ids]
+        if not val_samples and config.val_fraction > 0:
+            train_samples, val_samples = hold_out_slices(train_samples)
+        if not train_samples:
+            raise InvalidRequestError("No usable training slices: " + "; ".join(f"{i}: {r}" for i, r in skipped), 422)
+
+        serving = self.store.serving()
+        shape = self._shape(config)
+        decoder, init = self._initial(shape, serving, config)
+        outcome = train_decoder(
+            decoder, train_samples, val_samples, self.embedder, self.classes.names, config, device, dist, progress
+        )
+        if not dist.is_main:
+            return RetrainSummary("trained", new_labels=new_labels, reason="worker process")
+
+        serving_validation = None
+        if serving is not None:
+            current = self.load_version(serving, device)
+            if current is not None:
+                serving_validation = evaluate(current, val_samples, self.embedder, self.classes.names, device)
+        candidate = outcome.validation["mean"]
+        if serving_validation is None:
+            promote, reason = True, "first version" if serving is None else f"serving {serving} has other classes"
+        elif candidate >= serving_validation["mean"]:
+            promote, reason = True, f"validation Dice {candidate:.4f} ≥ {serving_validation['mean']:.4f} of {serving}"
+        else:
+            promote, reason = False, f"validation Dice {candidate:.4f} < {serving_validation['mean']:.4f} of {serving}"
+        metrics = {
+            "val_dice": candidate,
+            "val_dice_per_class": outcome.validation["per_class"],
+            "untrained_val_dice": outcome.untrained_validation.get("mean"),
+            "serving_val_dice": None if serving_validation is None else serving_validation["mean"],
+            "best_epoch": outcome.best_epoch,
+            "history": outcome.history,
+            "train_slices": len(train_samples),
+            "val_slices": len(val_samples),
+        }
+        metadata = {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "seconds": round(time.time() - started, 1),
+            "parent": serving,
+            "init": init,
+            "encoder_checkpoint": self.models.checkpoint_hash,
+            "encoder_key": self.models.encoder_key,
+            "preprocessing": self.embedder.intensity.key,
+            "decoder_shape": shape.to_dict(),
+            "labels": self.classes.label_names(),
+            "train_images": sorted({s.image_id for s in train_samples}),
+            "val_images": sorted({s.image_id for s in val_samples}),
+            "data": [{"image_id": s.image_id, "label_hash": s.label_hash} for s in studies if s.image_id not in dict(skipped)],
+            "skipped": [{"image_id": i, "reason": r} for i, r in skipped],
+            "metrics": metrics,
+            "config": config.to_dict(),
+            "world_size": dist.world,
+            "promoted": promote,
+            "promotion": reason,
+        }
+        version = self.store.add(outcome.state, metadata)
+        if promote:
+            self.store.promote(version, reason)
+        logger.info("Semantic decoder %s: %s", version, reason)
+        return RetrainSummary("trained", new_labels, version, promote, reason, {"val_dice": candidate, **metrics})
+
+    def _shape(self, config: TrainingConfig) -> DecoderShape:
+        sam = self.models.predictor().sam
+        return DecoderShape(
+            num_classes=self.classes.num_classes,
+            embed_dim=int(sam.image_encoder.neck[0].out_channels),
+            initial_features=config.initial_features,
+            image_size=int(sam.image_encoder.img_size),
+        )
+
+    def _initial(self, shape: DecoderShape, serving: Optional[str], config: TrainingConfig) -> Tuple[UNETRDecoder, str]:
+        if config.warm_start and serving is not None:
+            meta = self.store.metadata(serving)
+            if DecoderShape.from_dict(meta["decoder_shape"]) == shape and meta.get("labels") == self.classes.label_names():
+                decoder = UNETRDecoder(shape)
+                decoder.load_state_dict(self.store.load_state(serving))
+                return decoder, serving
+        return initial_decoder(UNETRDecoder(shape), self.released_decoder, self.cache_dir, allow_download=False)
+
+    def load_version(self, version: str, device) -> Optional[UNETRDecoder]:
+        """A stored version's decoder, or None when it was trained for other classes or another encoder."""
+        meta = self.store.metadata(version)
+        if meta.get("labels") != self.classes.label_names() or meta.get("encoder_key") != self.models.encoder_key:
+            return None
+        decoder = UNETRDecoder(DecoderShape.from_dict(meta["decoder_shape"]))
+        decoder.load_state_dict(self.store.load_state(version))
+        return decoder.to(device).eval()

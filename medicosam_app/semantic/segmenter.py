@@ -1,0 +1,134 @@
+"""Automatic segmentation of whole volumes with the served semantic decoder, slice by slice in batches,
+on the same cached embeddings the interactive tasks use. A newly promoted version is picked up at the next
+request, without a restart."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..coordinates import SliceView
+from ..errors import InvalidRequestError
+from ..slice_embedder import SliceEmbedder
+from ..volume import Volume
+from ..volume_cache import VolumeCache
+from .classes import SemanticClasses
+from .network import DecoderShape, UNETRDecoder, logits_to_slice
+from .slices import input_size
+from .versions import VersionStore
+
+logger = logging.getLogger(__name__)
+
+
+class NoSemanticModelError(InvalidRequestError):
+    """No version has been promoted yet: there is nothing to segment with."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=409)
+
+
+@dataclass(frozen=True)
+class ServedDecoder:
+    version: str
+    decoder: UNETRDecoder
+    classes: SemanticClasses
+    metadata: Dict
+
+
+@dataclass
+class SemanticResult:
+    label: np.ndarray  # label values, in the image's voxel order
+    volume: Volume
+    version: str
+    classes: SemanticClasses
+    latencies: Dict[str, float] = field(default_factory=dict)
+
+
+class SemanticSegmenter:
+    """Segments volumes with whichever version :class:`VersionStore` says is served."""
+
+    def __init__(
+        self,
+        store: VersionStore,
+        embedder: SliceEmbedder,
+        volumes: Optional[VolumeCache] = None,
+        batch_size: int = 8,
+        axis: int = 2,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.volumes = volumes or VolumeCache(0)
+        self.batch_size = max(1, int(batch_size))
+        self.axis = axis
+        self._served: Optional[ServedDecoder] = None
+        self._token: Tuple[Optional[str], int] = (None, -1)
+        self._lock = threading.Lock()
+
+    def served(self) -> ServedDecoder:
+        """The promoted decoder, reloaded when the serving pointer changed since the last call."""
+        token = self.store.serving_token()
+        with self._lock:
+            if token != self._token or self._served is None:
+                version = token[0]
+                if version is None:
+                    raise NoSemanticModelError(
+                        "No semantic model has been trained yet. Save final labels for a few images (Slicer: "
+                        "'Submit Label'), then train it: POST /train/medicosam_semantic, or wait for the automatic "
+                        "retraining, or run 'python -m medicosam_app retrain --studies DIR'."
+                    )
+                if self._served is None or self._served.version != version:
+                    self._served = self._load(version)
+                    logger.info("Serving semantic decoder %s", version)
+                self._token = token
+            return self._served
+
+    def _load(self, version: str) -> ServedDecoder:
+        meta = self.store.metadata(version)
+        encoder_key = self.embedder.models.encoder_key
+        if meta.get("encoder_key") != encoder_key:
+            raise NoSemanticModelError(
+                f"Semantic model {version} was trained on another encoder ({meta.get('encoder_key')}, now {encoder_key}); "
+                "retrain it for the loaded MedicoSAM checkpoint, or roll back to a matching version."
+            )
+        decoder = UNETRDecoder(DecoderShape.from_dict(meta["decoder_shape"]))
+        decoder.load_state_dict(self.store.load_state(version))
+        device = self.embedder.models.predictor().device
+        return ServedDecoder(version, decoder.to(device).eval(), SemanticClasses.from_mapping(meta["labels"]), meta)
+
+    def segment(self, image_path: str) -> SemanticResult:
+        started = time.perf_counter()
+        served = self.served()
+        volume = self.volumes.get(image_path)
+        loaded = time.perf_counter()
+        view = SliceView.create(volume.shape, volume.direction, self.axis)
+        indices = np.zeros(volume.shape, dtype=np.uint8)
+        for start in range(0, view.num_slices, self.batch_size):
+            batch = list(range(start, min(start + self.batch_size, view.num_slices)))
+            probabilities = self.probabilities(served, volume, view, batch)
+            for index, probs in zip(batch, probabilities):
+                view.paste(probs.argmax(0).astype(np.uint8), indices, index)
+        done = time.perf_counter()
+        return SemanticResult(
+            label=served.classes.to_values(indices),
+            volume=volume,
+            version=served.version,
+            classes=served.classes,
+            latencies={"load_image": round(loaded - started, 4), "segment": round(done - loaded, 4), "slices": view.num_slices},
+        )
+
+    @torch.inference_mode()
+    def probabilities(self, served: ServedDecoder, volume: Volume, view: SliceView, indices: Sequence[int]) -> np.ndarray:
+        """Softmax class probabilities (len(indices), N, H, W) of display-orientation slices."""
+        self.embedder.encode_into_cache(volume, view, indices)
+        features = torch.cat([self.embedder.embedding(volume, view, i)[0].features for i in indices])
+        decoder = served.decoder
+        logits = decoder(features.to(next(decoder.parameters()).device))
+        size = view.pixel_shape
+        logits = logits_to_slice(logits, input_size(size, decoder.shape.image_size), size)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()

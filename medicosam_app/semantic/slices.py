@@ -1,0 +1,133 @@
+"""Training slices: which slices of each labelled image to learn from, their targets, their cached features.
+
+Features are the frozen encoder's embeddings, the same ones clicks use, cached on disk by
+:class:`SliceEmbedder`. A later training round therefore only encodes images it has not seen before.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterable, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..coordinates import SamFrame, SliceView
+from ..embedding_key import EmbeddingKey
+from ..errors import MedicoSamError
+from ..slice_embedder import SliceEmbedder
+from ..volume import read_volume
+from .classes import SemanticClasses
+from .studies import LabelledStudy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SliceSample:
+    """One display-orientation slice: where its features are cached and its class-index target."""
+
+    image_id: str
+    index: int
+    key: EmbeddingKey
+    target: np.ndarray  # (H, W) uint8 class indices
+
+    @property
+    def original_size(self) -> Tuple[int, int]:
+        return self.target.shape  # type: ignore[return-value]
+
+
+def choose_slices(label: np.ndarray, view: SliceView, max_slices: int) -> List[int]:
+    """Every slice with foreground plus one empty slice per four (the model must also learn "nothing"),
+    thinned evenly to at most ``max_slices``."""
+    in_plane = tuple(a for a in (0, 1, 2) if a != view.axis)
+    has_foreground = np.any(label > 0, axis=in_plane)
+    foreground = [int(i) for i in np.flatnonzero(has_foreground)]
+    empty = [int(i) for i in np.flatnonzero(~has_foreground)]
+    chosen = sorted(foreground + empty[:: 4] if empty else foreground)
+    if max_slices > 0 and len(chosen) > max_slices:
+        picks = np.linspace(0, len(chosen) - 1, max_slices).round().astype(int)
+        chosen = [chosen[i] for i in sorted(set(picks))]
+    return chosen
+
+
+def prepare_samples(
+    studies: Sequence[LabelledStudy],
+    classes: SemanticClasses,
+    embedder: SliceEmbedder,
+    axis: int = 2,
+    max_slices_per_image: int = 64,
+    encode_share: Tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> Tuple[List[SliceSample], List[Tuple[str, str]]]:
+    """Read images and labels, pick slices, make sure their features are cached.
+
+    ``encode_share=(rank, world)`` splits the encoding between training processes; every process
+    returns all samples. Returns the samples and the ``(image_id, reason)`` of studies skipped.
+    """
+    rank, world = encode_share
+    samples: List[SliceSample] = []
+    skipped: List[Tuple[str, str]] = []
+    work = []
+    for study in studies:
+        try:
+            volume = read_volume(study.image_path)
+            label = read_volume(study.label_path)
+        except MedicoSamError as error:
+            skipped.append((study.image_id, str(error)))
+            continue
+        if label.shape != volume.shape:
+            skipped.append((study.image_id, f"label shape {label.shape} differs from image shape {volume.shape}"))
+            continue
+        view = SliceView.create(volume.shape, volume.direction, axis)
+        indices = choose_slices(label.array, view, max_slices_per_image)
+        targets = classes.to_indices(label.array)
+        for index in indices:
+            target = np.ascontiguousarray(view.extract(targets, index))
+            samples.append(SliceSample(study.image_id, index, embedder.key(volume, view, index), target))
+        work.append((volume, view, indices))
+    for image_id, reason in skipped:
+        logger.warning("Not training on %s: %s", image_id, reason)
+
+    mine = [(volume, view, index) for volume, view, indices in work for index in indices]
+    mine = mine[rank::world]
+    with tqdm(total=len(mine), unit="slice", desc="Encoder features", disable=not progress) as bar:
+        for volume, view, index in mine:
+            embedder.encode_into_cache(volume, view, [index])
+            bar.update(1)
+    return samples, skipped
+
+
+class SliceFeatures(torch.utils.data.Dataset):
+    """(features (C, 64, 64), target (H, W), position) per sample, features read from the embedding cache."""
+
+    def __init__(self, samples: Sequence[SliceSample], embedder: SliceEmbedder) -> None:
+        self.samples = list(samples)
+        self.embedder = embedder
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, position: int):
+        sample = self.samples[position]
+        embedding, _ = self.embedder.embeddings.get_or_encode(sample.key, lambda: _missing(sample))
+        return embedding.features[0], torch.from_numpy(sample.target.astype(np.int64)), position
+
+
+def collate(batch: Iterable) -> Tuple[torch.Tensor, List[torch.Tensor], List[int]]:
+    """Stack the features (all 64×64); keep targets as a list since slices differ in size."""
+    features, targets, positions = zip(*batch)
+    return torch.stack(features), list(targets), list(positions)
+
+
+def input_size(original_size: Tuple[int, int], image_size: int) -> Tuple[int, int]:
+    return SamFrame(tuple(original_size), image_size).input_size  # type: ignore[arg-type]
+
+
+def _missing(sample: SliceSample):
+    raise MedicoSamError(
+        f"Features of {sample.image_id} slice {sample.index} vanished from the embedding cache during training; "
+        "raise embedding_disk_mb so the training set fits."
+    )

@@ -1,0 +1,54 @@
+"""Images with accepted (final) labels: what the semantic decoder learns from.
+
+The server asks MONAI Label's datastore; the command line reads a local datastore folder with MONAI
+Label's layout (``DIR/<id>.nii.gz`` and ``DIR/labels/final/<id>.nii.gz``). Both give the same list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List
+
+from ..checkpoints import file_xxh128
+from ..precompute import VOLUME_SUFFIXES, find_images
+
+
+@dataclass(frozen=True)
+class LabelledStudy:
+    image_id: str
+    image_path: Path
+    label_path: Path
+
+    @property
+    def label_hash(self) -> str:
+        """Identifies this label's content: a re-saved, corrected label counts as new."""
+        return file_xxh128(self.label_path)
+
+
+def image_id_of(path: Path) -> str:
+    name = path.name
+    for suffix in VOLUME_SUFFIXES + (".seg.nrrd",):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def find_labelled_studies(studies: Path, tag: str = "final") -> List[LabelledStudy]:
+    """Images of a local datastore folder that have a label under ``labels/<tag>/``."""
+    label_dir = Path(studies) / "labels" / tag
+    labels = {}
+    if label_dir.is_dir():
+        for path in sorted(label_dir.iterdir()):
+            if path.is_file() and path.name.lower().endswith(VOLUME_SUFFIXES + (".seg.nrrd",)):
+                labels.setdefault(image_id_of(path), path)
+    return [
+        LabelledStudy(image_id_of(image), image, labels[image_id_of(image)])
+        for image in find_images(Path(studies))
+        if image_id_of(image) in labels
+    ]
+
+
+def unlabelled_images(studies: Path, tag: str = "final") -> List[Path]:
+    labelled = {study.image_id for study in find_labelled_studies(studies, tag)}
+    return [image for image in find_images(Path(studies)) if image_id_of(image) not in labelled]
