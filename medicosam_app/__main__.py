@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Dict, List, Optional
 
 from .errors import MedicoSamError
@@ -52,6 +54,98 @@ def run_precompute(args: argparse.Namespace) -> int:
     return 1 if summary.failed and summary.images == 0 else 0
 
 
+def _semantic_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("semantic model")
+    group.add_argument("--semantic-dir", help="versions of the semantic decoder (default <cache-dir>/semantic)")
+    group.add_argument("--labels", help="classes: 'liver,spleen' or JSON {\"liver\": 1} (default: the server's)")
+
+
+def _semantic_conf(args: argparse.Namespace) -> Dict[str, str]:
+    conf = _conf(args) if hasattr(args, "checkpoint") else {}
+    for key in ("semantic_dir", "labels", "cache_dir"):
+        if getattr(args, key, None):
+            conf[key] = str(getattr(args, key))
+    return conf
+
+
+_TRAINING_FLAGS = ("epochs", "learning_rate", "batch_size", "max_slices_per_image", "val_fraction", "initial_features", "seed")
+
+
+def run_retrain(args: argparse.Namespace) -> int:
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_with_torchrun(args.nproc)
+    import json
+
+    from .semantic.config import TrainingConfig
+    from .semantic.distributed import DistContext
+    from .semantic.studies import find_labelled_studies
+    from .services import build_model_provider, build_retrainer, build_slice_embedder
+    from .settings import Settings
+
+    settings = Settings.from_conf(_semantic_conf(args))
+    overrides = {key: getattr(args, key) for key in _TRAINING_FLAGS if getattr(args, key) is not None}
+    if args.no_warm_start:
+        overrides["warm_start"] = False
+    config = TrainingConfig.from_mapping(overrides, base=settings.training)
+    if not Path(args.studies).is_dir():
+        print(f"retrain: {args.studies} is not a datastore folder", file=sys.stderr)
+        return 2
+    studies = find_labelled_studies(Path(args.studies))
+    models = build_model_provider(settings)
+    embedder = build_slice_embedder(settings, models, memory_mb=0)
+    retrainer = build_retrainer(settings, models, embedder)
+    dist = DistContext.from_env()
+    try:
+        summary = retrainer.run(studies, config, min_new_labels=args.min_new_labels, force=args.force, progress=not args.quiet)
+    finally:
+        dist.close()
+    if dist.is_main:
+        print(json.dumps(summary.to_dict()) if args.json else summary.line())
+    return 0
+
+
+def _relaunch_with_torchrun(nproc: int) -> int:
+    """Run this same command in ``nproc`` processes under torchrun (DDP; gloo on CPUs)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "medicosam_app", *sys.argv[1:]]
+    return subprocess.call(command)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    import json
+
+    from .semantic.versions import VersionStore
+    from .settings import Settings
+
+    store = VersionStore(Settings.from_conf(_semantic_conf(args)).semantic_dir)
+    if args.action == "list":
+        versions = store.list()
+        if args.json:
+            print(json.dumps(versions, indent=2))
+        elif not versions:
+            print(f"No semantic model versions in {store.root}.")
+        for meta in versions if not args.json else []:
+            metrics = meta.get("metrics", {})
+            print(
+                f"{'*' if meta['serving'] else ' '} {meta['version']}  {meta.get('created', '')}  "
+                f"Dice {metrics.get('val_dice', float('nan')):.4f}  parent {meta.get('parent') or '-'}  "
+                f"{len(meta.get('train_images', []))} train / {len(meta.get('val_images', []))} val images  "
+                f"{'promoted' if meta.get('promoted') else 'not promoted'}: {meta.get('promotion', '')}"
+            )
+        return 0
+    if args.action == "promote":
+        if not args.version:
+            print("models promote: name the version, e.g. v0003", file=sys.stderr)
+            return 2
+        store.promote(args.version, "promoted by an administrator")
+        print(f"Serving {args.version}.")
+        return 0
+    print(f"Rolled back; serving {store.rollback()}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m medicosam_app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +158,39 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
     _settings_arguments(pre)
     pre.set_defaults(run=run_precompute)
+
+    re = commands.add_parser(
+        "retrain",
+        help="retrain the semantic decoder when enough new final labels exist (for cron / systemd timers)",
+        description="Train a new version of the semantic decoder from the datastore's final labels, if at least "
+        "--min-new-labels of them are new since the last version; promote it if its validation Dice is at least "
+        "the serving version's. Exits 0 with a one-line summary, also when there is nothing to do.",
+    )
+    re.add_argument("--studies", required=True, help="datastore folder (images, and labels/final/)")
+    re.add_argument("--min-new-labels", type=int, default=1, help="train only if this many labels are new (default 1)")
+    re.add_argument("--force", action="store_true", help="train even without new labels")
+    re.add_argument("--nproc", type=int, default=1, help="processes for DDP training via torchrun (one per GPU)")
+    re.add_argument("--epochs", type=int)
+    re.add_argument("--learning-rate", type=float)
+    re.add_argument("--batch-size", type=int)
+    re.add_argument("--max-slices-per-image", type=int)
+    re.add_argument("--val-fraction", type=float)
+    re.add_argument("--initial-features", type=int, help="decoder width (64, the published decoder's)")
+    re.add_argument("--seed", type=int)
+    re.add_argument("--no-warm-start", action="store_true", help="start from the released decoder / scratch")
+    re.add_argument("--json", action="store_true", help="print the summary as JSON")
+    re.add_argument("--quiet", action="store_true", help="no progress bars")
+    _settings_arguments(re)
+    _semantic_arguments(re)
+    re.set_defaults(run=run_retrain)
+
+    mod = commands.add_parser("models", help="list, promote or roll back versions of the semantic decoder")
+    mod.add_argument("action", choices=["list", "promote", "rollback"])
+    mod.add_argument("version", nargs="?", help="for promote: the version id, e.g. v0003")
+    mod.add_argument("--json", action="store_true")
+    mod.add_argument("--cache-dir", help="default ~/.cache/medicosam")
+    _semantic_arguments(mod)
+    mod.set_defaults(run=run_models)
     return parser
 
 

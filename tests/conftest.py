@@ -60,3 +60,45 @@ class ModelsDouble:
 
     def predictor(self):
         return self._predictor
+
+
+# -- semantic model -------------------------------------------------------------------------------
+
+SAMPLE_DATASTORE = Path(__file__).resolve().parents[1] / "sample-data" / "datastore"
+SEMANTIC_TRAINING = {  # small and quick: a narrow decoder, few slices, a learning rate for few epochs
+    "initial_features": 8,
+    "max_slices_per_image": 16,
+    "learning_rate": 1e-3,
+    "batch_size": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny256_checkpoint(tmp_path_factory) -> Path:
+    """A tiny SAM with a 256² input (16² features): semantic training tests run in seconds."""
+    import dataclasses
+
+    arch = dataclasses.replace(TINY_SAM, image_size=256)
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt256") / "tiny256_sam.pt", arch, seed=0)
+
+
+def write_mni_subjects(folder: Path, count: int = 3, unlabelled: int = 1, shrink: int = 4) -> Path:
+    """A MONAI Label datastore of MNI-derived "subjects" (downsampled; some mirrored left-right, intensities
+    scaled) with their grey/white matter labels in labels/final/, plus ``unlabelled`` images without labels."""
+    t1 = sitk.ReadImage(str(SAMPLE_DATASTORE / "mni152_t1.nii.gz"), sitk.sitkFloat32)
+    tissue = sitk.ReadImage(str(SAMPLE_DATASTORE / "labels" / "final" / "mni152_t1.nii.gz"))
+    labels = folder / "labels" / "final"
+    labels.mkdir(parents=True, exist_ok=True)
+    for n in range(count + unlabelled):
+        image, label = sitk.Shrink(t1, [shrink] * 3), sitk.Shrink(tissue, [shrink] * 3)
+        if n % 2:
+            image, label = sitk.Flip(image, [True, False, False]), sitk.Flip(label, [True, False, False])
+        sitk.WriteImage(image * (0.8 + 0.2 * n), str(folder / f"subject_{n}.nii.gz"))
+        if n < count:
+            sitk.WriteImage(label, str(labels / f"subject_{n}.nii.gz"))
+    return folder
+
+
+@pytest.fixture()
+def mni_studies(tmp_path) -> Path:
+    return write_mni_subjects(tmp_path / "studies")

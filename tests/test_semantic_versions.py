@@ -1,0 +1,68 @@
+"""Versions of the semantic decoder: atomic creation, the serving pointer, promotion and rollback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medicosam_app.errors import InvalidRequestError
+from medicosam_app.semantic.versions import TrainingBusyError, VersionStore
+
+
+def _state(value: float):
+    return {"w": torch.full((2,), value)}
+
+
+def test_versions_are_numbered_and_only_promotion_changes_what_is_served(tmp_path):
+    store = VersionStore(tmp_path)
+    assert store.serving() is None and store.ids() == []
+    v1 = store.add(_state(1), {"metrics": {"val_dice": 0.5}})
+    assert v1 == "v0001" and store.serving() is None
+    store.promote(v1, "first")
+    v2 = store.add(_state(2), {"metrics": {"val_dice": 0.4}})
+    assert store.serving() == v1  # stored, not promoted
+    assert [m["serving"] for m in store.list()] == [True, False]
+    assert torch.equal(store.load_state(v2)["w"], torch.full((2,), 2.0))
+    assert store.metadata(v2)["version"] == "v0002"
+
+
+def test_rollback_restores_the_previously_served_version(tmp_path):
+    store = VersionStore(tmp_path)
+    for value in (1, 2, 3):
+        store.promote(store.add(_state(value), {}), "better")
+    assert store.serving() == "v0003"
+    assert store.rollback() == "v0002" and store.serving() == "v0002"
+    assert store.rollback() == "v0001"
+    with pytest.raises(InvalidRequestError, match="Nothing to roll back"):
+        store.rollback()
+    store.promote("v0003", "admin")
+    assert store.serving() == "v0003"
+
+
+def test_a_crashed_run_leaves_no_version_and_the_pointer_untouched(tmp_path):
+    store = VersionStore(tmp_path)
+    store.promote(store.add(_state(1), {}), "first")
+    (store.versions_dir / ".v0002.abc").mkdir()  # what a run killed while writing leaves behind
+    (store.versions_dir / ".v0002.abc" / "decoder.pt").write_bytes(b"half a file")
+    assert store.ids() == ["v0001"] and store.serving() == "v0001"
+    assert store.add(_state(2), {}) == "v0002"
+
+
+def test_version_ids_from_outside_cannot_name_other_paths(tmp_path):
+    store = VersionStore(tmp_path)
+    for bad in ("../serving", "v1/../../x", "/etc/passwd", "latest"):
+        with pytest.raises(InvalidRequestError):
+            store.metadata(bad)
+    with pytest.raises(InvalidRequestError, match="No semantic model version"):
+        store.promote("v0042", "nope")
+
+
+def test_one_training_run_at_a_time(tmp_path):
+    store = VersionStore(tmp_path)
+    held = store.acquire_training_lock()
+    try:
+        with pytest.raises(TrainingBusyError):
+            VersionStore(tmp_path).acquire_training_lock()
+    finally:
+        held.release()
+    VersionStore(tmp_path).acquire_training_lock().release()
