@@ -108,8 +108,16 @@ def _relaunch_with_torchrun(nproc: int) -> int:
     """Run this same command in ``nproc`` processes under torchrun (DDP; gloo on CPUs)."""
     import subprocess
 
+    args, skip = [], False
+    for arg in sys.argv[1:]:  # torchrun would take --nproc for its own option
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        skip = arg == "--nproc"
+        if not skip:
+            args.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "medicosam_app", *sys.argv[1:]]
+               "-m", "medicosam_app", *args]
     return subprocess.call(command)
 
 

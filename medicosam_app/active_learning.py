@@ -17,7 +17,8 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from .coordinates import SliceView
-from .semantic.metrics import dice_per_class
+from .semantic.metrics import DiceAccumulator
+from .semantic.slices import choose_slices
 from .semantic.segmenter import SemanticSegmenter
 from .volume import read_volume
 
@@ -73,12 +74,25 @@ class UncertaintyRanker:
         return sorted((self.score(path) for path in image_paths), key=lambda s: s.entropy, reverse=True)
 
 
-def score_against_label(segmenter: SemanticSegmenter, image_path: str, label_path: str) -> Dict[str, object]:
-    """Dice per class between the served model's prediction and an accepted label of the same image."""
-    result = segmenter.segment(image_path)
+def score_against_label(
+    segmenter: SemanticSegmenter, image_path: str, label_path: str, max_slices: int = 64
+) -> Dict[str, object]:
+    """Dice per class between the served model's prediction and an accepted label of the same image.
+
+    Evaluated on the slices training uses (every labelled slice, thinned to ``max_slices``), whose
+    embeddings training has cached: scoring after each training round costs decoder time only.
+    """
+    served = segmenter.served()
+    volume = segmenter.volumes.get(image_path)
     truth = read_volume(Path(label_path))
-    if truth.shape != result.volume.shape:
-        raise ValueError(f"label shape {truth.shape} differs from image shape {result.volume.shape}")
-    classes = result.classes
-    scores = dice_per_class(classes.to_indices(result.label), classes.to_indices(truth.array), classes.names)
-    return dict(scores, version=result.version)
+    if truth.shape != volume.shape:
+        raise ValueError(f"label shape {truth.shape} differs from image shape {volume.shape}")
+    view = SliceView.create(volume.shape, volume.direction, segmenter.axis)
+    targets = served.classes.to_indices(truth.array)
+    indices = choose_slices(truth.array, view, max_slices)
+    accumulator = DiceAccumulator(served.classes.names)
+    for start in range(0, len(indices), segmenter.batch_size):
+        batch = indices[start : start + segmenter.batch_size]
+        for index, probs in zip(batch, segmenter.probabilities(served, volume, view, batch)):
+            accumulator.add("image", probs.argmax(0).astype(np.uint8), view.extract(targets, index))
+    return dict(accumulator.summary(), version=served.version, slices=len(indices))

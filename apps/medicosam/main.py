@@ -16,19 +16,35 @@ from monailabel.config import settings  # noqa: E402
 from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from monailabel.interfaces.datastore import Datastore  # noqa: E402
 
+from monailabel.tasks.activelearning.first import First  # noqa: E402
+from monailabel.tasks.activelearning.random import Random  # noqa: E402
+from monailabel.utils.async_tasks.task import AsyncTask  # noqa: E402
+
+from lib.active_learning import DiceScoring, UncertaintyStrategy  # noqa: E402
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
+from lib.semantic_infer import SemanticInfer  # noqa: E402
+from lib.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
 from medicosam_app.interactive import InteractiveSegmenter  # noqa: E402
 from medicosam_app.prefetch import Prefetcher  # noqa: E402
-from medicosam_app.services import build_model_provider, build_slice_embedder  # noqa: E402
+from medicosam_app.active_learning import UncertaintyRanker  # noqa: E402
+from medicosam_app.semantic.schedule import build_scheduler, run_in_background  # noqa: E402
+from medicosam_app.services import (  # noqa: E402
+    build_model_provider,
+    build_retrainer,
+    build_semantic_segmenter,
+    build_slice_embedder,
+)
 from medicosam_app.settings import Settings  # noqa: E402
 from medicosam_app.volume_cache import VolumeCache  # noqa: E402
 from medicosam_app.volume_segmenter import VolumeSegmenter  # noqa: E402
 
 logger = logging.getLogger(__name__)
+
+SEMANTIC = "medicosam_semantic"
 
 
 class MedicoSAMApp(MONAILabelApp):
@@ -42,6 +58,9 @@ class MedicoSAMApp(MONAILabelApp):
         embedder = build_slice_embedder(self.settings, self.models, prefetcher)
         self.segmenter = InteractiveSegmenter(self.models, volumes=volumes, embedder=embedder)
         self.volume_segmenter = VolumeSegmenter(self.models, embedder, volumes)
+        self.semantic = build_semantic_segmenter(self.settings, embedder, volumes)
+        self.retrainer = build_retrainer(self.settings, self.models, embedder)
+        self._schedule_stop = None
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -65,15 +84,66 @@ class MedicoSAMApp(MONAILabelApp):
         return {
             "medicosam_interactive": InteractiveInfer(self.segmenter),
             "medicosam_3d": PropagationInfer(self.volume_segmenter),
+            SEMANTIC: SemanticInfer(self.semantic, self.settings.classes),
         }
 
     def init_trainers(self) -> Dict[str, Any]:
-        return {}
+        return {SEMANTIC: SemanticTrain(self.retrainer, self.settings.training)}
+
+    def init_strategies(self) -> Dict[str, Any]:
+        return {
+            "medicosam_uncertainty": UncertaintyStrategy(UncertaintyRanker(self.semantic)),
+            "random": Random(),
+            "first": First(),
+        }
+
+    def init_scoring_methods(self) -> Dict[str, Any]:
+        return {"medicosam_dice": DiceScoring(self.semantic, self.settings.training.max_slices_per_image)}
 
     def on_init_complete(self) -> None:
+        # MONAI Label would run every scoring method at start-up and after each sample request; our
+        # Dice scoring runs after each training round instead (see train()).
+        self._auto_update_scoring = False
         super().on_init_complete()
         serve_heavy_endpoints_in_threads()
         self.models.start_loading()
+        scheduler = build_scheduler(self.settings.retrain_schedule, lambda: self._retrain_if_new_labels("schedule", 1))
+        if scheduler is not None:
+            self._schedule_stop = run_in_background(scheduler)
+            logger.info("Semantic retraining scheduled: %s", self.settings.retrain_schedule)
+
+    def on_save_label(self, image_id: str, label_id: str) -> Dict[str, Any]:
+        result = super().on_save_label(image_id, label_id) or {}
+        every = self.settings.retrain_after_labels
+        if every > 0:
+            started = self._retrain_if_new_labels(f"{every} new labels", every)
+            if started:
+                result["retraining"] = started
+        return result
+
+    def _retrain_if_new_labels(self, why: str, needed: int) -> str:
+        """Queue a training round when at least ``needed`` final labels are new and none is running."""
+        try:
+            new = len(self.retrainer.new_labels(labelled_studies(self.datastore())))
+        except Exception:  # a trigger must never fail the label save that called it
+            logger.exception("Could not count new labels")
+            return ""
+        if new < needed:
+            return ""
+        running, _ = AsyncTask.status("train", check_if_running=True)
+        if running:
+            return ""
+        self.async_training(SEMANTIC, params={SEMANTIC: {"min_new_labels": needed}}, enqueue=True)
+        logger.info("Semantic retraining started (%s): %d new labels", why, new)
+        return f"started: {new} new labels"
+
+    def train(self, request):
+        result = super().train(request)
+        if isinstance(result, dict) and result.get("promoted"):
+            scores = self.scoring({"method": "medicosam_dice"})
+            logger.info("Dice of %s on labelled images: %s", result.get("version"),
+                        {k: v.get("mean") for k, v in scores.items() if isinstance(v, dict)})
+        return result
 
     def infer(self, request, datastore=None):
         """Serve only images the datastore lists: a request never names a file path of its own."""

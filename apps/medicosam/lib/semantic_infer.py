@@ -1,0 +1,51 @@
+"""``medicosam_semantic`` infer: automatic segmentation (Slicer "Auto Segmentation", OHIF auto tab)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Tuple
+
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from medicosam_app.semantic.classes import SemanticClasses
+from medicosam_app.semantic.segmenter import SemanticSegmenter
+from medicosam_app.volume import write_label
+
+from .http_errors import as_http_errors
+
+
+class SemanticInfer(InferTask):
+    """The whole volume, slice by slice, with the promoted semantic decoder version."""
+
+    def __init__(self, segmenter: SemanticSegmenter, classes: SemanticClasses) -> None:
+        super().__init__(
+            type=InferType.SEGMENTATION,
+            labels=classes.label_names(),
+            dimension=3,
+            description="MedicoSAM encoder + UNETR decoder trained on this server's accepted labels",
+        )
+        self.segmenter = segmenter
+
+    def info(self) -> Dict[str, Any]:
+        info = super().info()
+        store = self.segmenter.store
+        serving = store.serving()
+        info["model_version"] = serving
+        if serving is not None:
+            info["validation_dice"] = store.metadata(serving).get("metrics", {}).get("val_dice")
+        return info
+
+    def is_valid(self) -> bool:
+        return True  # listed before the first training, so clients can say what to do
+
+    def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+        started = time.perf_counter()
+        with as_http_errors():
+            result = self.segmenter.segment(request["image"])
+            path = write_label(result.label, result.volume, suffix=request.get("result_extension") or ".nii.gz")
+        latencies = dict(result.latencies, total=round(time.perf_counter() - started, 4))
+        return str(path), {
+            "label_names": result.classes.label_names(),
+            "model_version": result.version,
+            "latencies": latencies,
+        }

@@ -1,0 +1,68 @@
+"""``POST /train/medicosam_semantic``: one retraining round over the datastore's final labels.
+
+MONAI Label runs it in a separate process; a new version is served only once it has passed the
+validation gate (see ``medicosam_app.semantic.retrain``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List
+
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.train import TrainTask
+
+from medicosam_app.semantic.config import TrainingConfig
+from medicosam_app.semantic.retrain import SemanticRetrainer
+from medicosam_app.semantic.studies import LabelledStudy
+
+from .http_errors import as_http_errors
+
+logger = logging.getLogger(__name__)
+
+FINAL = "final"
+
+
+def labelled_studies(datastore: Datastore) -> List[LabelledStudy]:
+    """The datastore's images with a final label, as the core's study list."""
+    studies = []
+    for image_id in datastore.get_labeled_images(FINAL):
+        image, label = datastore.get_image_uri(image_id), datastore.get_label_uri(image_id, FINAL)
+        if image and label:
+            studies.append(LabelledStudy(image_id, Path(image), Path(label)))
+    return studies
+
+
+class SemanticTrain(TrainTask):
+    def __init__(self, retrainer: SemanticRetrainer, defaults: TrainingConfig) -> None:
+        super().__init__("Retrain the semantic decoder on accepted labels; promote it if it validates better")
+        self.retrainer = retrainer
+        self.defaults = defaults
+
+    def config(self) -> Dict[str, Any]:
+        return dict(self.defaults.to_dict(), min_new_labels=1, force=False)
+
+    def stats(self) -> Dict[str, Any]:
+        store = self.retrainer.store
+        versions = store.list()
+        return {
+            "serving": store.serving(),
+            "versions": [
+                {k: v.get(k) for k in ("version", "created", "parent", "promoted", "promotion", "serving")}
+                | {"val_dice": v.get("metrics", {}).get("val_dice")}
+                for v in versions
+            ],
+        }
+
+    def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
+        with as_http_errors():
+            config = TrainingConfig.from_mapping(request, base=self.defaults)
+            summary = self.retrainer.run(
+                labelled_studies(datastore),
+                config,
+                min_new_labels=int(request.get("min_new_labels", 1)),
+                force=str(request.get("force", "false")).lower() in ("1", "true", "yes"),
+            )
+        logger.info(summary.line())
+        return summary.to_dict()
