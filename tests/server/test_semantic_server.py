@@ -58,7 +58,8 @@ def _submit(client, accepted, image_id):
 def loop(tiny256_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("semantic")
     studies, accepted = _studies_and_labels(root)
-    env = _env(tiny256_checkpoint, MEDICOSAM_RETRAIN_AFTER_LABELS="3")
+    env = _env(tiny256_checkpoint, MEDICOSAM_RETRAIN_AFTER_LABELS="3", MEDICOSAM_CACHE_DIR=str(root / "server_cache"),
+               OMP_NUM_THREADS="1")
     with running_server(studies, root / "server.log", env=env) as url:
         assert wait_for_model(url)["available"]
         yield url, studies, accepted, root
@@ -129,6 +130,29 @@ def test_uncertainty_strategy_returns_the_unlabelled_image(loop):
     url = loop[0]
     answer = requests.post(f"{url}/activelearning/medicosam_uncertainty", json={}, timeout=120).json()
     assert answer["id"] == "subject_3" and 0 <= answer["entropy"] <= 1 and answer["model_version"] == "v0001"
+
+
+def test_train_request_with_two_processes_runs_ddp_and_keeps_the_gate(loop):
+    url, studies, _, root = loop
+    params = {"nproc": 2, "force": True, "epochs": 1, "warm_start": False}
+    deadline = time.monotonic() + 120  # the first round (and its Dice scoring) may still be running
+    while requests.get(f"{url}/train/", params={"check_if_running": True}, timeout=10).status_code == 200:
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    response = requests.post(f"{url}/train/{SEMANTIC}", json=params, timeout=30)
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        stats = requests.get(f"{url}/info/", timeout=10).json()["train_stats"][SEMANTIC]
+        if len(stats["versions"]) == 2:
+            break
+        time.sleep(1)
+    second = stats["versions"][1]
+    assert second["version"] == "v0002" and second["parent"] == "v0001"
+    metadata = json.loads((root / "server_cache" / "semantic" / "versions" / "v0002" / "metadata.json").read_text())
+    assert metadata["world_size"] == 2 and metadata["config"]["epochs"] == 1
+    # One epoch from scratch does not beat six: stored, not served.
+    assert not second["promoted"] and stats["serving"] == "v0001"
 
 
 def test_schedule_retrains_in_the_server(tiny256_checkpoint, tmp_path):
