@@ -88,7 +88,7 @@ class MedicoSAMApp(MONAILabelApp):
         }
 
     def init_trainers(self) -> Dict[str, Any]:
-        return {SEMANTIC: SemanticTrain(self.retrainer, self.settings.training, dict(self.conf or {}))}
+        return {SEMANTIC: SemanticTrain(self.retrainer, self.settings.training, dict(self.conf or {}), self.studies)}
 
     def init_strategies(self) -> Dict[str, Any]:
         return {

@@ -199,6 +199,7 @@ class SemanticRetrainer:
             "train_slices": len(train_samples),
             "val_slices": len(val_samples),
         }
+        skipped_ids = {image_id for image_id, _ in skipped}
         metadata = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "seconds": round(time.time() - started, 1),
@@ -211,7 +212,7 @@ class SemanticRetrainer:
             "labels": self.classes.label_names(),
             "train_images": sorted({s.image_id for s in train_samples}),
             "val_images": sorted({s.image_id for s in val_samples}),
-            "data": [{"image_id": s.image_id, "label_hash": s.label_hash} for s in studies if s.image_id not in dict(skipped)],
+            "data": [{"image_id": s.image_id, "label_hash": s.label_hash} for s in studies if s.image_id not in skipped_ids],
             "skipped": [{"image_id": i, "reason": r} for i, r in skipped],
             "metrics": metrics,
             "config": config.to_dict(),

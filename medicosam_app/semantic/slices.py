@@ -34,10 +34,6 @@ class SliceSample:
     key: EmbeddingKey
     target: np.ndarray  # (H, W) uint8 class indices
 
-    @property
-    def original_size(self) -> Tuple[int, int]:
-        return self.target.shape  # type: ignore[return-value]
-
 
 def choose_slices(label: np.ndarray, view: SliceView, max_slices: int) -> List[int]:
     """Every slice with foreground plus one empty slice per four (the model must also learn "nothing"),
@@ -46,7 +42,7 @@ def choose_slices(label: np.ndarray, view: SliceView, max_slices: int) -> List[i
     has_foreground = np.any(label > 0, axis=in_plane)
     foreground = [int(i) for i in np.flatnonzero(has_foreground)]
     empty = [int(i) for i in np.flatnonzero(~has_foreground)]
-    chosen = sorted(foreground + empty[:: 4] if empty else foreground)
+    chosen = sorted(foreground + empty[::4])
     if max_slices > 0 and len(chosen) > max_slices:
         picks = np.linspace(0, len(chosen) - 1, max_slices).round().astype(int)
         chosen = [chosen[i] for i in sorted(set(picks))]

@@ -6,6 +6,7 @@ Label's layout (``DIR/<id>.nii.gz`` and ``DIR/labels/final/<id>.nii.gz``). Both 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List
@@ -23,7 +24,14 @@ class LabelledStudy:
     @property
     def label_hash(self) -> str:
         """Identifies this label's content: a re-saved, corrected label counts as new."""
-        return file_xxh128(self.label_path)
+        stat = self.label_path.stat()
+        return _hash_of(str(self.label_path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hash_of(path: str, size: int, mtime_ns: int) -> str:
+    """Cached per (path, size, mtime): the new-label count runs after every label save."""
+    return file_xxh128(path)
 
 
 def image_id_of(path: Path) -> str:

@@ -131,9 +131,6 @@ class VersionStore:
         self._write_pointer(previous, stack, pointer.get("events", []), f"rollback {current} → {previous}")
         return previous
 
-    def update_metadata(self, version: str, **values: Any) -> None:
-        write_json_atomic(self._folder(version) / "metadata.json", dict(self.metadata(version), **values))
-
     # -- internals -------------------------------------------------------------------------------
 
     def _folder(self, version: str) -> Path:

@@ -43,11 +43,12 @@ def labelled_studies(datastore: Datastore) -> List[LabelledStudy]:
 class SemanticTrain(TrainTask):
     """Runs in-process, or under torchrun with one process per GPU (``nproc``, default: the GPU count)."""
 
-    def __init__(self, retrainer: SemanticRetrainer, defaults: TrainingConfig, conf: Dict[str, str]) -> None:
+    def __init__(self, retrainer: SemanticRetrainer, defaults: TrainingConfig, conf: Dict[str, str], studies: str) -> None:
         super().__init__("Retrain the semantic decoder on accepted labels; promote it if it validates better")
         self.retrainer = retrainer
         self.defaults = defaults
         self.conf = conf
+        self.studies = studies  # the local datastore folder, for the distributed command
 
     def config(self) -> Dict[str, Any]:
         return dict(self.defaults.to_dict(), min_new_labels=1, force=False)
@@ -67,7 +68,7 @@ class SemanticTrain(TrainTask):
     def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
         nproc = int(request.get("nproc") or torch.cuda.device_count() or 1)
         if nproc > 1 and isinstance(datastore, LocalDatastore):
-            return self._run_distributed(request, datastore, nproc)
+            return self._run_distributed(request, nproc)
         with as_http_errors():
             config = TrainingConfig.from_mapping(request, base=self.defaults)
             summary = self.retrainer.run(
@@ -79,13 +80,13 @@ class SemanticTrain(TrainTask):
         logger.info(summary.line())
         return summary.to_dict()
 
-    def _run_distributed(self, request: Dict[str, Any], datastore: "LocalDatastore", nproc: int) -> Dict[str, Any]:
+    def _run_distributed(self, request: Dict[str, Any], nproc: int) -> Dict[str, Any]:
         """The same round through ``python -m medicosam_app retrain --nproc N`` (torchrun, DDP)."""
         config = TrainingConfig.from_mapping(request, base=self.defaults)
         # The command reads the server's settings from the environment, as MEDICOSAM_<KEY>.
         env = dict(os.environ, **{f"MEDICOSAM_{k.upper()}": str(v) for k, v in self.conf.items() if v not in (None, "")})
         env.update({f"MEDICOSAM_TRAIN_{k.upper()}": str(v) for k, v in config.to_dict().items()})
-        command = [sys.executable, "-m", "medicosam_app", "retrain", "--studies", datastore._datastore_path,
+        command = [sys.executable, "-m", "medicosam_app", "retrain", "--studies", self.studies,
                    "--nproc", str(nproc), "--json", "--min-new-labels", str(int(request.get("min_new_labels", 1)))]
         if str(request.get("force", "false")).lower() in ("1", "true", "yes"):
             command.append("--force")
