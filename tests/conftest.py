@@ -64,7 +64,7 @@ class ModelsDouble:
 
 # -- semantic model -------------------------------------------------------------------------------
 
-SAMPLE_DATASTORE = Path(__file__).resolve().parents[1] / "sample-data" / "datastore"
+BUILD_DATASTORE_SCRIPT = Path(__file__).resolve().parents[1] / "sample-data" / "build_datastore.py"
 SEMANTIC_TRAINING = {  # small and quick: a narrow decoder, few slices, a learning rate for few epochs
     "initial_features": 8,
     "max_slices_per_image": 16,
@@ -82,11 +82,34 @@ def tiny256_checkpoint(tmp_path_factory) -> Path:
     return write_random_checkpoint(tmp_path_factory.mktemp("ckpt256") / "tiny256_sam.pt", arch, seed=0)
 
 
-def write_mni_subjects(folder: Path, count: int = 3, unlabelled: int = 1, shrink: int = 4) -> Path:
+def load_build_datastore():
+    """The project's sample-data/build_datastore.py as a module (it is a script, not part of a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_datastore", BUILD_DATASTORE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def mni_template(tmp_path_factory) -> Path:
+    """The MNI T1 template and its grey/white matter label, built once by the sample-data script into a
+    temporary folder: a clean clone has no sample-data/datastore/ (it is generated, never committed)."""
+    folder = tmp_path_factory.mktemp("mni_template")
+    (folder / "labels").mkdir()
+    load_build_datastore().build_mni(folder, folder / "labels")
+    return folder
+
+
+def write_mni_subjects(
+    folder: Path, template: Path, count: int = 3, unlabelled: int = 1, shrink: int = 4
+) -> Path:
     """A MONAI Label datastore of MNI-derived "subjects" (downsampled; some mirrored left-right, intensities
-    scaled) with their grey/white matter labels in labels/final/, plus ``unlabelled`` images without labels."""
-    t1 = sitk.ReadImage(str(SAMPLE_DATASTORE / "mni152_t1.nii.gz"), sitk.sitkFloat32)
-    tissue = sitk.ReadImage(str(SAMPLE_DATASTORE / "labels" / "final" / "mni152_t1.nii.gz"))
+    scaled) with their grey/white matter labels in labels/final/, plus ``unlabelled`` images without labels.
+    ``template`` is the folder the ``mni_template`` fixture gives."""
+    t1 = sitk.ReadImage(str(template / "mni152_t1.nii.gz"), sitk.sitkFloat32)
+    tissue = sitk.ReadImage(str(template / "labels" / "mni152_t1.nii.gz"))
     labels = folder / "labels" / "final"
     labels.mkdir(parents=True, exist_ok=True)
     for n in range(count + unlabelled):
@@ -100,5 +123,5 @@ def write_mni_subjects(folder: Path, count: int = 3, unlabelled: int = 1, shrink
 
 
 @pytest.fixture()
-def mni_studies(tmp_path) -> Path:
-    return write_mni_subjects(tmp_path / "studies")
+def mni_studies(tmp_path, mni_template) -> Path:
+    return write_mni_subjects(tmp_path / "studies", mni_template)

@@ -1,19 +1,9 @@
 """The bundled datastore builds from what the installed packages ship, deterministically."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import SimpleITK as sitk
 
-SCRIPT = Path(__file__).resolve().parents[1] / "sample-data" / "build_datastore.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("build_datastore", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_build_datastore as _module
 
 
 def test_datastore_has_real_mri_with_tissue_labels_ct_mr_and_phantom(tmp_path):

@@ -29,9 +29,9 @@ def _env(checkpoint, **extra):
     return env
 
 
-def _studies_and_labels(folder):
+def _studies_and_labels(folder, template):
     """Four MNI subjects without labels in the datastore; the labels a radiologist would submit aside."""
-    write_mni_subjects(folder / "studies", count=3, unlabelled=1)
+    write_mni_subjects(folder / "studies", template, count=3, unlabelled=1)
     shutil.move(folder / "studies" / "labels" / "final", folder / "accepted")
     shutil.rmtree(folder / "studies" / "labels")
     return folder / "studies", folder / "accepted"
@@ -55,9 +55,9 @@ def _submit(client, accepted, image_id):
 
 
 @pytest.fixture(scope="module")
-def loop(tiny256_checkpoint, tmp_path_factory):
+def loop(tiny256_checkpoint, mni_template, tmp_path_factory):
     root = tmp_path_factory.mktemp("semantic")
-    studies, accepted = _studies_and_labels(root)
+    studies, accepted = _studies_and_labels(root, mni_template)
     env = _env(tiny256_checkpoint, MEDICOSAM_RETRAIN_AFTER_LABELS="3", MEDICOSAM_CACHE_DIR=str(root / "server_cache"),
                OMP_NUM_THREADS="1")
     with running_server(studies, root / "server.log", env=env) as url:
@@ -155,8 +155,8 @@ def test_train_request_with_two_processes_runs_ddp_and_keeps_the_gate(loop):
     assert not second["promoted"] and stats["serving"] == "v0001"
 
 
-def test_schedule_retrains_in_the_server(tiny256_checkpoint, tmp_path):
-    studies, accepted = _studies_and_labels(tmp_path)
+def test_schedule_retrains_in_the_server(tiny256_checkpoint, mni_template, tmp_path):
+    studies, accepted = _studies_and_labels(tmp_path, mni_template)
     env = _env(tiny256_checkpoint, MEDICOSAM_RETRAIN_AFTER_LABELS="0", MEDICOSAM_RETRAIN_SCHEDULE="every 2s",
                MEDICOSAM_TRAIN_EPOCHS="1")
     with running_server(studies, tmp_path / "server.log", env=env) as url:
