@@ -7,7 +7,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 from .checkpoints import CACHE_DIR_ENV, CHECKPOINT_ENV, default_cache_dir
 from .intensity import IntensityPolicy
@@ -41,6 +41,8 @@ class Settings:
     training: TrainingConfig
     retrain_after_labels: int  # 0: off
     retrain_schedule: str  # "" off, "daily 02:00", "every 30m" ...
+    dicom_modalities: Tuple[str, ...]  # series a PACS datastore lists (MONAI_LABEL_DICOMWEB_SEARCH_FILTER overrides)
+    dicom_cache_dir: Path  # series downloaded from a PACS, converted once
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str]) -> "Settings":
@@ -87,4 +89,10 @@ class Settings:
             ),
             retrain_after_labels=int(get("retrain_after_labels", "MEDICOSAM_RETRAIN_AFTER_LABELS", "5")),
             retrain_schedule=str(get("retrain_schedule", "MEDICOSAM_RETRAIN_SCHEDULE", "") or ""),
+            dicom_modalities=tuple(
+                m.strip().upper() for m in str(get("modalities", "MEDICOSAM_MODALITIES", "CT,MR")).split(",") if m.strip()
+            ),
+            dicom_cache_dir=Path(
+                get("dicom_cache_dir", "MEDICOSAM_DICOM_CACHE_DIR", "") or Path(cache_dir or default_cache_dir()) / "dicomweb"
+            ),
         )

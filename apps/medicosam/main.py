@@ -13,6 +13,8 @@ if str(_REPO) not in sys.path:  # the core package sits beside apps/ in this rep
 
 from fastapi import HTTPException  # noqa: E402
 from monailabel.config import settings  # noqa: E402
+from monailabel.datastore.dicom import DICOMwebClientX  # noqa: E402
+from dicomweb_client.session_utils import create_session_from_user_pass  # noqa: E402
 from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from monailabel.interfaces.datastore import Datastore  # noqa: E402
 
@@ -22,12 +24,14 @@ from monailabel.utils.async_tasks.task import AsyncTask  # noqa: E402
 
 from lib.active_learning import DiceScoring, UncertaintyStrategy  # noqa: E402
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
+from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
 from lib.semantic_infer import SemanticInfer  # noqa: E402
 from lib.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
+from medicosam_app.dicom.seg import SegmentationAuthor  # noqa: E402
 from medicosam_app.interactive import InteractiveSegmenter  # noqa: E402
 from medicosam_app.prefetch import Prefetcher  # noqa: E402
 from medicosam_app.active_learning import UncertaintyRanker  # noqa: E402
@@ -72,12 +76,49 @@ class MedicoSAMApp(MONAILabelApp):
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
+            if settings.MONAI_LABEL_DATASTORE.lower() not in ("", "dicomweb"):
+                return super().init_datastore()  # XNAT, DSA: MONAI Label's own
+            return self._dicomweb_datastore()
         return CheckedLocalDatastore(
             self.studies,
             extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def _dicomweb_datastore(self) -> Datastore:
+        """A PACS over DICOMweb, with DICOM SEG written by highdicom (MONAI Label would download dcmqi here)."""
+        self.studies = self.studies.rstrip("/")
+        logger.info("Using DICOMweb: %s (modalities %s)", self.studies, ",".join(self.settings.dicom_modalities))
+        session = None
+        if settings.MONAI_LABEL_DICOMWEB_USERNAME and settings.MONAI_LABEL_DICOMWEB_PASSWORD:
+            session = create_session_from_user_pass(
+                settings.MONAI_LABEL_DICOMWEB_USERNAME, settings.MONAI_LABEL_DICOMWEB_PASSWORD
+            )
+        client = DICOMwebClientX(
+            url=self.studies,
+            session=session,
+            qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
+            wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
+            stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX,
+        )
+        cache = settings.MONAI_LABEL_DICOMWEB_CACHE_PATH.strip() or str(self.settings.dicom_cache_dir)
+        return MedicoSAMDicomWebDatastore(
+            client, search_filters(self.settings.dicom_modalities), self.segmentation_author, cache_path=cache
+        )
+
+    def segmentation_author(self) -> SegmentationAuthor:
+        """What a DICOM SEG says made it: the MedicoSAM checkpoint (name and hash) and the serving decoder."""
+        status = self.models.status
+        if status.get("available"):
+            version = f"{status['checkpoint']} xxh128:{status['xxh128'][:16]}"
+        else:
+            version = "MedicoSAM checkpoint not loaded"
+        serving = self.semantic.store.serving()
+        if serving:
+            version += f"; semantic decoder {serving}"
+        return SegmentationAuthor(
+            algorithm="MedicoSAM", model_version=version, software_version=f"MedicoSAM Label {__version__}"
         )
 
     def init_infers(self) -> Dict[str, Any]:

@@ -1,0 +1,227 @@
+"""A PACS (DICOMweb: Orthanc, dcm4chee, Google Healthcare) as the datastore, with DICOM SEG write-back.
+
+MONAI Label's ``DICOMWebDatastore`` is kept for what works (QIDO listing of labelled series, its local cache
+folder); this subclass replaces the parts that break or trust too much:
+
+- image ids must be DICOM UIDs (they become folder names in the cache: no path can come from a request);
+- a series is downloaded into a hidden folder and renamed when complete, then checked
+  (:mod:`medicosam_app.dicom.series`): a SEG/SR, a series with a missing slice or uneven spacing gets a 422
+  that says so instead of a stack trace;
+- final labels become DICOM SEG with highdicom (no dcmqi download at start-up), naming algorithm and model
+  version, stored to the PACS by STOW-RS after the label is safe in the local cache;
+- series of several modalities are listed (CT and MR by default) unless ``MONAI_LABEL_DICOMWEB_SEARCH_FILTER``
+  says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import pydicom
+import requests
+import SimpleITK as sitk
+from cachetools import TTLCache
+from dicomweb_client import DICOMwebClient
+from fastapi import HTTPException
+from filelock import FileLock
+from monailabel.config import settings
+from monailabel.datastore.dicom import DICOMWebDatastore
+from monailabel.datastore.local import LocalDatastore
+from monailabel.datastore.utils.convert import binary_to_image
+from monailabel.datastore.utils.dicom import dicom_web_download_series
+from monailabel.interfaces.datastore import DefaultLabelTag
+from pydicom.dataset import Dataset
+
+from medicosam_app.dicom.seg import SegmentationAuthor, label_names, label_to_seg, seg_to_label
+from medicosam_app.dicom.series import DicomSeries, read_series_folder
+from medicosam_app.volume import read_volume
+
+from .datastore import store_label
+from .http_errors import as_http_errors
+
+logger = logging.getLogger(__name__)
+
+UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def check_uid(value: str, what: str = "image") -> str:
+    if not isinstance(value, str) or len(value) > 64 or not UID.match(value):
+        raise HTTPException(
+            422, f"'{value}' is not a DICOM SeriesInstanceUID: with a PACS datastore, '{what}' is the series UID."
+        )
+    return value
+
+
+def search_filters(modalities: Sequence[str]) -> List[Dict[str, Any]]:
+    """The QIDO filters that list image series: MONAI Label's env setting when given, else one per modality."""
+    if os.environ.get("MONAI_LABEL_DICOMWEB_SEARCH_FILTER"):
+        return [dict(settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER)]
+    return [{"Modality": m} for m in modalities]
+
+
+class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
+    def __init__(
+        self,
+        client: DICOMwebClient,
+        filters: List[Dict[str, Any]],
+        author: Callable[[], SegmentationAuthor],
+        cache_path: Optional[str] = None,
+    ) -> None:
+        super().__init__(client=client, search_filter=filters[0], cache_path=cache_path, fetch_by_frame=False)
+        self._filters = filters
+        self._author = author
+        self._listing: TTLCache = TTLCache(maxsize=1, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY)
+        self._series_locks: Dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- listing ----------------------------------------------------------------------------------------
+
+    def list_images(self) -> List[str]:
+        if "series" not in self._listing:
+            found: Dict[str, None] = {}
+            for search in self._filters:
+                for item in self._client.search_for_series(search_filters=search):
+                    found[str(Dataset.from_json(item)["SeriesInstanceUID"].value)] = None
+            self._listing["series"] = list(found)
+        return list(self._listing["series"])
+
+    # -- images -----------------------------------------------------------------------------------------
+
+    def _lock(self, series_uid: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._series_locks.setdefault(series_uid, threading.Lock())
+
+    def _series_meta(self, series_uid: str) -> Dataset:
+        try:
+            found = self._client.search_for_series(search_filters={"SeriesInstanceUID": series_uid})
+        except requests.RequestException as error:
+            raise HTTPException(502, f"The PACS at {self._client.base_url} did not answer: {error}") from error
+        matches = [Dataset.from_json(item) for item in found]
+        matches = [m for m in matches if str(m.get("SeriesInstanceUID", "")) == series_uid]
+        if not matches:
+            raise HTTPException(404, f"Series {series_uid} is not in the PACS at {self._client.base_url}.")
+        return matches[0]
+
+    def series_folder(self, series_uid: str) -> Path:
+        """The complete download of ``series_uid`` in the local cache (downloaded on first use)."""
+        check_uid(series_uid)
+        folder = Path(self._datastore.image_path()) / series_uid
+        if folder.is_dir() and any(folder.iterdir()):
+            return folder
+        meta = self._series_meta(series_uid)
+        partial = Path(tempfile.mkdtemp(prefix=f".download_{series_uid}_", dir=self._datastore.image_path()))
+        try:
+            dicom_web_download_series(str(meta["StudyInstanceUID"].value), series_uid, str(partial), self._client)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(partial, folder)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return folder
+
+    def series(self, series_uid: str) -> DicomSeries:
+        with as_http_errors():
+            return read_series_folder(self.series_folder(series_uid))
+
+    def get_image_uri(self, image_id: str) -> str:
+        check_uid(image_id)
+        with self._lock(image_id):
+            obj = self._datastore.objects.get(image_id)
+            if obj and os.path.isfile(LocalDatastore.get_image_uri(self, image_id)):
+                return LocalDatastore.get_image_uri(self, image_id)
+            series = self.series(image_id)
+            with as_http_errors():
+                image = series.to_sitk()
+            fd, converted = tempfile.mkstemp(suffix=".nii.gz", prefix=".converting_", dir=self._datastore.image_path())
+            os.close(fd)
+            try:
+                sitk.WriteImage(image, converted, useCompression=True)
+                LocalDatastore.add_image(self, image_id, converted, self._dicom_info(image_id))
+            finally:
+                os.remove(converted)
+            logger.info("Series %s cached as %s", image_id, image.GetSize())
+            return LocalDatastore.get_image_uri(self, image_id)
+
+    # -- labels -----------------------------------------------------------------------------------------
+
+    def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
+        if label_tag != DefaultLabelTag.FINAL or not image_id:
+            return LocalDatastore.get_label_uri(self, label_id, label_tag)
+        local = LocalDatastore.get_label_uri(self, image_id, label_tag)
+        if local and os.path.isfile(local):
+            return local
+        check_uid(label_id, "label")
+        seg_folder = Path(self._datastore.label_path(label_tag)) / label_id
+        if not seg_folder.is_dir() or not any(seg_folder.iterdir()):
+            meta = self._series_meta(label_id)
+            seg_folder.mkdir(parents=True, exist_ok=True)
+            dicom_web_download_series(str(meta["StudyInstanceUID"].value), label_id, str(seg_folder), self._client)
+        seg = pydicom.dcmread(str(next(seg_folder.glob("*.dcm"))))
+        image_path = self.get_image_uri(image_id)
+        with as_http_errors():
+            label = seg_to_label(seg, self.series(image_id))
+        reference = sitk.ReadImage(image_path)
+        written = _label_file(label, reference, self._datastore.label_path(label_tag))
+        try:
+            store_label(self, image_id, written, label_tag, {"SeriesInstanceUID": label_id, "source": "PACS"})
+        finally:
+            os.remove(written)
+        return LocalDatastore.get_label_uri(self, image_id, label_tag)
+
+    def save_label(
+        self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any], label_id: str = ""
+    ) -> str:
+        image_uri = self.get_image_uri(image_id)
+        converted = ""
+        if "".join(Path(label_filename).suffixes) == ".bin":  # OHIF sends raw voxels in the image's order
+            converted = label_filename = binary_to_image(image_uri, label_filename)
+        try:
+            info = dict(label_info or {})
+            # The label is safe in the local cache first: a PACS that refuses the SEG loses nothing.
+            store_label(self, image_id, label_filename, label_tag, info)
+            if label_tag != DefaultLabelTag.FINAL:
+                return image_id
+            author = self._author()
+            series = self.series(image_id)
+            with as_http_errors():
+                label = read_volume(label_filename).array
+                seg = label_to_seg(label, series, label_names(info.get("label_info")), author)
+            try:
+                self._client.store_instances([seg])
+            except requests.RequestException as error:
+                raise HTTPException(
+                    502,
+                    f"The label is saved on this server, but the PACS refused the DICOM SEG ({error}). "
+                    "Save again to retry the upload.",
+                ) from error
+            info.update({
+                "SeriesInstanceUID": str(seg.SeriesInstanceUID),
+                "algorithm": author.algorithm,
+                "model_version": author.model_version,
+            })
+            image_info = self.get_image_info(image_id)
+            for key in ("Modality", "PatientID", "StudyInstanceUID"):
+                info[key] = image_info.get(key)
+            LocalDatastore.update_label_info(self, image_id, label_tag, info)
+            self._listing.clear()
+            logger.info("DICOM SEG %s stored for series %s", seg.SeriesInstanceUID, image_id)
+            return image_id
+        finally:
+            if converted and os.path.exists(converted):
+                os.remove(converted)
+
+
+def _label_file(label: np.ndarray, reference: sitk.Image, folder: str) -> str:
+    image = sitk.GetImageFromArray(np.ascontiguousarray(label.transpose(2, 1, 0)))
+    image.CopyInformation(reference)
+    fd, path = tempfile.mkstemp(suffix=".nii.gz", prefix=".from_seg_", dir=folder)
+    os.close(fd)
+    sitk.WriteImage(image, path, useCompression=True)
+    return path

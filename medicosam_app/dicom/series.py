@@ -1,0 +1,139 @@
+"""A folder of DICOM instances → one checked image series → a :class:`~medicosam_app.volume.Volume`.
+
+A PACS holds what scanners send, and not every series is a volume. Before any voxel reaches the model the
+series is checked: one series, image instances with pixels and a position, one orientation and matrix size,
+and slices evenly spaced along the slice normal. Each refusal names what is wrong, where, and what to do.
+Slices are ordered by position along ``row × column`` cosines, ascending, as ITK and the OHIF viewer
+(cornerstone) both order them, so voxel ``[i, j, k]`` here is voxel ``[i, j, k]`` in the browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+
+from ..errors import ImageReadError
+
+# Modalities whose instances are not images of the patient (segmentations, reports, presentation states...).
+NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "KO", "DOC", "REG", "FID", "OT-REPORT"}
+SPACING_TOLERANCE = 0.01  # relative; scanners write positions with a few decimals
+
+
+class DicomSeriesError(ImageReadError):
+    """A series that cannot be read as one 3D image; the message says why and what to choose instead."""
+
+
+@dataclass(frozen=True)
+class DicomSeries:
+    """The instances of one image series in slice order (k ascending along the slice normal)."""
+
+    files: Tuple[Path, ...]
+    headers: Tuple[Dataset, ...]  # read without pixel data
+
+    @property
+    def series_uid(self) -> str:
+        return str(self.headers[0].SeriesInstanceUID)
+
+    @property
+    def sop_instance_uids(self) -> List[str]:
+        return [str(h.SOPInstanceUID) for h in self.headers]
+
+    def datasets(self) -> List[Dataset]:
+        """The full instances (pixels included), in slice order."""
+        return [pydicom.dcmread(str(f)) for f in self.files]
+
+    def to_sitk(self) -> sitk.Image:
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames([str(f) for f in self.files])
+        return reader.Execute()
+
+
+def _describe(header: Dataset) -> str:
+    description = str(header.get("SeriesDescription", "")).strip()
+    return f"series {header.get('SeriesInstanceUID', '?')}" + (f" ('{description}')" if description else "")
+
+
+def _normal(header: Dataset) -> np.ndarray:
+    cosines = np.array([float(v) for v in header.ImageOrientationPatient], dtype=float)
+    return np.cross(cosines[:3], cosines[3:])
+
+
+def check_series(headers: Sequence[Dataset], name: str = "") -> List[int]:
+    """Check that ``headers`` form one evenly spaced image series; return their order along the normal."""
+    if not headers:
+        raise DicomSeriesError(f"{name or 'The series'} has no DICOM instances.")
+    first = headers[0]
+    what = _describe(first)
+    series = {str(h.get("SeriesInstanceUID", "")) for h in headers}
+    if len(series) > 1:
+        raise DicomSeriesError(f"The folder mixes {len(series)} series; one series is needed.")
+    modality = str(first.get("Modality", "")).upper()
+    if modality in NON_IMAGE_MODALITIES:
+        raise DicomSeriesError(
+            f"{what} is a {modality} series, not an image: open a CT or MR image series instead."
+        )
+    missing = [h for h in headers if "ImagePositionPatient" not in h or "ImageOrientationPatient" not in h or "Rows" not in h]
+    if missing:
+        raise DicomSeriesError(
+            f"{what} ({modality or 'no modality'}) has {len(missing)} of {len(headers)} instances without image "
+            "pixels or patient position: it is not a cross-sectional image; open a CT or MR series instead."
+        )
+    if any(int(h.get("NumberOfFrames", 1) or 1) > 1 for h in headers):
+        raise DicomSeriesError(f"{what} holds multi-frame instances; export it as single-frame slices.")
+    shapes = {(int(h.Rows), int(h.Columns)) for h in headers}
+    if len(shapes) > 1:
+        raise DicomSeriesError(f"{what} mixes matrix sizes {sorted(shapes)}: its slices do not form one volume.")
+    orientations = np.array([[float(v) for v in h.ImageOrientationPatient] for h in headers])
+    if np.abs(orientations - orientations[0]).max() > 1e-3:
+        raise DicomSeriesError(f"{what} mixes slice orientations (a localizer or a tilted stack?): choose a series of parallel slices.")
+    normal = _normal(first)
+    positions = np.array([np.dot([float(v) for v in h.ImagePositionPatient], normal) for h in headers])
+    order = np.argsort(positions, kind="stable")
+    if len(headers) > 1:
+        _check_spacing(positions[order], what)
+    return [int(i) for i in order]
+
+
+def _check_spacing(sorted_positions: np.ndarray, what: str) -> None:
+    gaps = np.diff(sorted_positions)
+    if np.any(gaps < 1e-3):
+        at = float(sorted_positions[int(np.argmin(gaps))])
+        raise DicomSeriesError(f"{what} has two slices at the same position ({at:.2f} mm along the normal): "
+                               "it holds duplicates or several stacks; choose a single-stack series.")
+    step = float(np.median(gaps))
+    off = np.abs(gaps - step) > SPACING_TOLERANCE * step
+    if not off.any():
+        return
+    ratios = gaps[off] / step
+    if np.all(np.abs(ratios - np.round(ratios)) < 0.05) and np.all(np.round(ratios) >= 2):
+        lost = int(np.sum(np.round(ratios) - 1))
+        where = int(np.flatnonzero(off)[0])
+        raise DicomSeriesError(
+            f"{what} is missing {lost} slice(s): the spacing is {step:.2f} mm but there is a gap of "
+            f"{gaps[where]:.2f} mm after the slice at {sorted_positions[where]:.2f} mm. Send the complete series "
+            "from the scanner or PACS again."
+        )
+    raise DicomSeriesError(
+        f"{what} has uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm): it cannot be read as "
+        "one volume. Resample it to even spacing or choose another series."
+    )
+
+
+def read_series_folder(folder: Path) -> DicomSeries:
+    """Read and check the DICOM instances in ``folder`` (files that are not DICOM are ignored)."""
+    files, headers = [], []
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+        try:
+            header = pydicom.dcmread(str(path), stop_before_pixels=True)
+        except pydicom.errors.InvalidDicomError:
+            continue
+        files.append(path)
+        headers.append(header)
+    order = check_series(headers, name=Path(folder).name)
+    return DicomSeries(files=tuple(files[i] for i in order), headers=tuple(headers[i] for i in order))
