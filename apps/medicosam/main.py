@@ -27,6 +27,7 @@ from lib.datastore import CheckedLocalDatastore  # noqa: E402
 from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
+from lib.ohif_route import serve_ohif  # noqa: E402
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
 from lib.semantic_infer import SemanticInfer  # noqa: E402
 from lib.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
@@ -147,6 +148,9 @@ class MedicoSAMApp(MONAILabelApp):
         self._auto_update_scoring = False
         super().on_init_complete()
         serve_heavy_endpoints_in_threads()
+        from monailabel.app import app as fastapi_app  # built by the server before the app is initialised
+
+        serve_ohif(fastapi_app)
         self.models.start_loading()
         scheduler = build_scheduler(self.settings.retrain_schedule, lambda: self._retrain_if_new_labels("schedule", 1))
         if scheduler is not None:

@@ -60,10 +60,16 @@ def check_uid(value: str, what: str = "image") -> str:
     return value
 
 
+MONAI_LABEL_DEFAULT_FILTER = {"Modality": "CT"}
+
+
 def search_filters(modalities: Sequence[str]) -> List[Dict[str, Any]]:
-    """The QIDO filters that list image series: MONAI Label's env setting when given, else one per modality."""
-    if os.environ.get("MONAI_LABEL_DICOMWEB_SEARCH_FILTER"):
-        return [dict(settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER)]
+    """The QIDO filters that list image series: one per modality (``--conf modalities CT,MR``), unless
+    ``MONAI_LABEL_DICOMWEB_SEARCH_FILTER`` was set to something other than MONAI Label's CT-only default
+    (``monailabel start_server`` exports every setting to the environment, so its presence alone says nothing)."""
+    configured = dict(settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER or {})
+    if configured and configured != MONAI_LABEL_DEFAULT_FILTER:
+        return [configured]
     return [{"Modality": m} for m in modalities]
 
 

@@ -51,7 +51,7 @@ def serve_in_threads(app: FastAPI, routes: Iterable[Tuple[str, str]] = HEAVY_ROU
     """Replace the matching ``async`` routes of ``app`` by thread-pool ones; returns how many changed."""
     wanted = set(routes)
     changed = 0
-    for router in _routers(app.router):
+    for router in routers_of(app.router):
         replaced = False
         for position, route in enumerate(router.routes):
             if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint):
@@ -78,13 +78,13 @@ def serve_in_threads(app: FastAPI, routes: Iterable[Tuple[str, str]] = HEAVY_ROU
     return changed
 
 
-def _routers(router: Any) -> Iterator[Any]:
+def routers_of(router: Any) -> Iterator[Any]:
     """``router`` and every router included in it (kept as wrappers by recent FastAPI versions)."""
     yield router
     for route in router.routes:
         included = getattr(route, "original_router", None)
         if included is not None:
-            yield from _routers(included)
+            yield from routers_of(included)
 
 
 def serve_heavy_endpoints_in_threads() -> None:
