@@ -89,10 +89,18 @@ def to_sitk(array: np.ndarray, like: Volume) -> sitk.Image:
     return image
 
 
-def write_label(label: np.ndarray, like: Volume, suffix: str = ".nii.gz", directory: os.PathLike | None = None) -> Path:
+def write_label(
+    label: np.ndarray,
+    like: Volume,
+    suffix: str = ".nii.gz",
+    directory: os.PathLike | None = None,
+    compress: bool = True,
+) -> Path:
     """Write a label volume in ``like``'s geometry to a new file and return its path.
 
     The file is written under a temporary name and renamed, so a reader never sees half a file.
+    ``compress=False`` writes raw voxels (the OHIF extension asks for that: ``result_compress: false``);
+    a ``.nii.gz`` is always compressed, as its name says.
     """
     if label.shape != like.shape:
         raise ValueError(f"label shape {label.shape} differs from image shape {like.shape}")
@@ -101,6 +109,6 @@ def write_label(label: np.ndarray, like: Volume, suffix: str = ".nii.gz", direct
     fd, final = tempfile.mkstemp(suffix=suffix, prefix="medicosam_label_", dir=directory)
     os.close(fd)
     partial = final[: -len(suffix)] + ".part" + suffix
-    sitk.WriteImage(to_sitk(label, like), partial, useCompression=True)
+    sitk.WriteImage(to_sitk(label, like), partial, useCompression=compress or suffix == ".nii.gz")
     os.replace(partial, final)
     return Path(final)

@@ -9,9 +9,9 @@ from typing import Any, Dict, Tuple
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.interactive import ClickContext, InteractiveSegmenter
-from medicosam_app.volume import write_label
 
 from .http_errors import as_http_errors
+from .results import write_result
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class InteractiveInfer(InferTask):
             axis = int(request.get("axis", 2))
             result = self.segmenter.segment(request["image"], request, context, axis=axis)
             write_started = time.perf_counter()
-            path = write_label(result.label, result.volume, suffix=request.get("result_extension") or ".nii.gz")
+            path = write_result(result.label, result.volume, request)
         latencies = dict(result.latencies)
         latencies["write"] = round(time.perf_counter() - write_started, 4)
         latencies["total"] = round(time.perf_counter() - started, 4)

@@ -10,10 +10,10 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.interactive import ClickContext
 from medicosam_app.propagation import PropagationSettings
-from medicosam_app.volume import write_label
 from medicosam_app.volume_segmenter import VolumeSegmenter
 
 from .http_errors import as_http_errors
+from .results import write_result
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class PropagationInfer(InferTask):
             axis = int(request.get("axis", 2))
             outcome = self.segmenter.segment(request["image"], request, context, axis=axis, settings=settings)
             write_started = time.perf_counter()
-            path = write_label(outcome.label, outcome.volume, suffix=request.get("result_extension") or ".nii.gz")
+            path = write_result(outcome.label, outcome.volume, request)
         result = outcome.result
         latencies = dict(outcome.latencies)
         latencies["write"] = round(time.perf_counter() - write_started, 4)

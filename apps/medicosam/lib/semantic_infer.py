@@ -9,9 +9,9 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.semantic.classes import SemanticClasses
 from medicosam_app.semantic.segmenter import SemanticSegmenter
-from medicosam_app.volume import write_label
 
 from .http_errors import as_http_errors
+from .results import write_result
 
 
 class SemanticInfer(InferTask):
@@ -42,7 +42,7 @@ class SemanticInfer(InferTask):
         started = time.perf_counter()
         with as_http_errors():
             result = self.segmenter.segment(request["image"])
-            path = write_label(result.label, result.volume, suffix=request.get("result_extension") or ".nii.gz")
+            path = write_result(result.label, result.volume, request)
         latencies = dict(result.latencies, total=round(time.perf_counter() - started, 4))
         return str(path), {
             "label_names": result.classes.label_names(),
