@@ -25,6 +25,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_sam.pt", TINY_SAM, seed=0)
 
 
+@pytest.fixture(scope="session")
+def phantom_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random SAM (seed 1) whose first click on the CT phantom gives a partial mask, not an empty one
+    (seed 0 answers empty there), so tests that look at a mask on the phantom have something to see."""
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt_phantom") / "tiny_sam.pt", TINY_SAM, seed=1)
+
+
 def asymmetric_array(shape=(40, 30, 12), seed: int = 3) -> np.ndarray:
     """Voxel values that differ everywhere, with a bright off-centre blob: a flip or transpose cannot match."""
     i, j, k = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")

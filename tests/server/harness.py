@@ -27,7 +27,7 @@ def slicer_client(url: str, tmpdir: Path, client_id: str = "slicer-test"):
     return MONAILabelClient(url, tmpdir=str(tmpdir), client_id=client_id)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -42,7 +42,7 @@ def running_server(
     app: Path = REPO / "apps" / "medicosam",
 ) -> Iterator[str]:
     """``monailabel start_server --app apps/medicosam`` as a subprocess; yields its URL once /info answers."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app),
                "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
     for key, value in (conf or {}).items():
