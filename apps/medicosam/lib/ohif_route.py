@@ -40,10 +40,12 @@ def resolve_asset(root: Path, path: str) -> Optional[Path]:
     is refused, whether or not the file exists.
     """
     index = root / "index.html"
-    if not path or path.endswith("/") and not path.strip("/"):
+    if not path:
         return index
+    if path.startswith(("/", "\\")):  # an absolute path is never an asset
+        return None
     try:
-        target = (root / path.lstrip("/")).resolve()
+        target = (root / path).resolve()
     except (OSError, ValueError):  # a NUL byte, a loop of links
         return None
     if target != root and root not in target.parents:
