@@ -1,0 +1,176 @@
+"""End to end in headless Chromium: OHIF from our server, a study from Orthanc, a point prompt, the mask.
+
+The browser is Debian's chromium (scripts/install_system.sh), driven by playwright without downloading a
+browser. The test clicks as a radiologist would: connect the MONAI Label panel, open Point Prompts, pick the
+label, click on the axial view, press Run. It then checks, inside the page, that OHIF's labelmap holds the
+mask our server computed for that very request, voxel for voxel, and that OHIF's CT volume is our volume
+voxel for voxel (so the click → voxel → mask chain has no flip or transpose). A screenshot is kept in
+test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from email.parser import BytesParser
+from email.policy import default as email_policy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image, ImageChops
+
+from medicosam_app.interactive import ClickContext, InteractiveSegmenter
+from medicosam_app.model_provider import ModelProvider
+from server.harness import REPO, running_server, wait_for_model
+from server.orthanc import load_script, running_orthanc, upload
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+MODEL = "medicosam_interactive"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, phantom_checkpoint):
+    """Orthanc with the sample CT and MR study, and our server in front of it."""
+    root = tmp_path_factory.mktemp("ohif_e2e")
+    build = load_script("sample-data/build_dicom.py", "build_dicom")
+    dicom = build.build(root / "dicom")
+    env = {"MEDICOSAM_CHECKPOINT": str(phantom_checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0",
+           "MEDICOSAM_RETRAIN_AFTER_LABELS": "0"}
+    with running_orthanc(root / "orthanc") as pacs:
+        upload(pacs, dicom)
+        with running_server(pacs, root / "server.log", env=env) as server:
+            assert wait_for_model(server)["available"]
+            yield server, build.uid("study"), dicom, root
+
+
+@pytest.fixture()
+def page():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: run ./scripts/install_system.sh")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--use-gl=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"],
+        )
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.console_lines = []
+        page.on("console", lambda message: page.console_lines.append(message.text))
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def _multipart_params(body: bytes, content_type: str) -> dict:
+    message = BytesParser(policy=email_policy).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "params":
+            return json.loads(part.get_content())
+    raise AssertionError("no params part in the infer request")
+
+
+def _wait_for_console(page, text: str, timeout_ms: int = 60_000) -> None:
+    """Until the page has logged a line containing ``text`` (OHIF logs its loading milestones)."""
+    waited = 0
+    while not any(text in line for line in page.console_lines):
+        if waited > timeout_ms:
+            raise AssertionError(f"OHIF never logged '{text}'; last lines: {page.console_lines[-15:]}")
+        page.wait_for_timeout(250)
+        waited += 250
+
+
+def test_point_prompt_in_ohif_shows_the_server_mask(stack, page, phantom_checkpoint, tmp_path):
+    server, study_uid, dicom, _ = stack
+    page.goto(f"{server}/ohif/monai-label?StudyInstanceUIDs={study_uid}")
+    banner = page.get_by_text("Confirm and Hide")
+    banner.wait_for(timeout=60_000)
+    banner.click()
+    _wait_for_console(page, "displaySetsToAllImages")
+
+    # Connect the MONAI Label panel to this server and find our models in it.
+    page.fill("#monailabelServerURL", f"{server}/")
+    page.locator("table.settingsTable button.actionButton").first.click()
+    page.get_by_text("Point Prompts", exact=True).wait_for(timeout=30_000)
+    options = [text.strip() for text in page.locator("select.selectBox option").all_inner_texts()]
+    assert {"medicosam_interactive", "medicosam_3d", "medicosam_semantic"} <= set(options), options
+
+    page.get_by_text("Point Prompts", exact=True).click()
+    page.locator("tr.clickable-row", has_text=re.compile(r"^\s*label\s*$")).first.click()
+    page.wait_for_timeout(1000)  # the panel activates its probe tool for the chosen label
+    axial = page.locator("[data-viewport-uid='mpr-axial']")
+    box = axial.bounding_box()
+    before = axial.screenshot()
+    page.mouse.click(box["x"] + 0.42 * box["width"], box["y"] + 0.50 * box["height"])
+    page.wait_for_timeout(1000)
+
+    with page.expect_request(lambda r: f"/infer/{MODEL}" in r.url) as captured:
+        page.locator("button[title='Run PointPrompts']").click()
+    _wait_for_console(page, "updated the segmentation's scalar data")
+    page.wait_for_timeout(1000)  # let the overlay render
+    after = axial.screenshot()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ohif_point_prompt.png"))
+
+    request = captured.value
+    assert f"image={next(iter(_series_uids(dicom / 'phantom_ct')))}" in request.url and "output=image" in request.url
+    params = _multipart_params(request.post_data_buffer, request.headers["content-type"])
+    assert "slice" not in params and len(params["foreground"]) == 1 and params["result_extension"] == ".nrrd"
+
+    # What the server computed for that request is what a fresh segmenter computes for the clicked voxel
+    # (re-sending the request would not do: the server refines its previous answer for the same client) ...
+    reference = _series_image(dicom / "phantom_ct")
+    sitk.WriteImage(reference, str(tmp_path / "reference.nii.gz"))
+    served = InteractiveSegmenter(ModelProvider(str(phantom_checkpoint))).segment(
+        tmp_path / "reference.nii.gz", params, ClickContext("ohif")
+    ).label.transpose(2, 1, 0)  # [k, j, i]
+    assert served.any() and not served.all()
+    # ... is what OHIF's labelmap holds (its voxels run i fastest, then j, then k, as NRRD's do).
+    in_browser = np.array(page.evaluate("""() => {
+        const volume = window.services.segmentationService.getLabelmapVolume('1');
+        const data = volume.voxelManager.getCompleteScalarDataArray();
+        const found = [];
+        for (let n = 0; n < data.length; n++) if (data[n]) found.push(n);
+        return found;
+    }"""))
+    assert np.array_equal(in_browser, np.flatnonzero(served.ravel()))
+    # The clicked voxel is inside the slice the server segmented.
+    assert set(np.argwhere(served)[:, 0]) == {params["foreground"][0][2]}
+
+    # OHIF's CT volume is our volume voxel for voxel: the same index means the same place.
+    ohif_ct = np.array(page.evaluate("""() => {
+        const volume = window.cornerstone.cache.getVolumes().find(v => !v.volumeId.includes('seg') && v.imageData);
+        return Array.from(volume.voxelManager.getCompleteScalarDataArray());
+    }"""))
+    ours = sitk.GetArrayFromImage(reference)
+    assert np.array_equal(ohif_ct, ours.ravel())
+
+    # And the mask is drawn: the axial view changed where the overlay went.
+    difference = ImageChops.difference(Image.open(_png(before, tmp_path / "before.png")).convert("RGB"),
+                                       Image.open(_png(after, tmp_path / "after.png")).convert("RGB"))
+    changed = np.asarray(difference).sum(axis=2) > 30
+    assert changed.mean() > 0.005, f"only {changed.mean():.4f} of the view changed"
+
+
+def _png(data: bytes, path: Path) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _series_image(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()
+
+
+def _series_uids(folder: Path):
+    import pydicom
+
+    return {str(pydicom.dcmread(str(f), stop_before_pixels=True).SeriesInstanceUID) for f in folder.glob("*.dcm")}
