@@ -2,6 +2,7 @@
 # Install everything into ./.venv (Python 3.11). Safe to run again: it skips work when requirements.txt, constraints.txt and pyproject.toml are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/install_system.sh  # Orthanc + DICOMweb plugin, chromium (Debian packages, only when missing)
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
