@@ -74,7 +74,7 @@ def test_uneven_spacing_is_refused(tmp_path):
 def test_duplicate_positions_are_refused(tmp_path):
     folder = _write(tmp_path / "dup")
     copy = pydicom.dcmread(str(folder / "0003.dcm"))
-    copy.SOPInstanceUID = copy.SOPInstanceUID + ".9"
+    copy.SOPInstanceUID = _build_dicom().uid("duplicate")
     copy.save_as(folder / "dup.dcm")
     with pytest.raises(DicomSeriesError, match="two slices at the same position"):
         read_series_folder(folder)

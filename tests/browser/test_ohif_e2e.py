@@ -94,6 +94,9 @@ def test_point_prompt_in_ohif_shows_the_server_mask(stack, page, phantom_checkpo
     banner.wait_for(timeout=60_000)
     banner.click()
     _wait_for_console(page, "displaySetsToAllImages")
+    series_list = page.locator("[data-cy='studyBrowser-panel']").inner_text() if page.locator(
+        "[data-cy='studyBrowser-panel']").count() else page.inner_text("body")
+    assert "Phantom CT" in series_list and "MNI152 T1" in series_list  # the CT and the MR series
 
     # Connect the MONAI Label panel to this server and find our models in it.
     page.fill("#monailabelServerURL", f"{server}/")
