@@ -118,16 +118,21 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
 
     def series_folder(self, series_uid: str) -> Path:
         """The complete download of ``series_uid`` in the local cache (downloaded on first use)."""
-        check_uid(series_uid)
-        folder = Path(self._datastore.image_path()) / series_uid
+        return self._download(check_uid(series_uid), Path(self._datastore.image_path()) / series_uid)
+
+    def _download(self, series_uid: str, folder: Path) -> Path:
+        """WADO-RS the series into a hidden folder beside ``folder``, renamed into place once complete."""
         if folder.is_dir() and any(folder.iterdir()):
             return folder
         meta = self._series_meta(series_uid)
-        partial = Path(tempfile.mkdtemp(prefix=f".download_{series_uid}_", dir=self._datastore.image_path()))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".download_{series_uid}_", dir=folder.parent))
         try:
             dicom_web_download_series(str(meta["StudyInstanceUID"].value), series_uid, str(partial), self._client)
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(partial, folder)
+        except requests.RequestException as error:
+            raise HTTPException(502, f"Downloading series {series_uid} from the PACS failed: {error}") from error
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         return folder
@@ -163,12 +168,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         local = LocalDatastore.get_label_uri(self, image_id, label_tag)
         if local and os.path.isfile(local):
             return local
-        check_uid(label_id, "label")
-        seg_folder = Path(self._datastore.label_path(label_tag)) / label_id
-        if not seg_folder.is_dir() or not any(seg_folder.iterdir()):
-            meta = self._series_meta(label_id)
-            seg_folder.mkdir(parents=True, exist_ok=True)
-            dicom_web_download_series(str(meta["StudyInstanceUID"].value), label_id, str(seg_folder), self._client)
+        seg_folder = self._download(check_uid(label_id, "label"), Path(self._datastore.label_path(label_tag)) / label_id)
         seg = pydicom.dcmread(str(next(seg_folder.glob("*.dcm"))))
         image_path = self.get_image_uri(image_id)
         with as_http_errors():
