@@ -218,3 +218,17 @@ def test_a_label_of_the_wrong_size_is_refused_and_nothing_reaches_the_pacs(serve
         )
     assert response.status_code == 422 and "size" in response.json()["detail"]
     assert len(DICOMwebClient(url).search_for_series(search_filters={"Modality": "SEG"})) == before
+
+
+def test_slicer_downloads_the_pacs_series_as_the_volume_it_indexes(server, pacs, tmp_path):
+    """Slicer fetches the image by SeriesInstanceUID; its voxel [i, j, k] must be the server's (MR: RAS-flipped)."""
+    _, uids, root = pacs
+    response = requests.get(f"{server}/datastore/image", params={"image": uids["MNI152 T1"]}, timeout=120)
+    assert response.status_code == 200
+    (tmp_path / "mr.nii.gz").write_bytes(response.content)
+    served = sitk.ReadImage(str(tmp_path / "mr.nii.gz"))
+    reference = _series_image(root / "dicom" / "mni_mr")
+    assert np.array_equal(sitk.GetArrayFromImage(served), sitk.GetArrayFromImage(reference))
+    assert np.allclose(served.GetDirection(), reference.GetDirection(), atol=1e-5)
+    assert np.allclose(served.GetDirection(), (-1, 0, 0, 0, -1, 0, 0, 0, 1), atol=1e-5)
+    assert np.allclose(served.GetOrigin(), reference.GetOrigin(), atol=1e-3)
