@@ -23,15 +23,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "sample-data")]
 
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
+import build_dicom  # noqa: E402
+
 from medicosam_app.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
 from server.harness import running_server, slicer_client, wait_for_model  # noqa: E402
-from server.orthanc import load_script, running_orthanc, upload  # noqa: E402
+from server.orthanc import running_orthanc, upload  # noqa: E402
 
 OHIF = {"background": [], "result_extension": ".nrrd", "result_dtype": "uint8", "result_compress": False}
 SERIES = {"ct": ("phantom_ct", "Phantom CT"), "mr": ("mni_mr", "MNI152 T1")}
@@ -57,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pacs_bench_") as tmp:
         root = Path(tmp)
         checkpoint = write_random_checkpoint(root / "sam.pt", VIT_B_SAM if args.arch == "vit_b" else TINY_SAM, seed=1)
-        dicom = load_script("sample-data/build_dicom.py", "build_dicom").build(root / "dicom")
+        dicom = build_dicom.build(root / "dicom")
         folder, description = SERIES[args.series]
         env = {"MEDICOSAM_CHECKPOINT": str(checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0",
                "MEDICOSAM_RETRAIN_AFTER_LABELS": "0"}

@@ -24,7 +24,7 @@ logger = logging.getLogger("sample-data")
 LABEL_NAMES = {"grey_matter": 1, "white_matter": 2}
 
 
-def _nilearn_file(name: str) -> Path:
+def nilearn_file(name: str) -> Path:
     import nilearn.datasets
 
     return Path(nilearn.datasets.__file__).parent / "data" / name
@@ -43,9 +43,9 @@ def _write(image: sitk.Image, path: Path) -> None:
 
 
 def build_mni(images: Path, labels: Path) -> None:
-    t1 = sitk.ReadImage(str(_nilearn_file("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")), sitk.sitkFloat32)
-    gm = sitk.GetArrayFromImage(sitk.ReadImage(str(_nilearn_file("mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"))))
-    wm = sitk.GetArrayFromImage(sitk.ReadImage(str(_nilearn_file("mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"))))
+    t1 = sitk.ReadImage(str(nilearn_file("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")), sitk.sitkFloat32)
+    gm = sitk.GetArrayFromImage(sitk.ReadImage(str(nilearn_file("mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"))))
+    wm = sitk.GetArrayFromImage(sitk.ReadImage(str(nilearn_file("mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"))))
     tissue = np.zeros(gm.shape, dtype=np.uint8)
     tissue[(gm > 0.5) & (gm >= wm)] = LABEL_NAMES["grey_matter"]
     tissue[(wm > 0.5) & (wm > gm)] = LABEL_NAMES["white_matter"]

@@ -13,16 +13,18 @@ from a fixed seed: rebuilding gives the same UIDs and Orthanc sees the same inst
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import build_datastore  # noqa: E402  (the sibling script: the phantom and the MNI files)
 
 logger = logging.getLogger("sample-dicom")
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's prefix for generated UIDs
@@ -111,17 +113,9 @@ def _instance(modality: str, series_uid: str, study_uid: str, sop_uid: str, pati
     return ds
 
 
-def _build_datastore_module():
-    spec = importlib.util.spec_from_file_location("build_datastore", Path(__file__).with_name("build_datastore.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def mni_mr_image() -> sitk.Image:
     """The MNI T1 template downsampled ×2, in integer intensities 0..1000 as an MR series stores them."""
-    module = _build_datastore_module()
-    t1 = sitk.ReadImage(str(module._nilearn_file("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")), sitk.sitkFloat32)
+    t1 = sitk.ReadImage(str(build_datastore.nilearn_file("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")), sitk.sitkFloat32)
     t1 = sitk.Shrink(t1, [2, 2, 2])
     peak = float(np.percentile(sitk.GetArrayViewFromImage(t1), 99.5)) or 1.0
     return sitk.Clamp(t1 * (1000.0 / peak), lowerBound=0.0, upperBound=1000.0)
@@ -131,7 +125,7 @@ def build(out: Path) -> Path:
     study_uid = uid("study")
     if not (out / "phantom_ct").exists():
         logger.info("writing phantom_ct")
-        write_series(_build_datastore_module().make_ct_phantom(), out / "phantom_ct", "CT", "Phantom CT", study_uid, 1)
+        write_series(build_datastore.make_ct_phantom(), out / "phantom_ct", "CT", "Phantom CT", study_uid, 1)
     if not (out / "mni_mr").exists():
         logger.info("writing mni_mr")
         write_series(mni_mr_image(), out / "mni_mr", "MR", "MNI152 T1", study_uid, 2)

@@ -9,7 +9,7 @@ those: a CT and an MR series of one study. Uploading the same instances again ch
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import sys
 from pathlib import Path
 from typing import Iterable, List
 
@@ -40,10 +40,10 @@ def upload(dicomweb: str, paths: Iterable[Path], batch: int = 32, progress: bool
 
 
 def _sample_series() -> Path:
-    spec = importlib.util.spec_from_file_location("build_dicom", REPO / "sample-data" / "build_dicom.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build(REPO / "sample-data" / "dicom")
+    sys.path.insert(0, str(REPO / "sample-data"))
+    import build_dicom
+
+    return build_dicom.build(REPO / "sample-data" / "dicom")
 
 
 def main() -> None:

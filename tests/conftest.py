@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,10 @@ import pytest
 import SimpleITK as sitk
 
 from medicosam_app.random_checkpoint import TINY_SAM, write_random_checkpoint
+
+# The sample-data scripts (build_datastore, build_dicom) are what tests build their data with.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sample-data"))
+import build_datastore  # noqa: E402
 
 # A direction that is neither identity nor a plain flip: i runs posterior, j runs patient-left, k superior,
 # slightly rotated in plane, so any transpose or flip of the slice shows.
@@ -71,7 +76,6 @@ class ModelsDouble:
 
 # -- semantic model -------------------------------------------------------------------------------
 
-BUILD_DATASTORE_SCRIPT = Path(__file__).resolve().parents[1] / "sample-data" / "build_datastore.py"
 SEMANTIC_TRAINING = {  # small and quick: a narrow decoder, few slices, a learning rate for few epochs
     "initial_features": 8,
     "max_slices_per_image": 16,
@@ -89,23 +93,13 @@ def tiny256_checkpoint(tmp_path_factory) -> Path:
     return write_random_checkpoint(tmp_path_factory.mktemp("ckpt256") / "tiny256_sam.pt", arch, seed=0)
 
 
-def load_build_datastore():
-    """The project's sample-data/build_datastore.py as a module (it is a script, not part of a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("build_datastore", BUILD_DATASTORE_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def mni_template(tmp_path_factory) -> Path:
     """The MNI T1 template and its grey/white matter label, built once by the sample-data script into a
     temporary folder: a clean clone has no sample-data/datastore/ (it is generated, never committed)."""
     folder = tmp_path_factory.mktemp("mni_template")
     (folder / "labels").mkdir()
-    load_build_datastore().build_mni(folder, folder / "labels")
+    build_datastore.build_mni(folder, folder / "labels")
     return folder
 
 
@@ -132,3 +126,10 @@ def write_mni_subjects(
 @pytest.fixture()
 def mni_studies(tmp_path, mni_template) -> Path:
     return write_mni_subjects(tmp_path / "studies", mni_template)
+
+
+def gdcm_series_image(folder: Path) -> sitk.Image:
+    """A DICOM series as GDCM orders and reads it: the reference, independent of the server's own reader."""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import shutil
 from pathlib import Path
@@ -12,20 +11,13 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
+import build_dicom
 from conftest import OBLIQUE_AXIAL_DIRECTION, asymmetric_array
 from medicosam_app.dicom.seg import SegmentationAuthor, label_names, label_to_seg, seg_to_label
 from medicosam_app.dicom.series import DicomSeriesError, read_series_folder
 from medicosam_app.errors import InvalidRequestError
 
 AUTHOR = SegmentationAuthor("MedicoSAM", "tiny xxh128:0123", "MedicoSAM Label test")
-
-
-def _build_dicom():
-    path = Path(__file__).resolve().parents[1] / "sample-data" / "build_dicom.py"
-    spec = importlib.util.spec_from_file_location("build_dicom", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _oblique_image() -> sitk.Image:
@@ -37,7 +29,7 @@ def _oblique_image() -> sitk.Image:
 
 
 def _write(folder: Path, **kwargs) -> Path:
-    build = _build_dicom()
+    build = build_dicom
     build.write_series(_oblique_image(), folder, "CT", "oblique", build.uid("test-study"), 1, **kwargs)
     return folder
 
@@ -74,7 +66,7 @@ def test_uneven_spacing_is_refused(tmp_path):
 def test_duplicate_positions_are_refused(tmp_path):
     folder = _write(tmp_path / "dup")
     copy = pydicom.dcmread(str(folder / "0003.dcm"))
-    copy.SOPInstanceUID = _build_dicom().uid("duplicate")
+    copy.SOPInstanceUID = build_dicom.uid("duplicate")
     copy.save_as(folder / "dup.dcm")
     with pytest.raises(DicomSeriesError, match="two slices at the same position"):
         read_series_folder(folder)
@@ -90,7 +82,7 @@ def test_mixed_orientation_is_refused(tmp_path):
 
 
 def test_non_image_series_is_refused(tmp_path):
-    build = _build_dicom()
+    build = build_dicom
     build.write_text_report(tmp_path / "sr", build.uid("test-study"))
     with pytest.raises(DicomSeriesError, match="is a SR series, not an image"):
         read_series_folder(tmp_path / "sr")
@@ -131,7 +123,7 @@ def test_seg_refuses_a_label_of_another_shape_and_another_series(tmp_path):
     with pytest.raises(InvalidRequestError, match=r"size \[30, 40, 12\]"):
         label_to_seg(np.zeros((30, 40, 12), dtype=np.uint8), series, {}, AUTHOR)
     seg = _through_bytes(label_to_seg(np.ones((40, 30, 12), dtype=np.uint8), series, {}, AUTHOR))
-    build = _build_dicom()
+    build = build_dicom
     other = tmp_path / "other"
     build.write_series(_oblique_image(), other, "CT", "other", build.uid("other-study"), 2)
     with pytest.raises(InvalidRequestError, match="references series"):

@@ -3,11 +3,11 @@
 import numpy as np
 import SimpleITK as sitk
 
-from conftest import load_build_datastore as _module
+import build_datastore
 
 
 def test_datastore_has_real_mri_with_tissue_labels_ct_mr_and_phantom(tmp_path):
-    out = _module().build(tmp_path / "ds")
+    out = build_datastore.build(tmp_path / "ds")
     names = sorted(p.name for p in out.glob("*.nii.gz"))
     assert names == ["mni152_t1.nii.gz", "phantom_ct.nii.gz", "pydicom_ct_small.nii.gz", "pydicom_mr_small.nii.gz"]
     t1 = sitk.ReadImage(str(out / "mni152_t1.nii.gz"))
@@ -18,7 +18,7 @@ def test_datastore_has_real_mri_with_tissue_labels_ct_mr_and_phantom(tmp_path):
 
 
 def test_phantom_is_deterministic_and_asymmetric():
-    module = _module()
+    module = build_datastore
     a, b = (sitk.GetArrayFromImage(module.make_ct_phantom()) for _ in range(2))
     assert np.array_equal(a, b)
     assert not np.array_equal(a, a[:, :, ::-1]) and not np.array_equal(a, a[:, ::-1, :])

@@ -22,10 +22,12 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image, ImageChops
 
+import build_dicom
+from conftest import gdcm_series_image
 from medicosam_app.interactive import ClickContext, InteractiveSegmenter
 from medicosam_app.model_provider import ModelProvider
 from server.harness import REPO, running_server, wait_for_model
-from server.orthanc import load_script, running_orthanc, upload
+from server.orthanc import running_orthanc, upload
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
@@ -36,7 +38,7 @@ MODEL = "medicosam_interactive"
 def stack(tmp_path_factory, phantom_checkpoint):
     """Orthanc with the sample CT and MR study, and our server in front of it."""
     root = tmp_path_factory.mktemp("ohif_e2e")
-    build = load_script("sample-data/build_dicom.py", "build_dicom")
+    build = build_dicom
     dicom = build.build(root / "dicom")
     env = {"MEDICOSAM_CHECKPOINT": str(phantom_checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0",
            "MEDICOSAM_RETRAIN_AFTER_LABELS": "0"}
@@ -129,7 +131,7 @@ def test_point_prompt_in_ohif_shows_the_server_mask(stack, page, phantom_checkpo
 
     # What the server computed for that request is what a fresh segmenter computes for the clicked voxel
     # (re-sending the request would not do: the server refines its previous answer for the same client) ...
-    reference = _series_image(dicom / "phantom_ct")
+    reference = gdcm_series_image(dicom / "phantom_ct")
     sitk.WriteImage(reference, str(tmp_path / "reference.nii.gz"))
     served = InteractiveSegmenter(ModelProvider(str(phantom_checkpoint))).segment(
         tmp_path / "reference.nii.gz", params, ClickContext("ohif")
@@ -165,12 +167,6 @@ def test_point_prompt_in_ohif_shows_the_server_mask(stack, page, phantom_checkpo
 def _png(data: bytes, path: Path) -> Path:
     path.write_bytes(data)
     return path
-
-
-def _series_image(folder: Path) -> sitk.Image:
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-    return reader.Execute()
 
 
 def _series_uids(folder: Path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import subprocess
 import sys
 import time
@@ -13,14 +12,6 @@ from typing import Iterator
 import requests
 
 from .harness import REPO, free_port
-
-
-def load_script(relative: str, name: str):
-    """One of the project's scripts (sample-data/build_dicom.py, scripts/upload_dicom.py) as a module."""
-    spec = importlib.util.spec_from_file_location(name, REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextlib.contextmanager

@@ -18,11 +18,14 @@ import requests
 import SimpleITK as sitk
 from dicomweb_client import DICOMwebClient
 
+import build_datastore
+import build_dicom
+from conftest import gdcm_series_image
 from medicosam_app.interactive import ClickContext, InteractiveSegmenter
 from medicosam_app.model_provider import ModelProvider
 
 from .harness import running_server, slicer_client, wait_for_model
-from .orthanc import load_script, running_orthanc, upload
+from .orthanc import running_orthanc, upload
 
 OHIF_PARAMS = {"background": [], "result_extension": ".nrrd", "result_dtype": "uint8", "result_compress": False,
                "restore_label_idx": False}
@@ -32,9 +35,9 @@ OHIF_PARAMS = {"background": [], "result_extension": ".nrrd", "result_dtype": "u
 def pacs(tmp_path_factory):
     """Orthanc holding the sample CT and MR, a CT with a missing slice, one with uneven spacing, and a report."""
     root = tmp_path_factory.mktemp("pacs")
-    build = load_script("sample-data/build_dicom.py", "build_dicom")
+    build = build_dicom
     dicom = build.build(root / "dicom")
-    phantom = load_script("sample-data/build_datastore.py", "build_datastore").make_ct_phantom()
+    phantom = build_datastore.make_ct_phantom()
     study = build.uid("broken-study")
     build.write_series(phantom, root / "broken" / "gap", "CT", "CT with a gap", study, 1, skip_slices=(10,))
     uneven = [2.5 * k + (0.9 if k >= 20 else 0.0) for k in range(phantom.GetSize()[2])]
@@ -66,13 +69,6 @@ def test_start_up_uses_our_datastore_and_downloads_no_dcmqi(server, pacs):
     assert "dcmqi" not in log.lower() and "github.com" not in log
 
 
-def _series_image(folder: Path) -> sitk.Image:
-    """The series as GDCM orders it, independently of the server's reader."""
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-    return reader.Execute()
-
-
 def test_ct_and_mr_series_are_listed_and_the_report_is_not(server, pacs):
     _, uids, _ = pacs
     stats = requests.get(f"{server}/datastore/", params={"output": "stats"}, timeout=30).json()
@@ -98,7 +94,7 @@ def test_ohif_points_only_request_answers_raw_nrrd_in_the_series_geometry(server
     answer = sitk.ReadImage(str(tmp_path / "answer.nrrd"))
     label = sitk.GetArrayFromImage(answer).transpose(2, 1, 0)
 
-    reference = _series_image(root / "dicom" / "phantom_ct")
+    reference = gdcm_series_image(root / "dicom" / "phantom_ct")
     assert answer.GetSize() == reference.GetSize() == (128, 96, 40)
     assert np.allclose(answer.GetOrigin(), reference.GetOrigin(), atol=1e-4)
     assert np.allclose(answer.GetSpacing(), reference.GetSpacing(), atol=1e-4)
@@ -125,7 +121,7 @@ def _asymmetric_label(shape):
 def test_final_label_becomes_a_dicom_seg_in_orthanc_and_comes_back_voxel_exact(server, pacs, tmp_path):
     url, uids, root = pacs
     ct = uids["Phantom CT"]
-    reference = _series_image(root / "dicom" / "phantom_ct")
+    reference = gdcm_series_image(root / "dicom" / "phantom_ct")
     label = _asymmetric_label(reference.GetSize())
     image = sitk.GetImageFromArray(label.transpose(2, 1, 0))
     image.CopyInformation(reference)
@@ -173,7 +169,7 @@ def test_a_fresh_server_reads_the_seg_back_from_orthanc_voxel_exact(server, pacs
         datalist = requests.get(f"{fresh}/datastore/", params={"output": "train"}, timeout=120).json()
     assert [Path(item["image"]).name for item in datalist] == [f"{uids['Phantom CT']}.nii.gz"]
     back = sitk.ReadImage(datalist[0]["label"])
-    reference = _series_image(root / "dicom" / "phantom_ct")
+    reference = gdcm_series_image(root / "dicom" / "phantom_ct")
     assert np.array_equal(sitk.GetArrayFromImage(back).transpose(2, 1, 0), _asymmetric_label(reference.GetSize()))
     assert np.allclose(back.GetOrigin(), reference.GetOrigin(), atol=1e-4)
     assert np.allclose(back.GetDirection(), reference.GetDirection())
@@ -227,7 +223,7 @@ def test_slicer_downloads_the_pacs_series_as_the_volume_it_indexes(server, pacs,
     assert response.status_code == 200
     (tmp_path / "mr.nii.gz").write_bytes(response.content)
     served = sitk.ReadImage(str(tmp_path / "mr.nii.gz"))
-    reference = _series_image(root / "dicom" / "mni_mr")
+    reference = gdcm_series_image(root / "dicom" / "mni_mr")
     assert np.array_equal(sitk.GetArrayFromImage(served), sitk.GetArrayFromImage(reference))
     assert np.allclose(served.GetDirection(), reference.GetDirection(), atol=1e-5)
     assert np.allclose(served.GetDirection(), (-1, 0, 0, 0, -1, 0, 0, 0, 1), atol=1e-5)

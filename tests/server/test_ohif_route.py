@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import sys
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest

@@ -31,7 +31,6 @@ import SimpleITK as sitk
 from cachetools import TTLCache
 from dicomweb_client import DICOMwebClient
 from fastapi import HTTPException
-from filelock import FileLock
 from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
