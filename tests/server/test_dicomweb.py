@@ -228,3 +228,30 @@ def test_slicer_downloads_the_pacs_series_as_the_volume_it_indexes(server, pacs,
     assert np.allclose(served.GetDirection(), reference.GetDirection(), atol=1e-5)
     assert np.allclose(served.GetDirection(), (-1, 0, 0, 0, -1, 0, 0, 0, 1), atol=1e-5)
     assert np.allclose(served.GetOrigin(), reference.GetOrigin(), atol=1e-3)
+
+
+def test_a_corrected_label_is_a_new_seg_and_wins_on_read_back(server, pacs, phantom_checkpoint, tmp_path):
+    """Saving again after a correction adds a SEG; a fresh server reads the newest, and counts the image once."""
+    url, uids, root = pacs
+    ct = uids["Phantom CT"]
+    reference = gdcm_series_image(root / "dicom" / "phantom_ct")
+    corrected = _asymmetric_label(reference.GetSize())
+    corrected[20:60, 25:50, 10:30] = 0  # the annotator removed the first structure
+    corrected[100:110, 40:50, 15:20] = 1  # and drew it elsewhere
+    image = sitk.GetImageFromArray(corrected.transpose(2, 1, 0))
+    image.CopyInformation(reference)
+    sitk.WriteImage(image, str(tmp_path / "corrected.nii.gz"))
+    before = len(DICOMwebClient(url).search_for_series(search_filters={"Modality": "SEG"}))
+    slicer_client(server, tmp_path / "client").save_label(ct, str(tmp_path / "corrected.nii.gz"), tag="final", params={
+        "label_info": [{"name": "liver", "idx": 1}, {"name": "spine", "idx": 2}],
+    })
+    assert len(DICOMwebClient(url).search_for_series(search_filters={"Modality": "SEG"})) == before + 1
+
+    env = {"MEDICOSAM_CHECKPOINT": str(phantom_checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0",
+           "MEDICOSAM_RETRAIN_AFTER_LABELS": "0"}
+    with running_server(url, tmp_path / "fresh.log", env=env) as fresh:
+        stats = requests.get(f"{fresh}/datastore/", params={"output": "stats"}, timeout=60).json()
+        datalist = requests.get(f"{fresh}/datastore/", params={"output": "train"}, timeout=120).json()
+    assert stats["completed"] == 1
+    [item] = [i for i in datalist if Path(i["image"]).name == f"{ct}.nii.gz"]
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(item["label"])).transpose(2, 1, 0), corrected)

@@ -83,7 +83,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         super().__init__(client=client, search_filter=filters[0], cache_path=cache_path, fetch_by_frame=False)
         self._filters = filters
         self._author = author
-        self._listing: TTLCache = TTLCache(maxsize=1, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY)
+        self._listing: TTLCache = TTLCache(maxsize=2, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY)
         self._series_locks: Dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -161,11 +161,49 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
 
     # -- labels -----------------------------------------------------------------------------------------
 
+    def get_labeled_images(self, label_tag: Optional[str] = None, labels: Optional[List[str]] = None) -> List[str]:
+        """Listed image series with a SEG in the PACS, each once however many times it was corrected."""
+        return list(self.newest_segs())
+
+    def newest_segs(self) -> Dict[str, str]:
+        """Image series → its newest DICOM SEG in the PACS (a corrected label is saved as a new SEG)."""
+        if "segs" not in self._listing:
+            self._listing["segs"] = self._find_newest_segs()
+        return dict(self._listing["segs"])
+
+    def _find_newest_segs(self) -> Dict[str, str]:
+        newest: Dict[str, tuple] = {}
+        listed = set(self.list_images())
+        for item in self._client.search_for_series(search_filters={"Modality": "SEG"}):
+            found = Dataset.from_json(item)
+            meta = Dataset.from_json(self._client.retrieve_series_metadata(
+                str(found.StudyInstanceUID), str(found.SeriesInstanceUID))[0])
+            references = meta.get("ReferencedSeriesSequence")
+            if not references or str(references[0].SeriesInstanceUID) not in listed:
+                logger.warning("SEG %s ignored: it references no listed image series", found.SeriesInstanceUID)
+                continue
+            image = str(references[0].SeriesInstanceUID)
+            stamp = (str(meta.get("ContentDate", "")), str(meta.get("ContentTime", "")))
+            if image not in newest or stamp > newest[image][0]:
+                newest[image] = (stamp, str(found.SeriesInstanceUID))
+        return {image: seg for image, (_, seg) in newest.items()}
+
+    def _download_labeled_data(self) -> None:
+        """Bring each labelled series and its newest SEG into the local cache (``datalist`` calls this).
+
+        Unlike MONAI Label's version, a local label whose SEG is gone from the PACS is kept, not deleted:
+        it may be a label whose upload failed."""
+        for image, seg in self.newest_segs().items():
+            self.get_image_uri(image)
+            self.get_label_uri(seg, DefaultLabelTag.FINAL, image_id=image)
+
     def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
         if label_tag != DefaultLabelTag.FINAL or not image_id:
             return LocalDatastore.get_label_uri(self, label_id, label_tag)
         local = LocalDatastore.get_label_uri(self, image_id, label_tag)
-        if local and os.path.isfile(local):
+        local_seg = LocalDatastore.get_label_info(self, image_id, label_tag).get("SeriesInstanceUID")
+        # The local copy wins unless it came from another (older) SEG: then this SEG is the correction.
+        if local and os.path.isfile(local) and local_seg in (None, label_id):
             return local
         seg_folder = self._download(check_uid(label_id, "label"), Path(self._datastore.label_path(label_tag)) / label_id)
         seg = pydicom.dcmread(str(next(seg_folder.glob("*.dcm"))))
