@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 import requests
 
@@ -52,23 +52,34 @@ def running_server(
     # Each server gets its own cache folder: the disk embedding cache must not leak between tests.
     environment["MEDICOSAM_CACHE_DIR"] = str(log_file.parent / "cache")
     environment.update(env or {})
+    url = f"http://127.0.0.1:{port}"
+    with running_process("server", command, log_file, f"{url}/info/", timeout=180, env=environment):
+        yield url
+
+
+@contextlib.contextmanager
+def running_process(
+    name: str, command: List[str], log_file: Path, ready_url: str, timeout: float, env: Optional[Dict[str, str]] = None
+) -> Iterator[subprocess.Popen]:
+    """Start ``command`` (output to ``log_file``), wait until ``ready_url`` answers 2xx, stop it afterwards.
+
+    A process that exits or never answers fails with the tail of its log, so a test says why."""
     with open(log_file, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + timeout
             while True:
                 if process.poll() is not None:
-                    raise RuntimeError(f"server exited with {process.returncode}:\n{log_file.read_text()[-3000:]}")
+                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_file.read_text()[-3000:]}")
                 try:
-                    if requests.get(f"{url}/info/", timeout=2).ok:
+                    if requests.get(ready_url, timeout=2).ok:
                         break
                 except requests.ConnectionError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not answer in 180 s:\n{log_file.read_text()[-3000:]}")
-                time.sleep(0.5)
-            yield url
+                    raise RuntimeError(f"{name} did not answer in {timeout:.0f} s:\n{log_file.read_text()[-3000:]}")
+                time.sleep(0.3)
+            yield process
         finally:
             process.terminate()
             try:
