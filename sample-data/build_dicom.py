@@ -7,7 +7,9 @@
 
 Both share one patient and one study, so OHIF shows a CT and an MR series side by side. UIDs are derived
 from a fixed seed: rebuilding gives the same UIDs and Orthanc sees the same instances. Nothing is downloaded.
-``write_series`` is also what the tests use to make broken series (a missing slice, uneven spacing).
+``write_series`` is also what the tests use to make broken series (a missing slice, uneven spacing), and
+``write_transcoded_copy`` / ``write_stack_of`` store series as a PACS holds them: compressed (JPEG 2000,
+RLE, deflate, big-endian), or built from a scanner vendor's compressed instance.
 """
 
 from __future__ import annotations
@@ -20,8 +22,20 @@ from typing import Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    MRImageStorage,
+    RLELossless,
+    generate_uid,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_datastore  # noqa: E402  (the sibling script: the phantom and the MNI files)
@@ -46,11 +60,15 @@ def write_series(
     patient_id: str = "MEDICOSAM-SAMPLE",
     slice_positions: Optional[Sequence[float]] = None,
     skip_slices: Sequence[int] = (),
+    bits_stored: int = 16,
+    signed: bool = True,
 ) -> str:
     """Write a 3D ``image`` as one single-frame instance per k slice; returns the SeriesInstanceUID.
 
     ``slice_positions`` (mm along the slice normal, one per slice) and ``skip_slices`` exist to make broken
-    series for tests: uneven spacing and missing slices.
+    series for tests: uneven spacing and missing slices. ``bits_stored`` / ``signed`` describe the stored
+    values (8-bit unsigned for JPEG baseline, 12-bit for JPEG extended); values that do not fit are refused,
+    never clipped.
     """
     out.mkdir(parents=True, exist_ok=True)
     series_uid = uid(study_uid, series_description, str(series_number))
@@ -58,7 +76,7 @@ def write_series(
     direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
     spacing = image.GetSpacing()
     origin = np.array(image.GetOrigin(), dtype=float)
-    values = np.round(array).astype(np.int16)
+    values = _stored_values(array, bits_stored, signed)
     for k in range(array.shape[0]):
         if k in skip_slices:
             continue
@@ -68,6 +86,7 @@ def write_series(
         ds.SeriesDescription = series_description
         ds.SeriesNumber = series_number
         ds.InstanceNumber = k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
         ds.ImageOrientationPatient = [f"{v:.6f}" for v in (*direction[:, 0], *direction[:, 1])]
         ds.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]  # row spacing (j), column spacing (i)
@@ -75,12 +94,129 @@ def write_series(
         ds.FrameOfReferenceUID = uid(study_uid, "frame-of-reference")
         ds.Rows, ds.Columns = values.shape[1], values.shape[2]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.BitsAllocated, ds.BitsStored = values.dtype.itemsize * 8, bits_stored
+        ds.HighBit, ds.PixelRepresentation = bits_stored - 1, int(signed)
         ds.RescaleIntercept, ds.RescaleSlope = "0", "1"
         if modality == "CT":
             ds.RescaleType = "HU"
         ds.PixelData = np.ascontiguousarray(values[k]).tobytes()
         ds.save_as(out / f"{k + 1:04d}.dcm", write_like_original=False)
+    return series_uid
+
+
+def _stored_values(array: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
+    low, high = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2 ** bits_stored - 1)
+    values = np.round(array)
+    if values.min() < low or values.max() > high:
+        raise ValueError(f"values {values.min()}..{values.max()} do not fit in {bits_stored} bits "
+                         f"({'signed' if signed else 'unsigned'})")
+    dtype = {(8, True): np.int8, (8, False): np.uint8, (16, True): np.int16, (16, False): np.uint16}
+    return values.astype(dtype[(8 if bits_stored <= 8 else 16, signed)])
+
+
+# Syntaxes written here because Orthanc's DCMTK codecs cannot encode them (JPEG 2000, RLE), or simply to
+# have them without a PACS (deflate, big-endian). JPEG and JPEG-LS are left to Orthanc's transcoder.
+LOCAL_TRANSCODINGS = (JPEG2000Lossless, JPEG2000, RLELossless, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian)
+
+
+def write_transcoded_copy(
+    source: Path,
+    out: Path,
+    transfer_syntax: str,
+    series_description: str,
+    series_number: int,
+    jpeg2000_ratio: float = 10.0,
+) -> str:
+    """Copy a single-frame series written by :func:`write_series` as a new series stored in
+    ``transfer_syntax`` (one of :data:`LOCAL_TRANSCODINGS`); returns its SeriesInstanceUID.
+
+    JPEG 2000 (``JPEG2000`` = lossy, at ``jpeg2000_ratio``:1) is encoded with OpenJPEG (pylibjpeg-openjpeg),
+    RLE with pydicom's encoder; deflate and big-endian only change how pydicom writes the dataset.
+    OpenJPEG's encoder uses six wavelet levels: frames need 32 pixels or more on each side.
+    """
+    if transfer_syntax not in LOCAL_TRANSCODINGS:
+        raise ValueError(f"{transfer_syntax} is not written locally; use one of {LOCAL_TRANSCODINGS}")
+    out.mkdir(parents=True, exist_ok=True)
+    series_uid = None
+    for path in sorted(source.glob("*.dcm")):
+        ds = pydicom.dcmread(str(path))
+        if series_uid is None:
+            series_uid = uid(str(ds.StudyInstanceUID), series_description, str(series_number))
+        pixels = ds.pixel_array
+        ds.SeriesInstanceUID, ds.SeriesDescription, ds.SeriesNumber = series_uid, series_description, series_number
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid(series_uid, str(ds.InstanceNumber))
+        if transfer_syntax in (JPEG2000Lossless, JPEG2000):
+            _encode_jpeg2000(ds, pixels, None if transfer_syntax == JPEG2000Lossless else jpeg2000_ratio)
+        elif transfer_syntax == RLELossless:
+            ds.compress(RLELossless)
+        elif transfer_syntax == ExplicitVRBigEndian:
+            ds.is_little_endian = False
+            ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+        ds.save_as(out / path.name, write_like_original=False)
+    if series_uid is None:
+        raise ValueError(f"{source} holds no .dcm files")
+    return series_uid
+
+
+def _encode_jpeg2000(ds: FileDataset, pixels: np.ndarray, ratio: Optional[float]) -> None:
+    from openjpeg.utils import PhotometricInterpretation, encode_array  # only needed for this syntax
+
+    codestream = encode_array(
+        pixels, bits_stored=int(ds.BitsStored), photometric_interpretation=PhotometricInterpretation.MONOCHROME2,
+        compression_ratios=[ratio] if ratio else None,
+    )
+    ds.PixelData = encapsulate([codestream])
+    ds["PixelData"].VR = "OB"
+    if ratio:
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionRatio = f"{ratio:.1f}"
+        ds.LossyImageCompressionMethod = "ISO_15444_1"
+
+
+def write_stack_of(
+    instances: Sequence[Path],
+    out: Path,
+    spacing: float,
+    study_uid: str,
+    series_description: str,
+    series_number: int,
+) -> str:
+    """A series whose slice k carries the pixel data of ``instances[k]`` byte for byte (a scanner vendor's
+    compressed frame stays as the vendor encoded it, in its transfer syntax), ``spacing`` mm apart along the
+    first instance's slice normal, with fresh UIDs; file names run against slice order. Returns the
+    SeriesInstanceUID."""
+    out.mkdir(parents=True, exist_ok=True)
+    series_uid = uid(study_uid, series_description, str(series_number))
+    first = pydicom.dcmread(str(instances[0]), stop_before_pixels=True)
+    cosines = np.array([float(v) for v in first.ImageOrientationPatient])
+    origin = np.array([float(v) for v in first.ImagePositionPatient])
+    normal = np.cross(cosines[:3], cosines[3:])
+    for k, instance in enumerate(instances):
+        ds = pydicom.dcmread(str(instance))
+        ds.ImageOrientationPatient = first.ImageOrientationPatient
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in origin + normal * spacing * k]
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = series_description, series_number, k + 1
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid(series_uid, str(k))
+        ds.save_as(out / f"{len(instances) - k:04d}.dcm", write_like_original=True)
+    return series_uid
+
+
+def write_enhanced_copy(source: Path, out: Path, series_description: str, series_number: int) -> str:
+    """The single-frame series in ``source`` as one Legacy Converted Enhanced CT/MR instance (highdicom):
+    all slices as frames, positions per frame. Returns the SeriesInstanceUID."""
+    import highdicom as hd
+
+    legacy = [pydicom.dcmread(str(path)) for path in sorted(source.glob("*.dcm"))]
+    modality = str(legacy[0].Modality)
+    converter = {"CT": hd.legacy.LegacyConvertedEnhancedCTImage, "MR": hd.legacy.LegacyConvertedEnhancedMRImage}[modality]
+    series_uid = uid(str(legacy[0].StudyInstanceUID), series_description, str(series_number))
+    enhanced = converter(legacy, series_instance_uid=series_uid, series_number=series_number,
+                         sop_instance_uid=uid(series_uid, "1"), instance_number=1)
+    enhanced.SeriesDescription = series_description
+    out.mkdir(parents=True, exist_ok=True)
+    enhanced.save_as(out / "enhanced.dcm")
     return series_uid
 
 

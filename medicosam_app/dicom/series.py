@@ -5,6 +5,11 @@ series is checked: one series, image instances with pixels and a position, one o
 and slices evenly spaced along the slice normal. Each refusal names what is wrong, where, and what to do.
 Slices are ordered by position along ``row × column`` cosines, ascending, as ITK and the OHIF viewer
 (cornerstone) both order them, so voxel ``[i, j, k]`` here is voxel ``[i, j, k]`` in the browser.
+
+Instances are kept in the transfer syntax the PACS stores them in (JPEG 2000, JPEG-LS, JPEG, RLE, deflate,
+big-endian...): GDCM, through SimpleITK, decodes them all, and an instance it cannot decode is named in a
+:class:`DicomSeriesError` with its transfer syntax instead of failing the request with a stack trace.
+Enhanced multi-frame images (one instance, per-frame positions) are refused with a message that says so.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from ..errors import ImageReadError
 
 # Modalities whose instances are not images of the patient (segmentations, reports, presentation states...).
 NON_IMAGE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "KO", "DOC", "REG", "FID", "OT-REPORT"}
 SPACING_TOLERANCE = 0.01  # relative; scanners write positions with a few decimals
+# Attributes that only enhanced (functional-group) instances carry: their positions live per frame.
+FUNCTIONAL_GROUPS = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
 
 
 class DicomSeriesError(ImageReadError):
@@ -48,10 +56,56 @@ class DicomSeries:
         """The full instances (pixels included), in slice order."""
         return [pydicom.dcmread(str(f)) for f in self.files]
 
+    @property
+    def transfer_syntaxes(self) -> List[str]:
+        """The distinct transfer syntaxes the instances are stored in, as names (a PACS may mix them)."""
+        return sorted({transfer_syntax_name(h) for h in self.headers})
+
     def to_sitk(self) -> sitk.Image:
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames([str(f) for f in self.files])
-        return reader.Execute()
+        """The series as one image in slice order, pixels decoded by GDCM whatever their transfer syntax."""
+        try:
+            return _read_with_gdcm(self.files)
+        except RuntimeError as error:
+            raise self._decoding_error(error) from error
+
+    def _decoding_error(self, error: RuntimeError) -> DicomSeriesError:
+        """Name the first instance GDCM cannot decode (only looked for once the series has failed)."""
+        what = _describe(self.headers[0])
+        for position, (path, header) in enumerate(zip(self.files, self.headers), start=1):
+            try:
+                _read_with_gdcm((path,))
+            except RuntimeError as single:
+                return DicomSeriesError(
+                    f"{what}: the pixel data of slice {position} of {len(self.files)} (SOP instance "
+                    f"{header.get('SOPInstanceUID', '?')}), stored as {transfer_syntax_name(header)}, cannot be "
+                    f"decoded ({_last_line(single)}). The instance is damaged or its compression is not supported: "
+                    "send the series from the PACS again or export it uncompressed."
+                )
+        return DicomSeriesError(
+            f"{what} ({', '.join(self.transfer_syntaxes)}) cannot be read as one image ({_last_line(error)})."
+        )
+
+
+def _read_with_gdcm(files: Sequence[Path]) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileNames([str(f) for f in files])
+    return reader.Execute()
+
+
+def _last_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def transfer_syntax_name(header: Dataset) -> str:
+    """``JPEG 2000 Image Compression (1.2.840.10008.1.2.4.91)``: how an instance is stored, for messages."""
+    meta = getattr(header, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if not uid:
+        return "an unknown transfer syntax"
+    uid = UID(str(uid))
+    return f"{uid.name} ({uid})" if uid.name != str(uid) else f"transfer syntax {uid}"
 
 
 def _describe(header: Dataset) -> str:
@@ -78,14 +132,19 @@ def check_series(headers: Sequence[Dataset], name: str = "") -> List[int]:
         raise DicomSeriesError(
             f"{what} is a {modality} series, not an image: open a CT or MR image series instead."
         )
+    _check_single_frame(headers, what, modality)
     missing = [h for h in headers if "ImagePositionPatient" not in h or "ImageOrientationPatient" not in h or "Rows" not in h]
     if missing:
         raise DicomSeriesError(
             f"{what} ({modality or 'no modality'}) has {len(missing)} of {len(headers)} instances without image "
             "pixels or patient position: it is not a cross-sectional image; open a CT or MR series instead."
         )
-    if any(int(h.get("NumberOfFrames", 1) or 1) > 1 for h in headers):
-        raise DicomSeriesError(f"{what} holds multi-frame instances; export it as single-frame slices.")
+    colour = sorted({int(h.get("SamplesPerPixel", 1) or 1) for h in headers} - {1})
+    if colour:
+        raise DicomSeriesError(
+            f"{what} holds colour images ({colour[0]} samples per pixel, "
+            f"{headers[0].get('PhotometricInterpretation', '?')}): open a greyscale CT or MR series instead."
+        )
     shapes = {(int(h.Rows), int(h.Columns)) for h in headers}
     if len(shapes) > 1:
         raise DicomSeriesError(f"{what} mixes matrix sizes {sorted(shapes)}: its slices do not form one volume.")
@@ -98,6 +157,25 @@ def check_series(headers: Sequence[Dataset], name: str = "") -> List[int]:
     if len(headers) > 1:
         _check_spacing(positions[order], what)
     return [int(i) for i in order]
+
+
+def _check_single_frame(headers: Sequence[Dataset], what: str, modality: str) -> None:
+    """Refuse instances that hold several frames. This runs before the position checks: an enhanced
+    instance has no top-level ``ImagePositionPatient`` (its positions are per frame), and "not a
+    cross-sectional image" would be the wrong reason."""
+    enhanced = [h for h in headers if any(group in h for group in FUNCTIONAL_GROUPS)]
+    if enhanced:
+        first = enhanced[0]
+        frames = int(first.get("NumberOfFrames", 1) or 1)
+        sop_class = UID(str(first.get("SOPClassUID", ""))).name or "enhanced image"
+        raise DicomSeriesError(
+            f"{what}: enhanced multi-frame {modality or 'image'} is not supported: it is stored as "
+            f"{len(enhanced)} {sop_class} instance(s) ({frames} frame(s) in the first) whose slice positions are "
+            "stored per frame. Export the series from the scanner or PACS as classic single-frame images "
+            "(one instance per slice)."
+        )
+    if any(int(h.get("NumberOfFrames", 1) or 1) > 1 for h in headers):
+        raise DicomSeriesError(f"{what} holds multi-frame instances; export it as single-frame slices.")
 
 
 def _check_spacing(sorted_positions: np.ndarray, what: str) -> None:
