@@ -4,8 +4,10 @@ MONAI Label's ``DICOMWebDatastore`` is kept for what works (QIDO listing of labe
 folder); this subclass replaces the parts that break or trust too much:
 
 - image ids must be DICOM UIDs (they become folder names in the cache: no path can come from a request);
-- a series is downloaded into a hidden folder and renamed when complete, then checked
-  (:mod:`medicosam_app.dicom.series`): a SEG/SR, a series with a missing slice or uneven spacing gets a 422
+- a series is downloaded in the transfer syntax the PACS stores it in (WADO-RS ``transfer-syntax=*``, so a
+  JPEG 2000 series is not refused by a PACS that cannot decompress it) into a hidden folder, renamed when
+  complete, then checked and decoded here (:mod:`medicosam_app.dicom.series`): a SEG/SR, a series with a
+  missing slice or uneven spacing, an enhanced multi-frame image or pixels that cannot be decoded get a 422
   that says so instead of a stack trace;
 - final labels become DICOM SEG with highdicom (no dcmqi download at start-up), naming algorithm and model
   version, stored to the PACS by STOW-RS after the label is safe in the local cache;
@@ -35,12 +37,12 @@ from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
 from monailabel.datastore.utils.convert import binary_to_image
-from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
 
 from medicosam_app.dicom.seg import SegmentationAuthor, label_names, label_to_seg, seg_to_label
 from medicosam_app.dicom.series import DicomSeries, read_series_folder
+from medicosam_app.dicom.wado import PacsContentError, download_series
 from medicosam_app.volume import read_volume
 
 from .datastore import store_label
@@ -120,18 +122,23 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         return self._download(check_uid(series_uid), Path(self._datastore.image_path()) / series_uid)
 
     def _download(self, series_uid: str, folder: Path) -> Path:
-        """WADO-RS the series into a hidden folder beside ``folder``, renamed into place once complete."""
+        """WADO-RS the series, in its stored transfer syntax, into a hidden folder beside ``folder``; renamed
+        into place once complete, so a failed download leaves nothing that looks like a series."""
         if folder.is_dir() and any(folder.iterdir()):
             return folder
         meta = self._series_meta(series_uid)
         folder.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f".download_{series_uid}_", dir=folder.parent))
         try:
-            dicom_web_download_series(str(meta["StudyInstanceUID"].value), series_uid, str(partial), self._client)
+            count = download_series(self._client, str(meta["StudyInstanceUID"].value), series_uid, partial)
+            if not count:
+                raise HTTPException(502, f"The PACS at {self._client.base_url} sent no instances of series {series_uid}.")
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(partial, folder)
         except requests.RequestException as error:
             raise HTTPException(502, f"Downloading series {series_uid} from the PACS failed: {error}") from error
+        except PacsContentError as error:
+            raise HTTPException(502, f"Downloading from the PACS at {self._client.base_url} failed: {error}") from error
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         return folder
@@ -156,7 +163,8 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
                 LocalDatastore.add_image(self, image_id, converted, self._dicom_info(image_id))
             finally:
                 os.remove(converted)
-            logger.info("Series %s cached as %s", image_id, image.GetSize())
+            logger.info("Series %s cached as %s (stored as %s)", image_id, image.GetSize(),
+                        ", ".join(series.transfer_syntaxes))
             return LocalDatastore.get_image_uri(self, image_id)
 
     # -- labels -----------------------------------------------------------------------------------------
