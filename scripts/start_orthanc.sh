@@ -4,7 +4,7 @@
 # Storage defaults to ./orthanc-storage. In the foreground (default) Orthanc runs until Ctrl-C; with
 # --background the script waits until DICOMweb answers, prints the URL and leaves Orthanc running
 # (its PID is in DIR/orthanc.pid, its log in DIR/orthanc.log). Load the sample series with
-#   .venv/bin/python scripts/load_orthanc.py --url http://127.0.0.1:8042
+#   .venv/bin/python scripts/upload_dicom.py --dicomweb http://127.0.0.1:8042/dicom-web
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=8042

@@ -27,6 +27,8 @@ from medicosam_app.model_provider import ModelProvider
 from .harness import running_server, slicer_client, wait_for_model
 from .orthanc import running_orthanc, upload
 
+pytestmark = pytest.mark.server
+
 OHIF_PARAMS = {"background": [], "result_extension": ".nrrd", "result_dtype": "uint8", "result_compress": False,
                "restore_label_idx": False}
 
