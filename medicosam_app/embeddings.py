@@ -10,7 +10,7 @@ from typing import Callable, Literal, Optional, Tuple
 
 from .embedding_key import EmbeddingKey
 from .embedding_store import EmbeddingDiskStore
-from .lru import LRUCache
+from .lru import LRUCache, WhileWaiting
 from .predictor import ImageEmbedding
 
 __all__ = ["EmbeddingCache", "EmbeddingKey", "EmbeddingSource"]
@@ -29,9 +29,9 @@ class EmbeddingCache:
         self.disk_hits = 0
 
     def get_or_encode(
-        self, key: EmbeddingKey, encode: Callable[[], ImageEmbedding]
+        self, key: EmbeddingKey, encode: Callable[[], ImageEmbedding], while_waiting: Optional[WhileWaiting] = None
     ) -> Tuple[ImageEmbedding, EmbeddingSource]:
-        """The embedding for ``key`` and where it came from."""
+        """The embedding for ``key`` and where it came from; ``while_waiting`` as in :meth:`LRUCache.get_or_compute`."""
 
         def load_or_encode() -> Tuple[ImageEmbedding, EmbeddingSource]:
             stored = self.disk.load(key) if self.disk is not None else None
@@ -43,7 +43,7 @@ class EmbeddingCache:
                 self.disk.save(key, embedding)
             return embedding, "encoded"
 
-        (embedding, source), cached = self._cache.get_or_compute(key, load_or_encode)
+        (embedding, source), cached = self._cache.get_or_compute(key, load_or_encode, while_waiting)
         return embedding, "memory" if cached else source
 
     def put(self, key: EmbeddingKey, embedding: ImageEmbedding) -> None:

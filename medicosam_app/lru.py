@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from typing import Callable, Dict, Generic, Hashable, Optional, Tuple, TypeVar
+from typing import Callable, ContextManager, Dict, Generic, Hashable, Optional, Tuple, TypeVar
 
 V = TypeVar("V")
+
+# Given the thread computing a key, what to hold while waiting for it (e.g. "don't pause that thread").
+WhileWaiting = Callable[[threading.Thread], ContextManager[None]]
+
+
+class _Pending:
+    """A key being computed: who computes it, and the event its waiters wait on."""
+
+    __slots__ = ("owner", "done")
+
+    def __init__(self) -> None:
+        self.owner = threading.current_thread()
+        self.done = threading.Event()
 
 
 class LRUCache(Generic[V]):
     """Keeps the most recently used values whose sizes add up to at most ``max_bytes``.
 
     ``get_or_compute`` runs ``compute`` outside the lock, and concurrent callers asking for the same
-    missing key wait for the first one's result instead of computing it again.
+    missing key wait for the first one's result instead of computing it again. A waiter learns which
+    thread it waits for (``while_waiting``), so a scheduler can make sure that thread is not paused
+    on the waiter's behalf — the cycle that would otherwise hang a click on a prefetched slice.
     """
 
     def __init__(self, max_bytes: int, size_of: Callable[[V], int]) -> None:
@@ -22,7 +38,7 @@ class LRUCache(Generic[V]):
         self._items: "OrderedDict[Hashable, Tuple[V, int]]" = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._pending: Dict[Hashable, threading.Event] = {}
+        self._pending: Dict[Hashable, _Pending] = {}
         self.hits = 0
         self.misses = 0
 
@@ -60,8 +76,14 @@ class LRUCache(Generic[V]):
                 _, (_, evicted) = self._items.popitem(last=False)
                 self._bytes -= evicted
 
-    def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> Tuple[V, bool]:
-        """Return ``(value, was_cached)``."""
+    def get_or_compute(
+        self, key: Hashable, compute: Callable[[], V], while_waiting: Optional[WhileWaiting] = None
+    ) -> Tuple[V, bool]:
+        """Return ``(value, was_cached)``; a value another thread is computing is waited for, not recomputed.
+
+        ``while_waiting(owner)`` is entered (outside the lock) for as long as this call waits on ``owner``.
+        If the owner fails, one of the waiters computes the value itself.
+        """
         while True:
             with self._lock:
                 item = self._items.get(key)
@@ -69,19 +91,26 @@ class LRUCache(Generic[V]):
                     self._items.move_to_end(key)
                     self.hits += 1
                     return item[0], True
-                waiting = self._pending.get(key)
-                if waiting is None:
-                    self._pending[key] = threading.Event()
+                pending = self._pending.get(key)
+                if pending is None:
+                    self._pending[key] = _Pending()
                     self.misses += 1
                     break
-            waiting.wait()
+            with while_waiting(pending.owner) if while_waiting else contextlib.nullcontext():
+                pending.done.wait()
         try:
             value = compute()
             self.put(key, value)
             return value, False
         finally:
             with self._lock:
-                self._pending.pop(key).set()
+                self._pending.pop(key).done.set()
+
+    def computing(self, key: Hashable) -> Optional[threading.Thread]:
+        """The thread computing ``key`` right now, if any."""
+        with self._lock:
+            pending = self._pending.get(key)
+            return None if pending is None else pending.owner
 
     def clear(self) -> None:
         with self._lock:

@@ -4,6 +4,11 @@ One background thread does the work, at the lowest CPU priority the OS gives a t
 requested by a click (done in the request's own thread) takes the CPU first. Each client has one plan;
 a new plan for the same client replaces the old one, so moving to another image or slice drops the
 stale work (an encoding already running completes and stays in the cache for everyone).
+
+Clicks *hold* the worker: no batch starts, and a running encode pauses between transformer blocks. A click
+that needs the very slice the worker is encoding must not hold it paused — it would wait for itself — so
+such a click marks the worker *awaited* (:meth:`Prefetcher.awaited`) and the paused encode runs on to the
+end. A click therefore waits for at most the rest of one encode, never for a cycle.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, Iterator, List, Sequence
+from typing import Callable, ContextManager, Deque, Dict, Iterator, List, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ class Prefetcher:
         self._turn = 0
         self._condition = threading.Condition()
         self._holds = 0
+        self._awaited = 0  # foreground threads waiting for the encode the worker is running
         self._busy = False
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="medicosam-prefetch", daemon=True)
@@ -97,19 +103,38 @@ class Prefetcher:
                 self._last_release = time.monotonic()
                 self._condition.notify_all()
 
+    @contextlib.contextmanager
+    def awaited(self) -> Iterator[None]:
+        """While a foreground thread waits for the encode the worker is running, that encode never pauses."""
+        with self._condition:
+            self._awaited += 1
+            self._condition.notify_all()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._awaited -= 1
+
+    def while_waiting_for(self, owner: threading.Thread) -> ContextManager[None]:
+        """What a thread waiting on ``owner``'s computation holds: :meth:`awaited` if ``owner`` is the worker."""
+        return self.awaited() if owner is self._thread else contextlib.nullcontext()
+
     def in_worker(self) -> bool:
         """Whether the calling thread is the prefetch worker."""
         return threading.current_thread() is self._thread
 
     def pause_while_held(self) -> None:
         """Called by the worker between encoder blocks: waits while a click holds the processor, and for
-        ``quiet_seconds`` after the last one."""
+        ``quiet_seconds`` after the last one — unless a click is waiting for this very encode."""
         with self._condition:
-            self._wait_until_quiet()
+            self._wait_until_quiet(unless_awaited=True)
 
-    def _wait_until_quiet(self) -> None:
-        """With the lock held: return once no click holds and none ended in the last ``quiet_seconds``."""
+    def _wait_until_quiet(self, unless_awaited: bool = False) -> None:
+        """With the lock held: return once no click holds and none ended in the last ``quiet_seconds``
+        (at once, with ``unless_awaited``, while a click waits for the running encode)."""
         while not self._stopped:
+            if unless_awaited and self._awaited:
+                return
             if self._holds:
                 self._condition.wait()
                 continue
@@ -130,6 +155,7 @@ class Prefetcher:
                 "queued": sum(len(plan.pending) for plan in self._plans.values()),
                 "clients": len(self._plans),
                 "running": self._busy,
+                "awaited_by": self._awaited,
                 "encoded": self.encoded,
             }
 
@@ -167,8 +193,9 @@ class Prefetcher:
                     return
                 work = self._next()
                 self._busy = work is not None
-            if work is None:
-                continue
+                if work is None:  # the plans ran out without work (their slices were ready): tell wait_idle
+                    self._condition.notify_all()
+                    continue
             plan, batch = work
             try:
                 plan.encode(batch)

@@ -45,13 +45,21 @@ class SliceEmbedder:
         return self.embeddings.contains(self.key(volume, view, index))
 
     def embedding(self, volume: Volume, view: SliceView, index: int) -> Tuple[ImageEmbedding, EmbeddingSource]:
-        """The embedding of one slice, from the caches or encoded now, ahead of any prefetch work."""
+        """The embedding of one slice, from the caches or encoded now, ahead of any prefetch work.
+
+        If the prefetch worker is encoding this slice right now, the caller waits for that encode (which
+        then runs without pausing) instead of encoding it twice.
+        """
         key = self.key(volume, view, index)
-        encode = lambda: self.encode(volume, view, [index])[0]  # noqa: E731
-        if self.prefetcher is None or self.embeddings.contains(key):
-            return self.embeddings.get_or_encode(key, encode)
-        with self.prefetcher.hold():
-            return self.embeddings.get_or_encode(key, encode)
+        if self.prefetcher is None:
+            return self.embeddings.get_or_encode(key, lambda: self.encode(volume, view, [index])[0])
+        prefetcher = self.prefetcher
+
+        def encode_ahead_of_prefetch() -> ImageEmbedding:
+            with prefetcher.hold():
+                return self.encode(volume, view, [index])[0]
+
+        return self.embeddings.get_or_encode(key, encode_ahead_of_prefetch, prefetcher.while_waiting_for)
 
     def prefetch_around(self, client_id: str, volume: Volume, view: SliceView, index: int) -> None:
         """Queue this client's neighbouring slices, nearest first, replacing its previous plan."""
