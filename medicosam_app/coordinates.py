@@ -63,6 +63,12 @@ class SliceView:
         )
 
     @property
+    def orientation(self) -> str:
+        """Which voxel axes become rows and columns and whether each is flipped, e.g. ``"r1+c0-"``: two
+        volumes with the same voxels give SAM the same slice pictures only if this is the same."""
+        return f"r{self.row_axis}{'-' if self.flip_rows else '+'}c{self.col_axis}{'-' if self.flip_cols else '+'}"
+
+    @property
     def pixel_shape(self) -> Tuple[int, int]:
         """(rows, columns) of one slice."""
         return self.shape[self.row_axis], self.shape[self.col_axis]

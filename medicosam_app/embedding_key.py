@@ -7,10 +7,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class EmbeddingKey:
-    """Image content, slice, preprocessing and encoder (checkpoint hash and numeric precision)."""
+    """Image content, slice, how the slice is turned to display orientation, preprocessing and encoder
+    (checkpoint hash and numeric precision).
+
+    The voxels alone do not fix what SAM sees: the header's direction decides which voxel axis becomes rows
+    and which are flipped (:class:`~medicosam_app.coordinates.SliceView`). The same voxels under a
+    corrected or flipped header are another picture, so ``orientation`` is part of the key. Spacing is not:
+    slices are shown to SAM pixel for pixel, never resampled.
+    """
 
     image_hash: str
     axis: int
     index: int
     preprocessing: str
     encoder: str
+    orientation: str  # SliceView.orientation, e.g. "r1+c0-"

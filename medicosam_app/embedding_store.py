@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -42,6 +43,7 @@ class EmbeddingDiskStore:
         self.max_bytes = int(max_bytes)
         self._lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_abandoned_writes()
         self._bytes = sum(path.stat().st_size for path in self._files())
 
     @property
@@ -54,7 +56,7 @@ class EmbeddingDiskStore:
             / _segment(key.encoder)
             / _segment(key.preprocessing)
             / _segment(key.image_hash)
-            / f"axis{int(key.axis)}_{int(key.index):05d}.npz"
+            / f"axis{int(key.axis)}_{_segment(key.orientation)}_{int(key.index):05d}.npz"
         )
 
     def load(self, key: EmbeddingKey) -> Optional[ImageEmbedding]:
@@ -109,6 +111,14 @@ class EmbeddingDiskStore:
                 total -= _size(path)
                 self._remove(path)
             self._bytes = max(total, 0)
+
+    def _remove_abandoned_writes(self, older_than_s: float = 600.0) -> None:
+        """Temporary files of writers that were killed mid-save (another process may still be writing
+        fresh ones, e.g. ``precompute``: only old ones go)."""
+        now = time.time()
+        for path in self.root.rglob("*.tmp"):
+            if now - _mtime(path) > older_than_s:
+                self._remove(path)
 
     def _files(self):
         return (path for path in self.root.rglob("*.npz") if path.is_file())

@@ -38,7 +38,9 @@ class SliceEmbedder:
         self._ranges: LRUCache[Optional[Tuple[float, float]]] = LRUCache(max_bytes=1024, size_of=lambda _: 1)
 
     def key(self, volume: Volume, view: SliceView, index: int) -> EmbeddingKey:
-        return EmbeddingKey(volume.content_hash, view.axis, index, self.intensity.key, self.models.encoder_key)
+        return EmbeddingKey(
+            volume.content_hash, view.axis, index, self.intensity.key, self.models.encoder_key, view.orientation
+        )
 
     def is_ready(self, volume: Volume, view: SliceView, index: int) -> bool:
         """Whether the slice's embedding is cached (memory or disk)."""
