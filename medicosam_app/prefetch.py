@@ -159,12 +159,13 @@ class Prefetcher:
                 "encoded": self.encoded,
             }
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60) -> None:
+        """Drop all plans and end the worker after its current block; wait for it up to ``timeout`` s."""
         with self._condition:
             self._stopped = True
             self._plans.clear()
             self._condition.notify_all()
-        self._thread.join(timeout=60)
+        self._thread.join(timeout=timeout)
 
     def _has_work(self) -> bool:
         return any(plan.pending for plan in self._plans.values())
