@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import xxhash
 from tqdm import tqdm
@@ -24,6 +24,9 @@ CHECKPOINT_ENV = "MEDICOSAM_CHECKPOINT"
 CACHE_DIR_ENV = "MEDICOSAM_CACHE_DIR"
 _CHUNK = 1 << 20
 _STREAM_CHUNK = 1 << 16  # small, so a dropped connection loses little
+
+# Called with (bytes so far, total bytes or None) while a download runs.
+DownloadProgress = Callable[[int, Optional[int]], None]
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,11 @@ def resolve_checkpoint(
     path: Optional[os.PathLike] = None,
     cache_dir: Optional[os.PathLike] = None,
     allow_download: bool = True,
+    on_progress: Optional[DownloadProgress] = None,
 ) -> ResolvedCheckpoint:
     """Find the checkpoint file: an explicit path, else the cache, else a verified download.
+
+    ``on_progress(bytes_done, bytes_total_or_None)`` follows a download (the server shows it in ``/info``).
 
     Raises:
         CheckpointError: an explicit path that does not exist or is not a file.
@@ -121,7 +127,7 @@ def resolve_checkpoint(
     if not allow_download:
         raise ModelUnavailableError(f"No {weights.filename} in {cache} and downloads are off. " + how_to_provide(weights, cache))
     try:
-        download_weights(weights, cached)
+        download_weights(weights, cached, on_progress=on_progress)
     except (OSError, CheckpointError) as error:
         raise ModelUnavailableError(f"Could not download {weights.filename}: {error}. " + how_to_provide(weights, cache)) from error
     return ResolvedCheckpoint(cached, weights.xxh128, source="download", official=True)
@@ -145,6 +151,7 @@ def download_weights(
     retries: int = 3,
     timeout: float = 30.0,
     backoff_s: float = 2.0,
+    on_progress: Optional[DownloadProgress] = None,
 ) -> Path:
     """Download ``weights`` to ``destination``, resuming a partial file, and verify its hash.
 
@@ -160,7 +167,7 @@ def download_weights(
     last_error: Optional[Exception] = None
     for attempt in range(1, retries + 1):
         try:
-            _download_once(requests, weights.url, partial, timeout)
+            _download_once(requests, weights.url, partial, timeout, on_progress)
             digest = file_xxh128(partial)
             if digest != weights.xxh128:
                 partial.unlink(missing_ok=True)
@@ -175,7 +182,7 @@ def download_weights(
     raise CheckpointError(f"gave up after {retries} attempts: {last_error}")
 
 
-def _download_once(requests, url: str, partial: Path, timeout: float) -> None:
+def _download_once(requests, url: str, partial: Path, timeout: float, on_progress: Optional[DownloadProgress]) -> None:
     have = partial.stat().st_size if partial.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
@@ -192,3 +199,5 @@ def _download_once(requests, url: str, partial: Path, timeout: float) -> None:
             for chunk in response.iter_content(_STREAM_CHUNK):
                 f.write(chunk)
                 bar.update(len(chunk))
+                if on_progress is not None:
+                    on_progress(bar.n, total)

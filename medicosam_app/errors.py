@@ -32,3 +32,7 @@ class CheckpointError(MedicoSamError):
 
 class ModelUnavailableError(MedicoSamError):
     """No usable model is loaded; the message says what file to put where."""
+
+
+class ModelLoadingError(ModelUnavailableError):
+    """The model is being loaded or downloaded right now: try again shortly (HTTP 503 with Retry-After)."""

@@ -1,7 +1,8 @@
 """Owns the loaded MedicoSAM network: finds and loads it in the background, and reports why it cannot.
 
 A server must start even when the weights are missing (an offline hospital machine): the status then
-says why, and every request for the model gets the same explanation.
+says why, and every request for the model gets the same explanation. While a background load or download
+runs, requests are told so at once (:class:`ModelLoadingError`) instead of waiting minutes for it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, resolve_checkpoint
-from .errors import CheckpointError, MedicoSamError, ModelUnavailableError
+from .errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
 from .attention import use_fused_attention
 from .memory_layout import use_channels_last_decoder
 from .predictor import PromptPredictor
@@ -49,6 +50,7 @@ class ModelProvider:
         self._resolved: Optional[ResolvedCheckpoint] = None
         self._architecture: Optional[SamArchitecture] = None
         self._error: Optional[str] = None
+        self._phase = "waiting to start"
 
     def start_loading(self) -> None:
         """Load in a background thread (a download may take minutes); safe to call twice."""
@@ -59,7 +61,11 @@ class ModelProvider:
     def load(self) -> None:
         """Resolve and load now, recording success or the reason for failure. Never raises."""
         try:
-            resolved = resolve_checkpoint(self._weights, self._checkpoint, self._cache_dir, self._allow_download)
+            self._phase = "finding and verifying the checkpoint"
+            resolved = resolve_checkpoint(
+                self._weights, self._checkpoint, self._cache_dir, self._allow_download, on_progress=self._downloading
+            )
+            self._phase = f"loading {Path(resolved.path).name}"
             sam, architecture = load_sam(resolved.path)
             if self._fused_attention:
                 use_fused_attention(sam)
@@ -74,12 +80,21 @@ class ModelProvider:
         finally:
             self._loaded.set()
 
+    def _downloading(self, done: int, total: Optional[int]) -> None:
+        share = f", {100 * done / total:.0f} %" if total else ""
+        self._phase = f"downloading {self._weights.filename} ({done / 2**20:.0f} MiB{share})"
+
     def predictor(self, timeout: Optional[float] = None) -> PromptPredictor:
-        """The loaded predictor, waiting for a load in progress; raises with the reason when there is none."""
+        """The loaded predictor; raises with the reason when there is none.
+
+        Without a background load (command-line tools) the model is loaded now. While a background load
+        runs (the server), this waits at most ``timeout`` seconds (default: not at all) and then raises
+        :class:`ModelLoadingError`, so a click during a download is answered 503 at once.
+        """
         if self._thread is None and not self._loaded.is_set():
             self.load()
-        if not self._loaded.wait(timeout):
-            raise ModelUnavailableError("The MedicoSAM model is still loading; try again in a moment.")
+        if not self._loaded.wait(timeout or 0):
+            raise ModelLoadingError(f"The MedicoSAM model is loading ({self._phase}); try again in a moment.")
         if self._predictor is None:
             raise ModelUnavailableError(self._error or "The MedicoSAM model is not loaded.")
         return self._predictor
@@ -94,14 +109,14 @@ class ModelProvider:
     @property
     def encoder_key(self) -> str:
         """Identifies the encoder's output in embedding cache keys: checkpoint hash and precision."""
-        precision = self.predictor().precision  # waits for (or starts) the load
+        precision = self.predictor().precision  # loads now (tools), or raises while a background load runs
         return f"{self.checkpoint_hash}-{precision}"
 
     @property
     def status(self) -> Dict[str, Any]:
         """What ``/info`` shows about the model."""
         if not self._loaded.is_set():
-            return {"available": False, "state": "loading", "reason": "loading the checkpoint"}
+            return {"available": False, "state": "loading", "reason": self._phase}
         if self._predictor is None or self._resolved is None or self._architecture is None:
             return {"available": False, "state": "unavailable", "reason": self._error}
         return {

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
+from .checkpoints import MEDICOSAM_VIT_B
 from .embedding_store import EmbeddingDiskStore
 from .embeddings import EmbeddingCache
 from .model_provider import ModelProvider
@@ -17,8 +19,12 @@ from .volume_cache import VolumeCache
 
 
 def build_model_provider(settings: Settings) -> ModelProvider:
+    weights = MEDICOSAM_VIT_B
+    if settings.weights_url:  # a hospital's own mirror: same file, same hash
+        weights = dataclasses.replace(weights, url=settings.weights_url)
     return ModelProvider(
         checkpoint=settings.checkpoint,
+        weights=weights,
         cache_dir=settings.cache_dir,
         allow_download=settings.allow_download,
         device=settings.device,
