@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 from .coordinates import SliceView
+from .lru import LRUCache
 from .semantic.metrics import DiceAccumulator
 from .semantic.slices import choose_slices
 from .semantic.segmenter import SemanticSegmenter
@@ -53,22 +53,21 @@ class UncertaintyRanker:
     def __init__(self, segmenter: SemanticSegmenter, slices_per_image: int = 5) -> None:
         self.segmenter = segmenter
         self.slices_per_image = slices_per_image
-        self._scores: Dict[Tuple[str, str, int], float] = {}
-        self._lock = threading.Lock()
+        # One float per (image content, version, sample size); bounded, as images and versions keep coming.
+        self._scores: LRUCache[float] = LRUCache(max_bytes=100_000, size_of=lambda _: 1)
 
     def score(self, image_path: str) -> UncertaintyScore:
         served = self.segmenter.served()
         volume = self.segmenter.volumes.get(image_path)
         view = SliceView.create(volume.shape, volume.direction, self.segmenter.axis)
         key = (volume.content_hash, served.version, self.slices_per_image)
-        with self._lock:
-            cached = self._scores.get(key)
-        if cached is None:
+
+        def entropy() -> float:
             indices = sampled_slices(view.num_slices, self.slices_per_image)
-            cached = mean_entropy(self.segmenter.probabilities(served, volume, view, indices))
-            with self._lock:
-                self._scores[key] = cached
-        return UncertaintyScore(image_path, cached, served.version)
+            return mean_entropy(self.segmenter.probabilities(served, volume, view, indices))
+
+        score, _ = self._scores.get_or_compute(key, entropy)
+        return UncertaintyScore(image_path, score, served.version)
 
     def rank(self, image_paths: Sequence[str]) -> List[UncertaintyScore]:
         return sorted((self.score(path) for path in image_paths), key=lambda s: s.entropy, reverse=True)

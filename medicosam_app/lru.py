@@ -112,6 +112,14 @@ class LRUCache(Generic[V]):
             pending = self._pending.get(key)
             return None if pending is None else pending.owner
 
+    def discard_where(self, predicate: Callable[[Hashable], bool]) -> int:
+        """Remove every entry whose key satisfies ``predicate``; returns how many went."""
+        with self._lock:
+            stale = [key for key in self._items if predicate(key)]
+            for key in stale:
+                self._bytes -= self._items.pop(key)[1]
+            return len(stale)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .coordinates import SliceView
 from .errors import MedicoSamError
 from .slice_embedder import SliceEmbedder
-from .volume import Volume, read_volume
+from .volume import image_size, read_volume
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,15 @@ class PrecomputeSummary:
         return text
 
 
+def _slices_in_header(path: Path, axes: Sequence[int]) -> int:
+    """Slices along ``axes`` as the file header states them (0 when the header cannot be read)."""
+    try:
+        size = image_size(path)
+    except MedicoSamError:
+        return 0
+    return sum(size[axis] for axis in axes)
+
+
 def precompute(
     images: Sequence[Path],
     embedder: SliceEmbedder,
@@ -66,20 +75,23 @@ def precompute(
     progress: bool = True,
 ) -> PrecomputeSummary:
     """Encode the slices of ``images`` along ``axes`` into the embedder's caches (memory budget permitting,
-    and on disk). Unreadable images are reported in the summary and skipped."""
+    and on disk). Unreadable images are reported in the summary and skipped.
+
+    Images are read one at a time (a datastore of hundreds of CTs does not fit in memory); the progress
+    bar's total comes from the file headers alone.
+    """
     started = time.perf_counter()
     summary = PrecomputeSummary()
-    volumes: List[Tuple[Path, Volume]] = []
-    for path in images:
-        try:
-            volumes.append((path, read_volume(path)))
-        except MedicoSamError as error:
-            summary.failed.append((path.name, str(error)))
-            logger.warning("Skipping %s: %s", path.name, error)
     axes = tuple(axes)
-    total = sum(volume.shape[axis] for _, volume in volumes for axis in axes)
-    with tqdm(total=total, unit="slice", desc="Encoding", disable=not progress) as bar:
-        for path, volume in volumes:
+    total = sum(_slices_in_header(path, axes) for path in images)
+    with tqdm(total=total or None, unit="slice", desc="Encoding", disable=not progress) as bar:
+        for path in images:
+            try:
+                volume = read_volume(path)
+            except MedicoSamError as error:
+                summary.failed.append((path.name, str(error)))
+                logger.warning("Skipping %s: %s", path.name, error)
+                continue
             summary.images += 1
             for axis in axes:
                 view = SliceView.create(volume.shape, volume.direction, axis)
@@ -89,5 +101,6 @@ def precompute(
                     summary.encoded += embedder.encode_into_cache(volume, view, indices)
                     summary.slices += len(indices)
                     bar.update(len(indices))
+            del volume  # before the next one is read
     summary.seconds = time.perf_counter() - started
     return summary

@@ -79,6 +79,11 @@ class SliceMask:
     logits: Optional[torch.Tensor]
     predicted_iou: float
 
+    @property
+    def nbytes(self) -> int:
+        logits = 0 if self.logits is None else self.logits.element_size() * self.logits.nelement()
+        return int(self.mask.nbytes) + logits
+
 
 # segment(slice index, prompt, previous low-res logits or None) → SliceMask
 SegmentSlice = Callable[[int, SlicePrompt, Optional[torch.Tensor]], SliceMask]
@@ -126,6 +131,12 @@ class PropagationState:
 
     prompted: Dict[Tuple, SliceMask] = field(default_factory=dict)
     segments: Dict[Tuple, SegmentResult] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the masks and logits (what bounds how many states a server keeps)."""
+        masks = list(self.prompted.values()) + [m for s in self.segments.values() for m in s.masks.values()]
+        return sum(m.nbytes for m in masks)
 
 
 @dataclass

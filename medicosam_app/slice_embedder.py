@@ -6,6 +6,7 @@ so they all share one cache and one key.
 
 from __future__ import annotations
 
+import weakref
 from typing import List, Optional, Sequence, Tuple
 
 from .coordinates import SliceView
@@ -67,11 +68,24 @@ class SliceEmbedder:
         """Queue this client's neighbouring slices, nearest first, replacing its previous plan."""
         if self.prefetcher is None or self.prefetch_radius <= 0:
             return
+        # The plan holds the volume weakly: queued work must not keep a volume alive that the volume
+        # cache has let go (many clients on many images would pin them all outside its budget).
+        volume_ref = weakref.ref(volume)
+
+        def encode(indices: Sequence[int]) -> None:
+            alive = volume_ref()
+            if alive is not None:
+                self.encode_into_cache(alive, view, indices)
+
+        def is_ready(i: int) -> bool:
+            alive = volume_ref()
+            return alive is None or self.is_ready(alive, view, i)  # a dropped volume has nothing left to do
+
         plan = PrefetchPlan(
             target=f"{volume.content_hash}:axis{view.axis}",
             slices=outward_order(index, view.num_slices, self.prefetch_radius),
-            encode=lambda indices: self.encode_into_cache(volume, view, indices),
-            is_ready=lambda i: self.is_ready(volume, view, i),
+            encode=encode,
+            is_ready=is_ready,
         )
         self.prefetcher.focus(client_id, plan)
 

@@ -59,6 +59,19 @@ def read_volume(path: os.PathLike) -> Volume:
     )
 
 
+def image_size(path: os.PathLike) -> Tuple[int, int, int]:
+    """``(i, j, k)`` sizes of an image file from its header, without reading the voxels (a 2D image: k = 1)."""
+    path = Path(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise ImageReadError(f"Cannot read the header of {path.name}: {str(error).strip().splitlines()[-1]}") from error
+    size = tuple(int(n) for n in reader.GetSize()) + (1, 1)
+    return size[0], size[1], size[2]
+
+
 def _read_image(path: Path) -> sitk.Image:
     if path.is_dir():
         reader = sitk.ImageSeriesReader()

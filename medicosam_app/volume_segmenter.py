@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -20,6 +18,7 @@ import torch
 
 from .coordinates import SliceView
 from .interactive import ClickContext
+from .lru import LRUCache
 from .model_provider import ModelProvider
 from .prompts import SlicePrompt, VoxelPrompts, parse_voxel_prompts, slice_prompt
 from .propagation import PropagationResult, PropagationSettings, PropagationState, Propagator, SliceMask
@@ -38,31 +37,27 @@ class VolumeSegmentation:
 
 
 class PropagationMemory:
-    """The last propagation per (client, image, label, axis, settings), for corrections; bounded LRU."""
+    """The last propagation per (client, image, label, axis, settings), for corrections.
 
-    def __init__(self, max_entries: int = 64) -> None:
-        self._entries: "OrderedDict[Tuple, PropagationState]" = OrderedDict()
-        self._max = max_entries
-        self._lock = threading.Lock()
+    Bounded in bytes, not entries: one state holds a mask and SAM's 256² logits for every slice it
+    reached (~0.3 MB a slice), so a few long propagations weigh more than many short ones.
+    """
+
+    def __init__(self, max_bytes: int = 512 << 20) -> None:
+        self._states: LRUCache[PropagationState] = LRUCache(max_bytes, size_of=lambda state: state.nbytes)
 
     def get(self, key: Tuple) -> Optional[PropagationState]:
-        with self._lock:
-            state = self._entries.get(key)
-            if state is not None:
-                self._entries.move_to_end(key)
-            return state
+        return self._states.get(key)
 
     def put(self, key: Tuple, state: PropagationState) -> None:
-        with self._lock:
-            self._entries[key] = state
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+        self._states.put(key, state)
 
     def reset(self, client_id: str, image_id: str, label: str) -> None:
-        with self._lock:
-            for key in [k for k in self._entries if k[:3] == (client_id, image_id, label)]:
-                del self._entries[key]
+        self._states.discard_where(lambda key: key[:3] == (client_id, image_id, label))
+
+    @property
+    def nbytes(self) -> int:
+        return self._states.nbytes
 
 
 def prompted_slices(prompts: VoxelPrompts, view: SliceView) -> Dict[int, SlicePrompt]:

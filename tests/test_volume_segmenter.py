@@ -86,3 +86,75 @@ def test_a_repeated_request_reuses_the_previous_propagation(tmp_path, segmenter)
     assert predictor.predicted == first, "same prompts, same client: nothing recomputed"
     segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a", reset_state=True))
     assert predictor.predicted == 2 * first
+
+
+def test_propagation_memory_is_bounded_in_bytes_not_entries():
+    import torch
+
+    from medicosam_app.propagation import PropagationState, SegmentResult, SliceMask
+    from medicosam_app.volume_segmenter import PropagationMemory
+
+    def state(slices: int) -> PropagationState:
+        masks = {i: SliceMask(np.zeros((64, 64), bool), torch.zeros(1, 256, 256), 0.9) for i in range(slices)}
+        return PropagationState(segments={("seg",): SegmentResult(masks=masks)})
+
+    one_slice = state(1).nbytes
+    memory = PropagationMemory(max_bytes=30 * one_slice)
+    memory.put(("a", "img", "label"), state(20))
+    memory.put(("b", "img", "label"), state(20))  # 40 slices > 30: the older, longer state goes
+    assert memory.get(("a", "img", "label")) is None and memory.get(("b", "img", "label")) is not None
+    assert memory.nbytes <= 30 * one_slice
+    for client in "cdefgh":  # many short states fit where one long one did
+        memory.put((client, "img", "label"), state(2))
+    assert memory.nbytes <= 30 * one_slice
+    memory.reset("c", "img", "label")
+    assert memory.get(("c", "img", "label")) is None and memory.get(("d", "img", "label")) is not None
+
+
+def test_keyed_locks_serialise_one_key_and_forget_it_afterwards():
+    import threading
+    import time
+
+    from medicosam_app.keyed_locks import KeyedLocks
+
+    locks, inside, overlaps = KeyedLocks(), [], []
+
+    def work(key):
+        with locks.hold(key):
+            inside.append(key)
+            if inside.count(key) > 1:
+                overlaps.append(key)
+            time.sleep(0.01)
+            inside.remove(key)
+
+    threads = [threading.Thread(target=work, args=(f"series{n % 3}",)) for n in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not overlaps and len(locks) == 0, "a key's lock lives only while it is used"
+
+
+def test_queued_prefetch_does_not_keep_a_dropped_volume_alive(tmp_path):
+    import gc
+    import weakref
+
+    from medicosam_app.coordinates import SliceView
+    from medicosam_app.prefetch import Prefetcher
+    from medicosam_app.slice_embedder import SliceEmbedder
+    from medicosam_app.volume import read_volume
+
+    prefetcher = Prefetcher(lower_priority=False, quiet_seconds=3600)  # the plan stays queued
+    try:
+        embedder = SliceEmbedder(ModelsDouble(None), prefetcher=prefetcher, prefetch_radius=4)
+        volume = read_volume(write_volume(tmp_path / "v.nii.gz", asymmetric_array()))
+        view = SliceView.create(volume.shape, volume.direction, 2)
+        with prefetcher.hold():
+            embedder.prefetch_around("client", volume, view, 5)
+        assert prefetcher.stats["queued"] > 0
+        dropped = weakref.ref(volume)
+        del volume
+        gc.collect()
+        assert dropped() is None, "the queued plan pinned the volume outside the volume cache's budget"
+    finally:
+        prefetcher.stop()

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -43,6 +42,7 @@ from pydicom.dataset import Dataset
 from medicosam_app.dicom.seg import SegmentationAuthor, label_names, label_to_seg, seg_to_label
 from medicosam_app.dicom.series import DicomSeries, read_series_folder
 from medicosam_app.dicom.wado import PacsContentError, download_series
+from medicosam_app.keyed_locks import KeyedLocks
 from medicosam_app.volume import read_volume
 
 from .datastore import store_label
@@ -86,8 +86,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         self._filters = filters
         self._author = author
         self._listing: TTLCache = TTLCache(maxsize=2, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY)
-        self._series_locks: Dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._series_locks = KeyedLocks()  # one download at a time per series; no table that only grows
 
     # -- listing ----------------------------------------------------------------------------------------
 
@@ -101,10 +100,6 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         return list(self._listing["series"])
 
     # -- images -----------------------------------------------------------------------------------------
-
-    def _lock(self, series_uid: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._series_locks.setdefault(series_uid, threading.Lock())
 
     def _series_meta(self, series_uid: str) -> Dataset:
         try:
@@ -149,7 +144,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
 
     def get_image_uri(self, image_id: str) -> str:
         check_uid(image_id)
-        with self._lock(image_id):
+        with self._series_locks.hold(image_id):
             obj = self._datastore.objects.get(image_id)
             if obj and os.path.isfile(LocalDatastore.get_image_uri(self, image_id)):
                 return LocalDatastore.get_image_uri(self, image_id)
