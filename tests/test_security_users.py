@@ -106,14 +106,17 @@ def test_password_rules(store):
     assert store.verify("alice", exactly[:-1]) is None
 
 
-def test_new_password_replaces_the_old_and_moves_token_cutoff(store):
+def test_new_password_replaces_the_old_and_moves_token_cutoff(tmp_path):
+    now = [1_700_000_000.0]
+    store = UserStore(tmp_path / "users.json", rounds=FAST, clock=lambda: now[0])
     first = store.add("alice", "password1", "annotator")
-    time.sleep(1.1)  # tokens_valid_after has whole seconds
+    assert first.created == "2023-11-14T22:13:20Z" and first.tokens_valid_after == 1_700_000_000
+    now[0] += 60
     changed = store.set_password("alice", "password2")
     assert store.verify("alice", "password1") is None
     assert store.verify("alice", "password2") == changed
-    assert changed.tokens_valid_after > first.tokens_valid_after
-    assert changed.created == first.created
+    assert changed.tokens_valid_after == first.tokens_valid_after + 60
+    assert changed.created == first.created and changed.password_changed == "2023-11-14T22:14:20Z"
 
 
 def test_role_change_and_removal(store):

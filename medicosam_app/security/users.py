@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import bcrypt
 from filelock import FileLock, Timeout
@@ -163,20 +163,29 @@ def check_password(password: Any) -> bytes:
     return encoded
 
 
-def _utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _iso(epoch_seconds: float) -> str:
+    """ISO-8601 UTC, whole seconds, with ``Z``."""
+    moment = datetime.fromtimestamp(epoch_seconds, timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class UserStore:
     """Users in the JSON file ``path``: ``{"version": 1, "users": {name: {"role", "password_hash", ...}}}``.
 
-    ``rounds`` is the bcrypt cost of new hashes (4 in tests, 12 in use). The object is safe to share between
-    threads, and any number of processes may use the same file.
+    ``rounds`` is the bcrypt cost of new hashes (4 in tests, 12 in use). ``clock`` returns epoch seconds
+    (``time.time``; tests move their own). The object is safe to share between threads, and any number of
+    processes may use the same file.
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"], rounds: int = DEFAULT_BCRYPT_ROUNDS) -> None:
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        rounds: int = DEFAULT_BCRYPT_ROUNDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path)
         self.rounds = rounds
+        self.clock = clock
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S, mode=0o600)
         self._cache_guard = threading.Lock()
         self._cache: Optional[Tuple[Tuple[int, int, int], Dict[str, Dict[str, Any]]]] = None
@@ -228,13 +237,13 @@ class UserStore:
                     f"user {clash!r} already exists"
                     + ("" if clash == username else f" (names differ only in letter case from {username!r})")
                 )
-            now = _utc_now_iso()
+            now = self.clock()
             records[username] = {
                 "role": role.label,
                 "password_hash": hashed,
-                "created": now,
-                "password_changed": now,
-                "tokens_valid_after": int(time.time()),
+                "created": _iso(now),
+                "password_changed": _iso(now),
+                "tokens_valid_after": int(now),
             }
             return self._user(username, records[username])
 
@@ -249,9 +258,8 @@ class UserStore:
         hashed = self._hash(password)
         with self._locked() as records:
             record = self._known(records, username)
-            record.update(
-                password_hash=hashed, password_changed=_utc_now_iso(), tokens_valid_after=int(time.time())
-            )
+            now = self.clock()
+            record.update(password_hash=hashed, password_changed=_iso(now), tokens_valid_after=int(now))
             return self._user(username, record)
 
     def set_role(self, username: str, role: Union[Role, str]) -> User:
