@@ -1,0 +1,200 @@
+"""Who may call which route: one table covering every route MONAI Label 0.8.5 serves, and ours.
+
+Roles are ordered (:class:`~medicosam_app.security.users.Role`): a role may call everything the roles below
+it may. A route missing from the table needs **admin** (closed by default): a route added by a new MONAI
+Label release or by us stays shut until someone decides who may use it and writes it here.
+
+Some routes act on something that belongs to one user: a label (saved by its annotator) or a session
+(created by one client). For those the table gives a second role, ``others``, needed when the resource is
+another user's; the caller (the server wiring) knows the owner and makes that check, since a path alone
+cannot tell whose label it names.
+
+Paths are matched as the server sees them, relative to ``MONAI_LABEL_API_STR`` (empty by default; pass it
+as ``api_prefix``), with the same route templates FastAPI uses, so a path meets the rule of the route that
+will answer it. A trailing ``/`` is optional, as FastAPI redirects between the two. ``HEAD`` falls back to
+the ``GET`` rule where no ``HEAD`` rule exists.
+
+Usage by the server (the wiring)::
+
+    rule = rule_for(request.method, request.url.path)      # None → not in the table: admin
+    needed = required_role(request.method, request.url.path)
+    if needed is not None and (user is None or user.role < needed): 401 / 403
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Pattern, Tuple
+
+from .users import Role
+
+PUBLIC: Optional[Role] = None  # a rule's role for routes anyone may call, signed in or not
+DEFAULT_ROLE = Role.ADMIN  # for routes the table does not know
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")
+
+
+def _template_regex(template: str) -> Pattern[str]:
+    """A regular expression matching the paths FastAPI routes to ``template`` (``{x}``: one segment,
+    ``{x:path}``: the rest, slashes included), with the trailing ``/`` optional."""
+    parts, position = [], 0
+    for match in _PARAMETER.finditer(template):
+        literal = template[position:match.start()]
+        if match.group(2) and literal.endswith("/"):
+            # "/ohif/{path:path}" also covers "/ohif", which FastAPI redirects to "/ohif/".
+            parts.append(re.escape(literal[:-1]) + "(?:/.*)?")
+        else:
+            parts.append(re.escape(literal) + (".*" if match.group(2) else "[^/]+"))
+        position = match.end()
+    tail = template[position:]
+    parts.append(re.escape(tail[:-1] if tail.endswith("/") else tail))
+    return re.compile("".join(parts) + "/?")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``method`` on ``route`` (a FastAPI route template) needs ``role`` (None: public); ``others`` is the
+    role needed when the label or session it acts on belongs to another user (None: no owner)."""
+
+    method: str
+    route: str
+    role: Optional[Role]
+    what: str
+    others: Optional[Role] = None
+    _regex: Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_regex", _template_regex(self.route))
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == self.method and self._regex.fullmatch(path) is not None
+
+
+A, R, AD = Role.ANNOTATOR, Role.REVIEWER, Role.ADMIN
+
+# In the order FastAPI tries the routes where two templates overlap (the stow/wado/qido proxies before
+# the catch-all /proxy/dicom/{path:path}), so a path gets the rule of the route that will serve it.
+RULES: Tuple[Rule, ...] = (
+    # Sign-in (MONAI Label's auth protocol, REFERENCE §9) and assets without patient data.
+    Rule("GET", "/auth/", PUBLIC, "is sign-in required? (clients ask before signing in)"),
+    Rule("POST", "/auth/token", PUBLIC, "sign in: user name and password for a token"),
+    Rule("GET", "/auth/token/valid", A, "is my token still valid?"),
+    Rule("OPTIONS", "/{path:path}", PUBLIC, "CORS preflight (browsers send no credentials with it)"),
+    Rule("GET", "/favicon.ico", PUBLIC, "icon"),
+    Rule("GET", "/static/{path:path}", PUBLIC, "MONAI Label's static files (API page assets)"),
+    Rule("GET", "/ohif/{path:path}", PUBLIC, "the OHIF viewer's code and pages (images come via /proxy)"),
+    Rule("GET", "/", A, "API documentation page"),
+    Rule("GET", "/docs", A, "API documentation (ReDoc)"),
+    Rule("GET", "/openapi.json", A, "API description"),
+    # Annotating.
+    Rule("GET", "/info/", A, "app info: models, labels, strategies"),
+    Rule("POST", "/infer/{model}", A, "inference (clicks, boxes, automatic)"),
+    Rule("POST", "/infer/wsi/{model}", A, "whole-slide inference (deprecated route)"),
+    Rule("POST", "/infer/wsi_v2/{model}", A, "whole-slide inference"),
+    Rule("POST", "/activelearning/{strategy}", A, "next sample"),
+    Rule("GET", "/datastore/", A, "list images and labels"),
+    Rule("HEAD", "/datastore/image", A, "does an image exist?"),
+    Rule("GET", "/datastore/image", A, "download an image"),
+    Rule("GET", "/datastore/image/info", A, "image info"),
+    Rule("PUT", "/datastore/label", A, "save a label (another user's label: reviewer)", others=R),
+    Rule("HEAD", "/datastore/label", A, "does a label exist?"),
+    Rule("GET", "/datastore/label", A, "download a label (another user's: reviewer)", others=R),
+    Rule("GET", "/datastore/label/info", A, "label info (another user's: reviewer)", others=R),
+    Rule("PUT", "/session/", A, "upload an image as a session"),
+    Rule("GET", "/session/{session_id}", A, "a session (another user's: admin)", others=AD),
+    Rule("DELETE", "/session/{session_id}", A, "remove a session (another user's: admin)", others=AD),
+    Rule("GET", "/train/", A, "training status"),
+    Rule("GET", "/scoring/", A, "scoring status"),
+    Rule("GET", "/batch/infer", A, "batch inference status"),
+    Rule("GET", "/proxy/dicom/wado/{path:path}", A, "PACS images (WADO) for the viewer"),
+    Rule("GET", "/proxy/dicom/qido/{path:path}", A, "PACS search (QIDO) for the viewer"),
+    # Reviewing.
+    Rule("POST", "/scoring/", R, "run all scoring methods (deprecated route)"),
+    Rule("POST", "/scoring/{method}", R, "run a scoring method"),
+    Rule("DELETE", "/scoring/", R, "stop scoring"),
+    Rule("PUT", "/datastore/label/info", R, "change label info (approve)"),
+    Rule("PUT", "/datastore/updatelabelinfo", R, "change label info (deprecated route)"),
+    # Administering.
+    Rule("POST", "/train/", AD, "train all models (deprecated route)"),
+    Rule("POST", "/train/{model}", AD, "train a model"),
+    Rule("DELETE", "/train/", AD, "stop training"),
+    Rule("POST", "/batch/infer/{model}", AD, "batch inference over the datastore"),
+    Rule("DELETE", "/batch/infer", AD, "stop batch inference"),
+    Rule("PUT", "/datastore/", AD, "upload an image (deprecated route)"),
+    Rule("PUT", "/datastore/image", AD, "upload an image"),
+    Rule("PUT", "/datastore/image/info", AD, "change image info"),
+    Rule("DELETE", "/datastore/", AD, "delete an image and its labels (deprecated route)"),
+    Rule("DELETE", "/datastore/image", AD, "delete an image and its labels"),
+    Rule("DELETE", "/datastore/label", AD, "delete a label"),
+    Rule("GET", "/datastore/dataset", AD, "download the whole dataset (ZIP)"),
+    Rule("GET", "/model/info/{model}", AD, "model file checksum and details"),
+    Rule("GET", "/model/{model}", AD, "download model weights"),
+    Rule("PUT", "/model/{model}", AD, "replace model weights"),
+    Rule("DELETE", "/model/{model}", AD, "delete model weights"),
+    Rule("GET", "/logs/", AD, "server log"),
+    Rule("GET", "/logs/gpu", AD, "GPU status (nvidia-smi)"),
+    Rule("POST", "/reload", AD, "reload the app"),
+    Rule("GET", "/proxy/dicom/stow/{path:path}", AD, "PACS store (STOW) proxy"),
+    Rule("POST", "/proxy/dicom/stow/{path:path}", AD, "PACS store (STOW): upload images"),
+    Rule("POST", "/proxy/dicom/wado/{path:path}", AD, "PACS proxy, POST"),
+    Rule("POST", "/proxy/dicom/qido/{path:path}", AD, "PACS proxy, POST"),
+    Rule("GET", "/proxy/dicom/{path:path}", A, "PACS proxy, other reads"),
+    Rule("POST", "/proxy/dicom/{path:path}", AD, "PACS proxy, other writes"),
+)
+
+
+def _relative(path: str, api_prefix: str) -> Optional[str]:
+    prefix = api_prefix.rstrip("/")
+    if not prefix:
+        return path
+    if path == prefix or path.startswith(prefix + "/"):
+        return path[len(prefix):] or "/"
+    return None  # outside the API: only the table's own routes, nothing under another prefix
+
+
+def rule_for(method: str, path: str, api_prefix: str = "") -> Optional[Rule]:
+    """The table's rule for ``method`` on the URL path ``path`` (as the server received it, decoded, without
+    the query), or None when the table has none (then :data:`DEFAULT_ROLE` applies)."""
+    method = method.upper()
+    relative = _relative(path, api_prefix)
+    if relative is None:
+        return None
+    for candidate in (method, "GET") if method == "HEAD" else (method,):
+        for rule in RULES:
+            if rule.matches(candidate, relative):
+                return rule
+    return None
+
+
+def required_role(method: str, path: str, api_prefix: str = "") -> Optional[Role]:
+    """The least role that may call ``method`` on ``path``; None means anyone, signed in or not.
+    Unknown routes need :data:`DEFAULT_ROLE` (admin)."""
+    rule = rule_for(method, path, api_prefix)
+    return DEFAULT_ROLE if rule is None else rule.role
+
+
+def may_call(role: Optional[Role], method: str, path: str, owner_is_other: bool = False, api_prefix: str = "") -> bool:
+    """Whether a caller with ``role`` (None: not signed in) may call ``method`` on ``path``;
+    ``owner_is_other``: the label or session it acts on belongs to another user."""
+    rule = rule_for(method, path, api_prefix)
+    needed = DEFAULT_ROLE if rule is None else rule.role
+    if owner_is_other and rule is not None and rule.others is not None:
+        needed = rule.others
+    return needed is None or (role is not None and role >= needed)
+
+
+def _role_text(role: Optional[Role]) -> str:
+    return "public" if role is None else role.label
+
+
+def markdown_table() -> str:
+    """The table as Markdown, one row per rule, for README (a test keeps README's copy equal to it)."""
+    lines = [
+        "| method | route | role | another user's label / session | what |",
+        "|---|---|---|---|---|",
+    ]
+    for rule in RULES:
+        others = _role_text(rule.others) if rule.others is not None else "–"
+        lines.append(f"| {rule.method} | `{rule.route}` | {_role_text(rule.role)} | {others} | {rule.what} |")
+    lines.append(f"| any other | | {DEFAULT_ROLE.label} | – | routes not in this table are closed by default |")
+    return "\n".join(lines) + "\n"
