@@ -154,6 +154,116 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_new_password(username: str) -> str:
+    """A new password: one line of standard input when it is not a terminal (scripts, tests), else typed
+    twice at a prompt that does not echo."""
+    import getpass
+
+    from .security.users import InvalidPasswordError, check_password
+
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        if not line.strip("\r\n"):
+            raise InvalidPasswordError("no password on standard input: pipe one line, or run it in a terminal")
+        return line.rstrip("\r\n")
+    first = getpass.getpass(f"New password for {username}: ")
+    check_password(first)  # say what is wrong before asking for the repeat
+    if getpass.getpass("Repeat it: ") != first:
+        raise InvalidPasswordError("the two passwords differ; nothing was changed")
+    return first
+
+
+def run_users(args: argparse.Namespace) -> int:
+    import json
+
+    from .security.users import UserError, UserStore
+    from .settings import Settings
+
+    where = f"users {args.action}"
+    users_file = Settings.from_conf({"users_file": args.users_file or ""}).users_file
+    if users_file is None:
+        print(f"{where}: no users file: pass --users-file PATH or set MEDICOSAM_USERS_FILE", file=sys.stderr)
+        return 2
+    store = UserStore(users_file)
+    try:
+        if args.action == "add":
+            password = _read_new_password(args.name)
+            user = store.add(args.name, password, args.role)
+            print(f"Added {user.username} ({user.role.label}) to {store.path}.")
+        elif args.action == "passwd":
+            store.require(args.name)  # an unknown name fails before anyone types a password
+            store.set_password(args.name, _read_new_password(args.name))
+            print(f"New password for {args.name}; their earlier sign-ins no longer count.")
+        elif args.action == "remove":
+            store.remove(args.name)
+            print(f"Removed {args.name} from {store.path}.")
+        else:
+            users = store.list()
+            if args.json:
+                print(json.dumps([user.to_dict() for user in users], indent=2))
+            elif not users:
+                print(f"No users in {store.path}.")
+            for user in users if not args.json else []:
+                print(f"{user.username:<24} {user.role.label:<10} created {user.created}  "
+                      f"password changed {user.password_changed}")
+    except UserError as error:
+        print(f"{where}: {error}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, EOFError):
+        print(f"\n{where}: cancelled; nothing was changed", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from .security.audit import AuditLog
+    from .settings import Settings
+
+    conf = {key: str(getattr(args, key)) for key in ("audit_dir", "cache_dir") if getattr(args, key)}
+    log = AuditLog(Settings.from_conf(conf).audit_dir)
+    logging.getLogger("medicosam_app.security.audit").setLevel(logging.ERROR)  # damaged lines: our own line below
+    try:
+        query = log.query(user=args.user, image=args.image, since=args.since, event=args.event)
+    except ValueError as error:
+        print(f"audit: {error}", file=sys.stderr)
+        return 2
+    shown = 0
+    for record in query:
+        shown += 1
+        print(json.dumps(record) if args.json else _audit_line(record))
+    if not shown and not args.json:
+        print(f"No audit records match in {log.directory}.")
+    if query.skipped:
+        print(f"audit: skipped {query.skipped} damaged line(s)", file=sys.stderr)
+    return 0
+
+
+def _audit_line(record: Dict) -> str:
+    """One record as a readable line: time, who, what, on which image, outcome, latency."""
+    latency = record.get("latency_s")
+    parts = [
+        str(record.get("time", "?")),
+        f"{record.get('user') or '-':<16}",
+        f"{record.get('role') or '-':<9}",
+        f"{record.get('event') or '-':<10}",
+        f"{record.get('endpoint') or '-':<36}",
+        f"image={record['image']}" if record.get("image") else "",
+        f"status={record.get('status', '-')}",
+        f"{latency:.3f}s" if isinstance(latency, (int, float)) else "",
+        str(record.get("detail") or ""),
+    ]
+    return "  ".join(part for part in parts if part)
+
+
+def run_permissions(args: argparse.Namespace) -> int:
+    from .security.permissions import markdown_table
+
+    print(markdown_table(), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m medicosam_app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +309,37 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--cache-dir", help="default ~/.cache/medicosam")
     _semantic_arguments(mod)
     mod.set_defaults(run=run_models)
+
+    users_file = argparse.ArgumentParser(add_help=False)
+    users_file.add_argument("--users-file", help="the users file (default: $MEDICOSAM_USERS_FILE)")
+    users = commands.add_parser(
+        "users", help="add, list, remove users or change a password (authentication is on with a users file)",
+        description="Users of the server and their roles. Passwords are read from standard input (one line) "
+        "when it is not a terminal, else asked twice. Exits 2 with one line on stderr when a name is taken, "
+        "unknown or not allowed.",
+    )
+    actions = users.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", parents=[users_file], help="add a user")
+    add.add_argument("name", help="user name: letters, digits, '.', '_', '-'")
+    add.add_argument("--role", required=True, choices=["annotator", "reviewer", "admin"])
+    listing = actions.add_parser("list", parents=[users_file], help="list users and roles")
+    listing.add_argument("--json", action="store_true")
+    actions.add_parser("remove", parents=[users_file], help="remove a user").add_argument("name")
+    actions.add_parser("passwd", parents=[users_file], help="set a user's password").add_argument("name")
+    users.set_defaults(run=run_users)
+
+    aud = commands.add_parser("audit", help="show the audit trail (who did what, when, on which image)")
+    aud.add_argument("--user", help="only this user (or client_id when authentication is off)")
+    aud.add_argument("--image", help="only this image id")
+    aud.add_argument("--since", help="from this time: 2025-03-01, 2025-03-01T14:00 (local), ...Z (UTC), or 12h, 7d")
+    aud.add_argument("--event", help="only this event: infer, label_save, train, promote, rollback, delete, ...")
+    aud.add_argument("--json", action="store_true", help="JSON lines, as stored")
+    aud.add_argument("--audit-dir", help="default: $MEDICOSAM_AUDIT_DIR or <cache-dir>/audit")
+    aud.add_argument("--cache-dir", help="default ~/.cache/medicosam")
+    aud.set_defaults(run=run_audit)
+
+    perm = commands.add_parser("permissions", help="print the role each route needs (Markdown table)")
+    perm.set_defaults(run=run_permissions)
     return parser
 
 

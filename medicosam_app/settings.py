@@ -43,6 +43,8 @@ class Settings:
     retrain_schedule: str  # "" off, "daily 02:00", "every 30m" ...
     dicom_modalities: Tuple[str, ...]  # series a PACS datastore lists (MONAI_LABEL_DICOMWEB_SEARCH_FILTER overrides)
     dicom_cache_dir: Path  # series downloaded from a PACS, converted once
+    users_file: Optional[Path]  # users, roles and password hashes; when set, authentication is on
+    audit_dir: Path  # the audit trail (JSON Lines, rotated by size)
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str]) -> "Settings":
@@ -51,6 +53,7 @@ class Settings:
             return value if value not in (None, "") else os.environ.get(env, default)
 
         cache_dir = get("cache_dir", CACHE_DIR_ENV)
+        users_file = get("users_file", "MEDICOSAM_USERS_FILE")
         disk = str(get("embedding_disk_dir", "MEDICOSAM_EMBEDDING_DISK_DIR", "") or "")
         if disk.lower() in _FALSE:
             disk_dir = None
@@ -95,4 +98,8 @@ class Settings:
             dicom_cache_dir=Path(
                 get("dicom_cache_dir", "MEDICOSAM_DICOM_CACHE_DIR", "") or Path(cache_dir or default_cache_dir()) / "dicomweb"
             ),
+            users_file=Path(users_file).expanduser() if users_file else None,
+            audit_dir=Path(
+                get("audit_dir", "MEDICOSAM_AUDIT_DIR", "") or Path(cache_dir or default_cache_dir()) / "audit"
+            ).expanduser(),
         )
