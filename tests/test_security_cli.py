@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import pytest
-
 from medicosam_app.security.audit import AuditLog
 from medicosam_app.security.permissions import markdown_table
 from medicosam_app.security.users import Role, UserStore

@@ -189,3 +189,18 @@ def test_readme_table_matches_the_code():
         pytest.skip("README has no permission table yet (add it between the permissions markers)")
     copy = text.split(begin, 1)[1].split(end, 1)[0].strip()
     assert copy == markdown_table().strip(), "README's permission table differs: paste `python -m medicosam_app permissions`"
+
+
+def test_the_security_core_never_imports_the_server():
+    """medicosam_app never imports monailabel or fastapi (ARCHITECTURE): the CLI and notebooks use it alone."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, medicosam_app.security.users, medicosam_app.security.tokens, "
+        "medicosam_app.security.permissions, medicosam_app.security.audit; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('monailabel', 'fastapi', 'starlette')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=README.parent)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result

@@ -47,7 +47,7 @@ def _template_regex(template: str) -> Pattern[str]:
             parts.append(re.escape(literal) + (".*" if match.group(2) else "[^/]+"))
         position = match.end()
     tail = template[position:]
-    parts.append(re.escape(tail[:-1] if tail.endswith("/") else tail))
+    parts.append(re.escape(tail.removesuffix("/")))
     return re.compile("".join(parts) + "/?")
 
 

@@ -189,7 +189,7 @@ class UserStore:
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S, mode=0o600)
         self._cache_guard = threading.Lock()
         self._cache: Optional[Tuple[Tuple[int, int, int], Dict[str, Dict[str, Any]]]] = None
-        self._dummy_hash: Optional[bytes] = None
+        self._dummy_hashes: Dict[int, bytes] = {}
         self._warned_mode = False
 
     def __repr__(self) -> str:
@@ -219,7 +219,7 @@ class UserStore:
         candidate = password.encode("utf-8") if isinstance(password, str) else b""
         usable = record is not None and 0 < len(candidate) <= MAX_PASSWORD_BYTES
         # An unknown user or an impossible password still costs one bcrypt check, so timing tells nothing.
-        stored = record["password_hash"].encode("ascii") if usable else self._dummy()
+        stored = record["password_hash"].encode("ascii") if usable else self._dummy(self._records())
         matches = bcrypt.checkpw(candidate[:MAX_PASSWORD_BYTES], stored)
         return self._user(username, record) if usable and matches else None
 
@@ -275,10 +275,14 @@ class UserStore:
     def _hash(self, password: str) -> str:
         return bcrypt.hashpw(check_password(password), bcrypt.gensalt(self.rounds)).decode("ascii")
 
-    def _dummy(self) -> bytes:
-        if self._dummy_hash is None:
-            self._dummy_hash = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(self.rounds))
-        return self._dummy_hash
+    def _dummy(self, records: Dict[str, Dict[str, Any]]) -> bytes:
+        """A hash nobody's password matches, of the cost the file's hashes have (``$2b$<cost>$...``), so
+        checking it takes as long as checking a real user's."""
+        costs = [int(record["password_hash"][4:6]) for record in records.values()]
+        cost = max(costs) if costs else self.rounds
+        if cost not in self._dummy_hashes:
+            self._dummy_hashes[cost] = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(cost))
+        return self._dummy_hashes[cost]
 
     @staticmethod
     def _known(records: Dict[str, Dict[str, Any]], username: str) -> Dict[str, Any]:
@@ -322,7 +326,7 @@ class UserStore:
             for name, record in users.items():
                 check_username(name)
                 Role.parse(record["role"])
-                if not str(record["password_hash"]).startswith("$2"):
+                if not re.fullmatch(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", str(record["password_hash"])):
                     raise ValueError(f"user {name!r} has no bcrypt hash")
         except (ValueError, KeyError, TypeError, AttributeError, UserError) as error:
             raise UsersFileError(f"{self.path} is not a MedicoSAM users file ({error}); fix or remove it") from None
