@@ -1,4 +1,5 @@
-"""Checks on values from a request before they touch the file system."""
+"""The server's security pieces. Re-exported here: :mod:`.paths`, the one check of request values (image ids,
+label tags, upload names) that become file names."""
 
 from .paths import (
     MAX_NAME_BYTES,
