@@ -23,22 +23,37 @@ from .volume_cache import VolumeCache
 
 @dataclass(frozen=True)
 class ClickContext:
-    """Who is clicking on what: the refinement memory is kept per (client, image, label, slice)."""
+    """Who is clicking on what: the refinement memory is kept per (client, image, label, slice).
+
+    A request without ``client_id`` is anonymous and is answered from its prompts alone: two anonymous
+    annotators must not refine each other's masks, and there is no way to tell them apart."""
 
     image_id: str
-    client_id: str = "default"
+    client_id: Optional[str] = None
     label: str = "label"
     reset_state: bool = False
+
+    @property
+    def remembered(self) -> bool:
+        """Whether refinement and propagation state is kept between this client's requests."""
+        return self.client_id is not None
+
+    @property
+    def prefetch_owner(self) -> str:
+        return self.client_id if self.client_id is not None else "(anonymous)"
 
     @classmethod
     def from_request(cls, request: Mapping[str, Any], default_label: str) -> "ClickContext":
         """From MONAI Label's request dict: the app's checked ``image_id`` (else ``image``), and the
-        ``client_id``, ``label`` and ``reset_state`` keys Slicer sends."""
+        ``client_id``, ``label`` and ``reset_state`` keys Slicer sends. A malformed value is a 422 that
+        names the key (``"reset_state": "false"`` is false, not a non-empty string taken as true)."""
+        from .request_values import optional_text, parse_bool, parse_text
+
         return cls(
-            image_id=str(request.get("image_id") or request["image"]),
-            client_id=str(request.get("client_id") or "default"),
-            label=str(request.get("label") or default_label),
-            reset_state=bool(request.get("reset_state", False)),
+            image_id=parse_text(request.get("image_id") or request.get("image"), "image"),
+            client_id=optional_text(request.get("client_id"), "client_id"),
+            label=parse_text(request.get("label"), "label", default=default_label),
+            reset_state=parse_bool(request.get("reset_state"), "reset_state", default=False),
         )
 
 
@@ -108,17 +123,20 @@ class InteractiveSegmenter:
         loaded = time.perf_counter()
 
         embedding, source = self.embedder.embedding(volume, view, index)
-        self.embedder.prefetch_around(context.client_id, volume, view, index)
+        self.embedder.prefetch_around(context.prefetch_owner, volume, view, index)
         encoded = time.perf_counter()
 
-        key = RefinementKey(context.client_id, context.image_id, context.label, axis, index)
-        if context.reset_state:
-            self.refinement.reset(context.client_id, context.image_id, context.label)
-        previous = self.refinement.get(key)
+        previous = None
+        if context.remembered:
+            key = RefinementKey(context.client_id, context.image_id, context.label, axis, index)
+            if context.reset_state:
+                self.refinement.reset(context.client_id, context.image_id, context.label)
+            previous = self.refinement.get(key)
         prediction = predictor.predict(
             embedding, prompt.points_xy, prompt.point_labels, prompt.box_xyxy, mask_logits=previous
         )
-        self.refinement.put(key, prediction.low_res_logits)
+        if context.remembered:
+            self.refinement.put(key, prediction.low_res_logits)
         decoded = time.perf_counter()
 
         label = np.zeros(volume.shape, dtype=np.uint8, order="F")  # i fastest, as ITK writes it: no transpose copy

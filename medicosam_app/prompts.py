@@ -7,7 +7,6 @@ slice and no ``slice``. Everything is checked here, and every rejection says wha
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from .coordinates import SliceView
 from .errors import InvalidRequestError
+from .request_values import parse_int, parse_number, shortened_repr
 
 Voxel = Tuple[int, int, int]
 
@@ -46,42 +46,43 @@ class SlicePrompt:
         return len(self.points_xy) == 0 and self.box_xyxy is None
 
 
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise InvalidRequestError(f"{what} must be a number, got {value!r}.") from None
-    if not math.isfinite(value):
-        raise InvalidRequestError(f"{what} must be a finite number, got {value!r}.")
-    return float(value)
+MAX_POINTS = 1000  # per request, foreground and background together; a click session has a few dozen
 
 
-def _voxel(value: Any, what: str, shape: Sequence[int]) -> Voxel:
+def _coordinate(value: Any, key: str) -> int:
+    """One voxel coordinate: a finite number (OHIF may send fractions), rounded to the nearest index."""
+    return int(round(parse_number(value, key)))
+
+
+def _voxel(value: Any, key: str, shape: Sequence[int]) -> Voxel:
     if not isinstance(value, (list, tuple)) or len(value) != 3:
-        raise InvalidRequestError(f"{what} must be a voxel index [i, j, k], got {value!r}.")
-    ijk = tuple(int(round(_number(v, what))) for v in value)
+        raise InvalidRequestError(f"'{key}' must be a voxel index [i, j, k], got {shortened_repr(value)}.")
+    ijk = tuple(_coordinate(v, f"{key}[{n}]") for n, v in enumerate(value))
     if not all(0 <= v < n for v, n in zip(ijk, shape)):
         raise InvalidRequestError(
-            f"{what} {list(ijk)} lies outside the image, whose voxel indices run from [0, 0, 0] to "
+            f"'{key}' {list(ijk)} lies outside the image, whose voxel indices run from [0, 0, 0] to "
             f"{[n - 1 for n in shape]}. Click inside the image."
         )
     return ijk  # type: ignore[return-value]
 
 
 def _points(params: Mapping[str, Any], key: str, shape: Sequence[int]) -> Tuple[Voxel, ...]:
-    value = params.get(key) or []
+    value = params.get(key)
+    if value is None:
+        return ()
     if not isinstance(value, (list, tuple)):
-        raise InvalidRequestError(f"'{key}' must be a list of voxel indices [[i, j, k], ...], got {value!r}.")
-    return tuple(_voxel(p, f"{key} point", shape) for p in value)
+        raise InvalidRequestError(
+            f"'{key}' must be a list of voxel indices [[i, j, k], ...], got {shortened_repr(value)}."
+        )
+    return tuple(_voxel(p, f"{key}[{n}]", shape) for n, p in enumerate(value))
 
 
 def _roi(value: Any, shape: Sequence[int]):
     if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
         return None
     if not isinstance(value, (list, tuple)) or len(value) != 6:
-        raise InvalidRequestError(f"'roi' must be [i0, i1, j0, j1, k0, k1], got {value!r}.")
-    numbers = [int(round(_number(v, "roi coordinate"))) for v in value]
+        raise InvalidRequestError(f"'roi' must be [i0, i1, j0, j1, k0, k1], got {shortened_repr(value)}.")
+    numbers = [_coordinate(v, f"roi[{n}]") for n, v in enumerate(value)]
     bounds = []
     for axis, (a, b) in enumerate(zip(numbers[0::2], numbers[1::2])):
         # Slicer maps the ROI's RAS min/max corners to IJK, so on an axis that runs against RAS (every
@@ -96,14 +97,26 @@ def _roi(value: Any, shape: Sequence[int]):
     return tuple(bounds)
 
 
+def _count_points(params: Mapping[str, Any]) -> None:
+    """Refuse a flood of points before validating each one (the work grows with their number)."""
+    count = sum(len(v) for v in (params.get("foreground"), params.get("background")) if isinstance(v, (list, tuple)))
+    if count > MAX_POINTS:
+        raise InvalidRequestError(
+            f"{count} points were sent; at most {MAX_POINTS} (foreground and background together) are accepted.",
+            status=413,
+        )
+
+
 def parse_voxel_prompts(params: Mapping[str, Any], shape: Sequence[int]) -> VoxelPrompts:
     """Validate a request's ``foreground``, ``background``, ``roi`` and ``slice`` against an image shape."""
+    _count_points(params)
     slice_value = params.get("slice")
     return VoxelPrompts(
         foreground=_points(params, "foreground", shape),
         background=_points(params, "background", shape),
         roi=_roi(params.get("roi"), shape),
-        slice_index=None if slice_value is None else int(round(_number(slice_value, "'slice'"))),
+        # The range is checked against the slicing axis in choose_slice; a fraction is never a slice.
+        slice_index=None if slice_value is None else parse_int(slice_value, "slice"),
     )
 
 

@@ -11,11 +11,11 @@ from typing import Mapping, Optional, Tuple
 
 from .checkpoints import CACHE_DIR_ENV, CHECKPOINT_ENV, default_cache_dir
 from .intensity import IntensityPolicy
+from .request_values import parse_bool
 from .semantic.classes import DEFAULT_CLASSES, SemanticClasses
 from .semantic.config import TrainingConfig
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", "none"}
+_DISK_CACHE_OFF = {"0", "false", "no", "off", "none"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Settings:
     checkpoint: Optional[str]
     cache_dir: Optional[str]
     allow_download: bool
+    weights_url: Optional[str]  # a mirror of the published checkpoint (its hash is still checked)
     device: Optional[str]
     intensity: IntensityPolicy
     embedding_cache_mb: int
@@ -52,17 +53,22 @@ class Settings:
             value = conf.get(key)
             return value if value not in (None, "") else os.environ.get(env, default)
 
+        def flag(key: str, env: str, default: bool) -> bool:
+            # The same words as a request's true/false; anything else stops the start with the setting's name.
+            return parse_bool(get(key, env), f"--conf {key} / {env}", default)
+
         cache_dir = get("cache_dir", CACHE_DIR_ENV)
         users_file = get("users_file", "MEDICOSAM_USERS_FILE")
         disk = str(get("embedding_disk_dir", "MEDICOSAM_EMBEDDING_DISK_DIR", "") or "")
-        if disk.lower() in _FALSE:
+        if disk.lower() in _DISK_CACHE_OFF:
             disk_dir = None
         else:
             disk_dir = Path(disk) if disk else Path(cache_dir or default_cache_dir()) / "embeddings"
         return cls(
             checkpoint=get("checkpoint", CHECKPOINT_ENV),
             cache_dir=cache_dir,
-            allow_download=str(get("download", "MEDICOSAM_DOWNLOAD", "true")).lower() in _TRUE,
+            allow_download=flag("download", "MEDICOSAM_DOWNLOAD", True),
+            weights_url=get("weights_url", "MEDICOSAM_WEIGHTS_URL") or None,
             device=get("device", "MEDICOSAM_DEVICE"),
             intensity=IntensityPolicy(
                 mode=get("intensity", "MEDICOSAM_INTENSITY", "volume"),  # type: ignore[arg-type]
@@ -77,7 +83,7 @@ class Settings:
             prefetch_quiet_ms=int(get("prefetch_quiet_ms", "MEDICOSAM_PREFETCH_QUIET_MS", "1000")),
             encode_batch_size=int(get("encode_batch_size", "MEDICOSAM_ENCODE_BATCH_SIZE", "1")),
             precision=str(get("precision", "MEDICOSAM_PRECISION", "auto")),
-            fused_attention=str(get("fused_attention", "MEDICOSAM_FUSED_ATTENTION", "true")).lower() in _TRUE,
+            fused_attention=flag("fused_attention", "MEDICOSAM_FUSED_ATTENTION", True),
             classes=SemanticClasses.parse(str(get("labels", "MEDICOSAM_LABELS", DEFAULT_CLASSES))),
             semantic_dir=Path(
                 get("semantic_dir", "MEDICOSAM_SEMANTIC_DIR", "") or Path(cache_dir or default_cache_dir()) / "semantic"

@@ -118,12 +118,14 @@ class VolumeSegmenter:
             return SliceMask(answer.mask, answer.low_res_logits, answer.predicted_iou)
 
         key = (context.client_id, context.image_id, context.label, axis, settings, volume.content_hash, self.models.encoder_key)
-        if context.reset_state:
+        if context.reset_state and context.remembered:
             self.memory.reset(context.client_id, context.image_id, context.label)
+        earlier = self.memory.get(key) if context.remembered else None  # anonymous: from the prompts alone
         hold = self.embedder.prefetcher.hold() if self.embedder.prefetcher is not None else contextlib.nullcontext()
         with hold:
-            result = Propagator(segment, settings).run(slices, bounds, self.memory.get(key))
-        self.memory.put(key, result.state)
+            result = Propagator(segment, settings).run(slices, bounds, earlier)
+        if context.remembered:
+            self.memory.put(key, result.state)
 
         pasted = time.perf_counter()
         label = np.zeros(volume.shape, dtype=np.uint8, order="F")

@@ -74,6 +74,23 @@ def test_refinement_is_kept_per_client_and_cleared_by_reset_state(tmp_path):
     assert len(double.encoded) == 2
 
 
+def test_requests_without_client_id_never_refine_each_other(tmp_path):
+    """OHIF and scripts may send no client_id: two such annotators on one slice cannot be told apart, so
+    each anonymous click is answered from its own prompts (no previous logits), and leaves nothing behind
+    that a named client would pick up."""
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
+    double = RecordingPredictorDouble()
+    segmenter = _segmenter(double)
+    request = {"foreground": [[30, 7, 5]]}
+    segmenter.segment(path, request, ClickContext.from_request({"image": "v"}, default_label="label"))
+    segmenter.segment(path, request, ClickContext.from_request({"image": "v"}, default_label="label"))
+    segmenter.segment(path, request, ClickContext("v", client_id="a"))
+    assert [call["mask_logits"] for call in double.calls] == [None, None, None]
+    segmenter.segment(path, request, ClickContext("v", client_id="a"))
+    assert double.calls[3]["mask_logits"] is not None  # a named client still refines
+    assert len(segmenter.refinement._logits) == 1
+
+
 def test_box_only_request_uses_the_roi_middle_slice(tmp_path):
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
     double = RecordingPredictorDouble()

@@ -89,10 +89,21 @@ def test_a_symlinked_datastore_folder_itself_is_fine(tmp_path):
     assert confined_path(tmp_path / "link", "labels", "x.nii.gz") == str(real.resolve() / "labels" / "x.nii.gz")
 
 
-@pytest.mark.parametrize("value", ["../../x.nii.gz", "..%2fx.nii.gz", "a/b.nii.gz", "c:\\x\\y.nii.gz", "x\x00.nii.gz", ".nii.gz"])
-def test_upload_file_names_with_a_directory_part_are_refused(value):
+@pytest.mark.parametrize("value", ["..%2fx.nii.gz", "%2e%2e%2fx.nii.gz", "x\x00.nii.gz", ".nii.gz", "dir/.hidden.nii.gz",
+                                   "a/..", "c:\\x\\..", "x" * 300 + ".nii.gz", "x\n.nii.gz"])
+def test_upload_file_names_whose_last_component_is_no_plain_name_are_refused(value):
     with pytest.raises(UnsafePathError, match="The uploaded file's name"):
         safe_upload_filename(value)
+
+
+@pytest.mark.parametrize("value, name", [
+    ("/tmp/tmpk2j4/label.nii.gz", "label.nii.gz"),  # MONAI Label's client (Slicer) sends its temp file's path
+    ("C:\\Users\\rad\\AppData\\Local\\Temp\\tmpq1.nrrd", "tmpq1.nrrd"),  # the same client on Windows
+    ("../../x.nii.gz", "x.nii.gz"),
+    ("a/b.nii.gz", "b.nii.gz"),
+])
+def test_a_client_path_is_cut_to_its_file_name(value, name):
+    assert safe_upload_filename(value) == name
 
 
 @pytest.mark.parametrize("value", [None, "", "label.nii.gz", "Segmentation-label.seg.nrrd", "image.nii"])

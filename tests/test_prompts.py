@@ -22,7 +22,7 @@ VIEW = SliceView.create(SHAPE, np.eye(3), 2)  # rows = j, cols = i
         ({"foreground": "1,2,3"}, "list of voxel indices"),
         ({"roi": [1, 2, 3]}, r"\[i0, i1, j0, j1, k0, k1\]"),
         ({"roi": [50, 60, 0, 5, 0, 3]}, "outside the image"),
-        ({"slice": "x", "foreground": [[1, 1, 1]]}, "'slice' must be a number"),
+        ({"slice": "x", "foreground": [[1, 1, 1]]}, "'slice' must be an integer"),
     ],
 )
 def test_bad_prompts_are_rejected_with_what_to_fix(params, message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Mapping
 
 _REPO = Path(__file__).resolve().parents[2]
 if str(_REPO) not in sys.path:  # the core package sits beside apps/ in this repository
@@ -28,11 +28,15 @@ from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  #
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
+from lib.request_guards import guard_requests  # noqa: E402
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
 from lib.semantic_infer import SemanticInfer  # noqa: E402
+from lib.shutdown import PromptShutdown  # noqa: E402
 from lib.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
 from medicosam_app.dicom.seg import SegmentationAuthor  # noqa: E402
+from medicosam_app.errors import InvalidRequestError  # noqa: E402
+from medicosam_app.request_values import parse_bool, parse_number, parse_text  # noqa: E402
 from medicosam_app.interactive import InteractiveSegmenter  # noqa: E402
 from medicosam_app.prefetch import Prefetcher  # noqa: E402
 from medicosam_app.active_learning import UncertaintyRanker  # noqa: E402
@@ -50,6 +54,18 @@ from medicosam_app.volume_segmenter import VolumeSegmenter  # noqa: E402
 logger = logging.getLogger(__name__)
 
 SEMANTIC = "medicosam_semantic"
+DEFAULT_STRATEGY = "random"  # what MONAI Label picks when a next-sample request names none
+
+
+def monai_label_options(request: Mapping[str, Any]) -> Dict[str, Any]:
+    """The inference options MONAI Label itself reads, checked: it would take ``"save_label": "false"`` as
+    true and save the result as a label, and fail with a 500 on a ``timeout`` that is not a number."""
+    options: Dict[str, Any] = {"save_label": parse_bool(request.get("save_label"), "save_label", default=False)}
+    if request.get("label_tag") is not None:
+        options["label_tag"] = parse_text(request["label_tag"], "label_tag")
+    if request.get("timeout") is not None:
+        options["timeout"] = parse_number(request["timeout"], "timeout", minimum=1)
+    return options
 
 
 class MedicoSAMApp(MONAILabelApp):
@@ -147,8 +163,11 @@ class MedicoSAMApp(MONAILabelApp):
         # Dice scoring runs after each training round instead (see train()).
         self._auto_update_scoring = False
         super().on_init_complete()
-        serve_heavy_endpoints_in_threads()
         from monailabel.app import app as fastapi_app  # built by the server before the app is initialised
+        from monailabel.interfaces.utils.app import app_instance
+
+        guard_requests(fastapi_app, app_instance)  # before the thread-pool rebuild, which keeps the checks
+        serve_heavy_endpoints_in_threads()
 
         serve_ohif(fastapi_app)
         self.models.start_loading()
@@ -156,6 +175,14 @@ class MedicoSAMApp(MONAILabelApp):
         if scheduler is not None:
             self._schedule_stop = run_in_background(scheduler)
             logger.info("Semantic retraining scheduled: %s", self.settings.retrain_schedule)
+        PromptShutdown(on_stop=[self._stop_background_work]).install()
+
+    def _stop_background_work(self) -> None:
+        """On SIGTERM: no new prefetch encodes or scheduled rounds (see lib/shutdown.py for the rest)."""
+        if self.segmenter.prefetcher is not None:
+            self.segmenter.prefetcher.stop(timeout=0)
+        if self._schedule_stop is not None:
+            self._schedule_stop.set()
 
     def on_save_label(self, image_id: str, label_id: str) -> Dict[str, Any]:
         result = super().on_save_label(image_id, label_id) or {}
@@ -182,7 +209,46 @@ class MedicoSAMApp(MONAILabelApp):
         logger.info("Semantic retraining started (%s): %d new labels", why, new)
         return f"started: {new} new labels"
 
+    # -- the names a request may use, checked before MONAI Label answers 500 or starts a background task --
+
+    def task_names(self, kind: str) -> List[str]:
+        """The registered names of one kind of task: ``model``, ``trainer``, ``strategy``, ``scoring method``."""
+        tasks = {
+            "model": self._infers,
+            "trainer": self._trainers,
+            "strategy": self._strategies,
+            "scoring method": self._scoring_methods,
+        }[kind]
+        return sorted(tasks)
+
+    def require_task(self, kind: str, name: Any) -> str:
+        """``name`` if a task of ``kind`` is registered under it; else a 404 that lists the names there are."""
+        names = self.task_names(kind)
+        if isinstance(name, str) and name in names:
+            return name
+        raise InvalidRequestError(
+            f"There is no {kind} {name!r} on this server; there are: {', '.join(names) or 'none'} (GET /info/).",
+            status=404,
+        )
+
+    def check_train_request(self, request: Mapping[str, Any]) -> None:
+        """The trainer exists and accepts the request's options (MONAI Label would start a background
+        process that fails where the client cannot see it)."""
+        trainer = self._trainers[self.require_task("trainer", request.get("model"))]
+        check = getattr(trainer, "check_request", None)
+        if check is not None:
+            check(request)
+
+    def next_sample(self, request):
+        self.require_task("strategy", request.get("strategy") or DEFAULT_STRATEGY)
+        return super().next_sample(request)
+
+    def scoring(self, request, datastore=None):
+        self.require_task("scoring method", request.get("method"))
+        return super().scoring(request, datastore)
+
     def train(self, request):
+        self.check_train_request(request)
         result = super().train(request)
         if isinstance(result, dict) and result.get("promoted"):
             scores = self.scoring({"method": "medicosam_dice"})
@@ -191,11 +257,24 @@ class MedicoSAMApp(MONAILabelApp):
         return result
 
     def infer(self, request, datastore=None):
-        """Serve only images the datastore lists: a request never names a file path of its own."""
+        """Serve only images the datastore lists, or a session's upload: a request never names a file path."""
+        self.require_task("model", request.get("model"))
         image_id = request.get("image")
+        if request.get("session"):
+            self._require_session_image(image_id)
+            return super().infer(request, datastore)
+        if not isinstance(image_id, str) or not image_id.strip():
+            raise HTTPException(422, f"'image' must be an image id (GET /datastore/ lists them), got {image_id!r}.")
         store = datastore or self.datastore()
-        if isinstance(image_id, str) and not request.get("session"):
-            if not store.get_image_uri(image_id):
-                raise HTTPException(404, f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.")
-            request = dict(request, image_id=image_id)
-        return super().infer(request, datastore)
+        if not store.get_image_uri(image_id):
+            raise HTTPException(404, f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.")
+        return super().infer(dict(request, image_id=image_id, **monai_label_options(request)), datastore)
+
+    def _require_session_image(self, image: Any) -> None:
+        """A session's image lies in the sessions folder; anything else claiming to be one is refused."""
+        sessions = self.sessions()
+        if sessions is not None and isinstance(image, str) and image:
+            folder = Path(sessions.store_path).resolve()
+            if folder in Path(image).resolve().parents:
+                return
+        raise HTTPException(404, "The session's image was not found: upload it again with PUT /session/.")

@@ -99,10 +99,16 @@ def confined_path(folder: "os.PathLike[str] | str", *names: str) -> str:
 
 
 def safe_upload_filename(value: Any, what: str = "The uploaded file's name") -> Any:
-    """The file name of a multipart upload: absent (the server picks a name) or a plain name.
+    """The file name of a multipart upload reduced to its last component, which must be a plain name;
+    absent (None or "") stays absent, and the server picks a name.
 
-    MONAI Label takes the image id, and the extension of images and labels, from this name, after cutting
-    it at the last ``/``; a name with a directory part or an encoded one is refused rather than cut."""
+    Clients send a *local* path here: MONAI Label's own client, which 3D Slicer's module uses, sends the
+    full path of its temporary file (``C:\\Users\\...\\label.nrrd`` on Windows). That path says nothing
+    about where the server stores the file, so it is cut at the last ``/`` or ``\\``; what is left is
+    checked like any name (``..``, ``%``, a leading ``.``, control characters are refused), because MONAI
+    Label takes the image id and the extension from it."""
     if value is None or value == "":
         return value
-    return safe_name(value, what)
+    if not isinstance(value, str):
+        return safe_name(value, what)
+    return safe_name(re.split(r"[\\/]", value)[-1], what)

@@ -174,25 +174,11 @@ def test_traversal_that_only_url_decoding_produces_is_refused(site, parameter, s
     assert 400 <= response.status_code < 500, response.text
 
 
-# Upload file names: MONAI Label's endpoint cuts an image's name at the last "/" (the id is what is left)
-# and takes only the extension of a label's name, before the datastore sees either; only a check in front
-# of the endpoint (lib/request_guards.py, with medicosam_app.security.safe_upload_filename) can refuse
-# the names below. Until that check is wired in they are saved *inside* the datastore under the cut name,
-# never outside, which is tested unconditionally.
-UPLOAD_NAMES_NEEDING_THE_GUARD = {
-    "image": {"up1", "up4", "up12", "inner", "absolute"},
-    "label": {"up1", "up4", "up12", "inner", "absolute", "backslashes", "encoded-once", "encoded-mixed",
-              "encoded-twice", "nul", "newline", "hidden", "too-long"},
-}
-UPLOAD_GUARD = "needs safe_upload_filename in request_guards' upload checks (not wired in yet)"
-
-
-def _upload_name_cases():
-    for spelling in SPELLING_IDS:
-        for upload in ("label", "image"):
-            waiting = spelling in UPLOAD_NAMES_NEEDING_THE_GUARD[upload]
-            marks = [pytest.mark.xfail(reason=UPLOAD_GUARD, strict=True)] if waiting else []
-            yield pytest.param(upload, spelling, marks=marks, id=f"{upload}-{spelling}")
+# Upload file names: clients send a local path there (MONAI Label's own client, which Slicer uses, sends
+# its temporary file's full path), so the check in front of the endpoint (lib/request_guards.py, with
+# medicosam_app.security.safe_upload_filename) cuts it to its last component; what is left must be a plain
+# name, since MONAI Label takes the image id and the label's extension from it.
+CUT_TO_THEIR_FILE_NAME = {"up1", "up4", "up12", "inner", "absolute", "backslashes"}
 
 
 def _send_upload(site, upload: str, filename: str):
@@ -210,14 +196,41 @@ def test_upload_file_names_never_write_outside_the_datastore(site, upload, spell
     watch.nothing_written_outside()
 
 
-@pytest.mark.parametrize("upload, spelling", list(_upload_name_cases()))
-def test_upload_file_names_with_a_path_are_refused(site, upload, spelling):
+@pytest.mark.parametrize("upload", ["label", "image"])
+@pytest.mark.parametrize("spelling", [s for s in SPELLING_IDS if s not in CUT_TO_THEIR_FILE_NAME])
+def test_upload_file_names_that_are_no_plain_name_are_refused(site, upload, spelling):
     marker = _marker()
     filename = dict(_spellings(site["root"], marker))[spelling] + ("" if spelling == "nul" else ".nii.gz")
     watch = Watch(site, marker)
     response = _send_upload(site, upload, filename)
-    assert 400 <= response.status_code < 500, response.text
+    assert response.status_code == 422, response.text
+    assert "file's name" in response.json()["detail"]
     watch.nothing_changed_inside()
+
+
+@pytest.mark.parametrize("spelling", sorted(CUT_TO_THEIR_FILE_NAME))
+def test_an_uploaded_image_named_by_a_path_gets_the_id_of_its_file_name(site, spelling):
+    marker = _marker()
+    filename = dict(_spellings(site["root"], marker))[spelling] + ".nii.gz"
+    watch = Watch(site, marker)
+    response = _send_upload(site, "image", filename)
+    assert response.status_code == 200, response.text
+    watch.nothing_written_outside()
+    assert (site["studies"] / f"{marker}.nii.gz").read_bytes() == site["label"]
+    assert _delete_image(site, marker).status_code == 200
+
+
+def test_slicers_client_saves_a_label_from_its_temporary_file(site, tmp_path):
+    """MONAI Label's Python client, as 3D Slicer's module calls it: the label's local path is the file name."""
+    from monailabel.client import MONAILabelClient
+
+    local = tmp_path / "slicer-tmp" / "label.nii.gz"
+    local.parent.mkdir()
+    local.write_bytes(site["label"])
+    client = MONAILabelClient(site["url"], tmpdir=str(tmp_path))
+    client.save_label(IMAGE, str(local), tag="from_slicer", params={"label_info": [{"name": "x", "idx": 1}]})
+    assert (site["studies"] / "labels" / "from_slicer" / f"{IMAGE}.nii.gz").read_bytes() == site["label"]
+    assert _delete_label(site, tag="from_slicer").status_code == 200
 
 
 def test_a_symlink_out_of_the_labels_folder_is_not_followed(site):

@@ -177,3 +177,41 @@ def test_saving_a_label_of_the_wrong_size_is_refused_and_nothing_is_lost(client,
     )
     assert response.status_code == 422 and "size" in response.json()["detail"]
     assert "final" not in client.datastore()["objects"]["other"]["labels"]
+
+
+def _anonymous_click(server, params):
+    """A click as OHIF's extension and simple scripts send it: no client_id."""
+    response = requests.post(
+        f"{server}/infer/medicosam_interactive",
+        params={"image": "oblique", "output": "image"},
+        files={"params": (None, json.dumps({"label": "shared", **params}))},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    label = sitk.GetArrayFromImage(sitk.ReadImage(_write(response.content))).transpose(2, 1, 0)
+    return label
+
+
+def _write(content: bytes) -> str:
+    import tempfile
+
+    handle = tempfile.NamedTemporaryFile(suffix=".nii.gz", delete=False)
+    handle.write(content)
+    handle.close()
+    return handle.name
+
+
+def test_annotators_without_client_id_do_not_refine_each_others_masks(server, studies, tiny_checkpoint):
+    """Two OHIF users on one slice of one image, neither sending client_id: each answer is what the
+    prompts alone give, whoever clicked in between (a shared "default" state would feed one user's
+    logits into the other's mask)."""
+    first = {"foreground": [[30, 7, 5]], "background": [], "slice": 5}
+    second = {"foreground": [[12, 20, 5]], "background": [[30, 7, 5]], "slice": 5}
+    reference = InteractiveSegmenter(ModelProvider(str(tiny_checkpoint)))
+    expected = {
+        name: reference.segment(studies / "oblique.nii.gz", params, ClickContext("oblique")).label
+        for name, params in (("first", first), ("second", second))
+    }
+    assert not np.array_equal(expected["first"], expected["second"]), "the two prompts should differ"
+    for params, name in ((first, "first"), (second, "second"), (first, "first"), (second, "second")):
+        assert np.array_equal(_anonymous_click(server, params), expected[name]), name

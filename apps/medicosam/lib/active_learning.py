@@ -12,6 +12,7 @@ from monailabel.interfaces.tasks.strategy import Strategy
 
 from medicosam_app.active_learning import UncertaintyRanker, score_against_label
 from medicosam_app.errors import MedicoSamError
+from medicosam_app.request_values import parse_text
 from medicosam_app.semantic.segmenter import NoSemanticModelError, SemanticSegmenter
 
 from .semantic_train import FINAL, labelled_studies
@@ -28,7 +29,7 @@ class UncertaintyStrategy(Strategy):
         self.max_candidates = max_candidates
 
     def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Optional[Dict[str, Any]]:
-        images = datastore.get_unlabeled_images(request.get("label_tag") or FINAL)
+        images = datastore.get_unlabeled_images(parse_text(request.get("label_tag"), "label_tag", default=FINAL))
         if not images:
             return None
         candidates = images if len(images) <= self.max_candidates else random.sample(images, self.max_candidates)

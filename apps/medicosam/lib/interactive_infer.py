@@ -9,9 +9,10 @@ from typing import Any, Dict, Tuple
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.interactive import ClickContext, InteractiveSegmenter
+from medicosam_app.request_values import parse_int
 
 from .http_errors import as_http_errors
-from .results import write_result
+from .results import ResultFormat, write_result
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,11 @@ class InteractiveInfer(InferTask):
         with as_http_errors():
             context = ClickContext.from_request(request, default_label=self.labels[0])
             label = context.label
-            axis = int(request.get("axis", 2))
+            axis = parse_int(request.get("axis"), "axis", 0, 2, default=2)
+            result_format = ResultFormat.from_request(request)
             result = self.segmenter.segment(request["image"], request, context, axis=axis)
             write_started = time.perf_counter()
-            path = write_result(result.label, result.volume, request)
+            path = write_result(result.label, result.volume, result_format)
         latencies = dict(result.latencies)
         latencies["write"] = round(time.perf_counter() - write_started, 4)
         latencies["total"] = round(time.perf_counter() - started, 4)

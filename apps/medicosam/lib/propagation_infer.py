@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.interactive import ClickContext
-from medicosam_app.propagation import PropagationSettings
+from medicosam_app.propagation import PROJECTIONS, PropagationSettings
+from medicosam_app.request_values import parse_choice, parse_int, parse_number
 from medicosam_app.volume_segmenter import VolumeSegmenter
 
 from .http_errors import as_http_errors
-from .results import write_result
+from .results import ResultFormat, write_result
 
 logger = logging.getLogger(__name__)
+
+FRACTIONS = ("iou_threshold", "min_predicted_iou", "box_extension", "low_confidence")  # each 0..1
+
+
+def propagation_options(request: Mapping[str, Any]) -> Dict[str, Any]:
+    """The request's propagation options, checked here with the same parsers as every other request value
+    (``true`` is not a threshold); absent ones are left to the defaults."""
+    options: Dict[str, Any] = {
+        name: parse_number(request[name], name, 0.0, 1.0) for name in FRACTIONS if request.get(name) is not None
+    }
+    if request.get("projection") is not None:
+        options["projection"] = parse_choice(request["projection"], "projection", PROJECTIONS)
+    return options
 
 
 class PropagationInfer(InferTask):
@@ -54,11 +68,12 @@ class PropagationInfer(InferTask):
         with as_http_errors():
             context = ClickContext.from_request(request, default_label=self.labels[0])
             label = context.label
-            settings = PropagationSettings.from_request(request, self.defaults)
-            axis = int(request.get("axis", 2))
+            settings = PropagationSettings.from_request(propagation_options(request), self.defaults)
+            axis = parse_int(request.get("axis"), "axis", 0, 2, default=2)
+            result_format = ResultFormat.from_request(request)
             outcome = self.segmenter.segment(request["image"], request, context, axis=axis, settings=settings)
             write_started = time.perf_counter()
-            path = write_result(outcome.label, outcome.volume, request)
+            path = write_result(outcome.label, outcome.volume, result_format)
         result = outcome.result
         latencies = dict(outcome.latencies)
         latencies["write"] = round(time.perf_counter() - write_started, 4)

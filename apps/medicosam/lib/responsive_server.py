@@ -49,6 +49,14 @@ def in_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
 def serve_in_threads(app: FastAPI, routes: Iterable[Tuple[str, str]] = HEAVY_ROUTES) -> int:
     """Replace the matching ``async`` routes of ``app`` by thread-pool ones; returns how many changed."""
+    return replace_endpoints(app, routes, in_worker_thread)
+
+
+def replace_endpoints(
+    app: FastAPI, routes: Iterable[Tuple[str, str]], wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> int:
+    """Rebuild each ``async`` route of ``app`` whose (method, path) is in ``routes`` around
+    ``wrap(endpoint)``, in place and with everything else kept; returns how many changed."""
     wanted = set(routes)
     changed = 0
     for router in routers_of(app.router):
@@ -60,7 +68,7 @@ def serve_in_threads(app: FastAPI, routes: Iterable[Tuple[str, str]] = HEAVY_ROU
                 continue
             router.routes[position] = APIRoute(
                 route.path,
-                in_worker_thread(route.endpoint),
+                wrap(route.endpoint),
                 methods=list(route.methods),
                 name=route.name,
                 summary=route.summary,

@@ -11,7 +11,7 @@ from medicosam_app.semantic.classes import SemanticClasses
 from medicosam_app.semantic.segmenter import SemanticSegmenter
 
 from .http_errors import as_http_errors
-from .results import write_result
+from .results import ResultFormat, write_result
 
 
 class SemanticInfer(InferTask):
@@ -41,8 +41,9 @@ class SemanticInfer(InferTask):
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
         with as_http_errors():
+            result_format = ResultFormat.from_request(request)
             result = self.segmenter.segment(request["image"])
-            path = write_result(result.label, result.volume, request)
+            path = write_result(result.label, result.volume, result_format)
         latencies = dict(result.latencies, total=round(time.perf_counter() - started, 4))
         return str(path), {
             "label_names": result.classes.label_names(),

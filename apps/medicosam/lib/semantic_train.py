@@ -6,19 +6,22 @@ validation gate (see ``medicosam_app.semantic.retrain``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping
 
 import torch
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
+from medicosam_app.request_values import parse_bool, parse_int
 from medicosam_app.semantic.config import TrainingConfig
 from medicosam_app.semantic.retrain import SemanticRetrainer
 from medicosam_app.semantic.studies import LabelledStudy
@@ -38,6 +41,31 @@ def labelled_studies(datastore: Datastore) -> List[LabelledStudy]:
         if image and label:
             studies.append(LabelledStudy(image_id, Path(image), Path(label)))
     return studies
+
+
+@dataclass(frozen=True)
+class TrainingRound:
+    """What one ``POST /train/medicosam_semantic`` asks for, checked."""
+
+    config: TrainingConfig
+    nproc: int  # processes (one per GPU); more than one runs under torchrun
+    min_new_labels: int
+    force: bool
+
+    @classmethod
+    def from_request(cls, request: Mapping[str, Any], defaults: TrainingConfig) -> "TrainingRound":
+        """Every option of the request over ``defaults``; a malformed one is a 422 that names it."""
+        options = dict(request)
+        for field in dataclasses.fields(TrainingConfig):
+            if field.type in ("bool", bool) and options.get(field.name) is not None:
+                # TrainingConfig reads any unknown word as false; here it must be a real true/false.
+                options[field.name] = parse_bool(options[field.name], field.name)
+        return cls(
+            config=TrainingConfig.from_mapping(options, base=defaults),
+            nproc=parse_int(options.get("nproc"), "nproc", minimum=1, default=torch.cuda.device_count() or 1),
+            min_new_labels=parse_int(options.get("min_new_labels"), "min_new_labels", minimum=0, default=1),
+            force=parse_bool(options.get("force"), "force", default=False),
+        )
 
 
 class SemanticTrain(TrainTask):
@@ -65,34 +93,39 @@ class SemanticTrain(TrainTask):
             ],
         }
 
+    def check_request(self, request: Mapping[str, Any]) -> TrainingRound:
+        """The checked round; the server calls it before starting the background training process, whose
+        errors the client would never see."""
+        return TrainingRound.from_request(request, self.defaults)
+
     def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
-        nproc = int(request.get("nproc") or torch.cuda.device_count() or 1)
-        if nproc > 1 and isinstance(datastore, LocalDatastore):
-            return self._run_distributed(request, nproc)
         with as_http_errors():
-            config = TrainingConfig.from_mapping(request, base=self.defaults)
+            training = self.check_request(request)
+        if training.nproc > 1 and isinstance(datastore, LocalDatastore):
+            return self._run_distributed(training)
+        with as_http_errors():
             summary = self.retrainer.run(
                 labelled_studies(datastore),
-                config,
-                min_new_labels=int(request.get("min_new_labels", 1)),
-                force=str(request.get("force", "false")).lower() in ("1", "true", "yes"),
+                training.config,
+                min_new_labels=training.min_new_labels,
+                force=training.force,
             )
         logger.info(summary.line())
         return summary.to_dict()
 
-    def _run_distributed(self, request: Dict[str, Any], nproc: int) -> Dict[str, Any]:
+    def _run_distributed(self, training: TrainingRound) -> Dict[str, Any]:
         """The same round through ``python -m medicosam_app retrain --nproc N`` (torchrun, DDP)."""
-        config = TrainingConfig.from_mapping(request, base=self.defaults)
+        config = training.config
         # The command reads the server's settings from the environment, as MEDICOSAM_<KEY>.
         env = dict(os.environ, **{f"MEDICOSAM_{k.upper()}": str(v) for k, v in self.conf.items() if v not in (None, "")})
         env.update({f"MEDICOSAM_TRAIN_{k.upper()}": str(v) for k, v in config.to_dict().items()})
         command = [sys.executable, "-m", "medicosam_app", "retrain", "--studies", self.studies,
-                   "--nproc", str(nproc), "--json", "--min-new-labels", str(int(request.get("min_new_labels", 1)))]
-        if str(request.get("force", "false")).lower() in ("1", "true", "yes"):
+                   "--nproc", str(training.nproc), "--json", "--min-new-labels", str(training.min_new_labels)]
+        if training.force:
             command.append("--force")
         if not config.warm_start:
             command.append("--no-warm-start")
-        logger.info("Distributed training on %d processes: %s", nproc, " ".join(command))
+        logger.info("Distributed training on %d processes: %s", training.nproc, " ".join(command))
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         sys.stderr.write(done.stderr[-20000:])
         summaries = [line for line in done.stdout.splitlines() if line.startswith("{")]
