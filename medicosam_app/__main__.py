@@ -127,7 +127,8 @@ def run_models(args: argparse.Namespace) -> int:
     from .semantic.versions import VersionStore
     from .settings import Settings
 
-    store = VersionStore(Settings.from_conf(_semantic_conf(args)).semantic_dir)
+    settings = Settings.from_conf(_semantic_conf(args))
+    store = VersionStore(settings.semantic_dir)
     if args.action == "list":
         versions = store.list()
         if args.json:
@@ -148,10 +149,25 @@ def run_models(args: argparse.Namespace) -> int:
             print("models promote: name the version, e.g. v0003", file=sys.stderr)
             return 2
         store.promote(args.version, "promoted by an administrator")
+        _audit_model_change(settings, "promote", args.version)
         print(f"Serving {args.version}.")
         return 0
-    print(f"Rolled back; serving {store.rollback()}.")
+    serving = store.rollback()
+    _audit_model_change(settings, "rollback", serving)
+    print(f"Rolled back; serving {serving}.")
     return 0
+
+
+def _audit_model_change(settings: Settings, event: str, version: Optional[str]) -> None:
+    """An administrator's promotion or rollback from the command line, under their login name."""
+    import getpass
+
+    from .security.audit import AuditLog, AuditRecord
+
+    AuditLog(settings.audit_dir).append(AuditRecord(
+        event=event, endpoint=f"python -m medicosam_app models {event}", status="ok",
+        user=getpass.getuser(), role="admin", task="medicosam_semantic", model={"semantic_version": version},
+    ))
 
 
 def _read_new_password(username: str) -> str:

@@ -46,6 +46,8 @@ class Settings:
     dicom_cache_dir: Path  # series downloaded from a PACS, converted once
     users_file: Optional[Path]  # users, roles and password hashes; when set, authentication is on
     audit_dir: Path  # the audit trail (JSON Lines, rotated by size)
+    token_lifetime_s: int  # how long a sign-in lasts
+    cors_origins: Optional[Tuple[str, ...]]  # other origins browsers may call from; None: the default (see README)
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str]) -> "Settings":
@@ -108,4 +110,15 @@ class Settings:
             audit_dir=Path(
                 get("audit_dir", "MEDICOSAM_AUDIT_DIR", "") or Path(cache_dir or default_cache_dir()) / "audit"
             ).expanduser(),
+            token_lifetime_s=int(get("token_lifetime_s", "MEDICOSAM_TOKEN_LIFETIME_S", str(8 * 3600))),
+            cors_origins=_origins(get("cors_origins", "MEDICOSAM_CORS_ORIGINS")),
         )
+
+
+def _origins(value: Optional[str]) -> Optional[Tuple[str, ...]]:
+    """``https://viewer.hospital.org,https://other`` → the tuple; ``none`` → no other origin; unset → None."""
+    if value is None or value == "":
+        return None
+    if value.strip().lower() in ("none", "off", "self"):
+        return ()
+    return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())

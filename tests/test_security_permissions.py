@@ -27,7 +27,11 @@ from medicosam_app.security.users import Role
 README = Path(__file__).resolve().parents[1] / "README.md"
 A, R, AD = Role.ANNOTATOR, Role.REVIEWER, Role.ADMIN
 # Rules with no MONAI Label route of their own: CORS preflight for any path.
-EXTRA_RULES = {("OPTIONS", "/{path:path}")}
+EXTRA_RULES = {
+    ("OPTIONS", "/{path:path}"),  # answered by the CORS middleware
+    # the sign-in page for browsers (OHIF), added by apps/medicosam/lib/access_control.py
+    ("GET", "/auth/signin"), ("POST", "/auth/signin"), ("POST", "/auth/signout"),
+}
 
 
 def monai_label_routes() -> Set[Tuple[str, str]]:

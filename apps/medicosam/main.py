@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
@@ -28,14 +29,17 @@ from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  #
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
+from lib.access_control import SiteAccess, install_access_control  # noqa: E402
+from lib.request_context import add_audit_details, current_user  # noqa: E402
 from lib.request_guards import guard_requests  # noqa: E402
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
 from lib.semantic_infer import SemanticInfer  # noqa: E402
-from lib.shutdown import PromptShutdown  # noqa: E402
+from lib.shutdown import PromptShutdown, serving_host  # noqa: E402
 from lib.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
 from medicosam_app.dicom.seg import SegmentationAuthor  # noqa: E402
 from medicosam_app.errors import InvalidRequestError  # noqa: E402
+from medicosam_app.security.audit import AuditLog, AuditRecord  # noqa: E402
 from medicosam_app.request_values import parse_bool, parse_number, parse_text  # noqa: E402
 from medicosam_app.interactive import InteractiveSegmenter  # noqa: E402
 from medicosam_app.prefetch import Prefetcher  # noqa: E402
@@ -82,6 +86,7 @@ class MedicoSAMApp(MONAILabelApp):
         self.semantic = build_semantic_segmenter(self.settings, embedder, volumes)
         self.retrainer = build_retrainer(self.settings, self.models, embedder)
         self._schedule_stop = None
+        self.audit = AuditLog(self.settings.audit_dir)  # also written by training processes (see train())
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -134,8 +139,10 @@ class MedicoSAMApp(MONAILabelApp):
         serving = self.semantic.store.serving()
         if serving:
             version += f"; semantic decoder {serving}"
+        user = current_user()
         return SegmentationAuthor(
-            algorithm="MedicoSAM", model_version=version, software_version=f"MedicoSAM Label {__version__}"
+            algorithm="MedicoSAM", model_version=version, software_version=f"MedicoSAM Label {__version__}",
+            creator=user.username if user is not None else None,
         )
 
     def init_infers(self) -> Dict[str, Any]:
@@ -170,12 +177,38 @@ class MedicoSAMApp(MONAILabelApp):
         serve_heavy_endpoints_in_threads()
 
         serve_ohif(fastapi_app)
+        self._lock_down(fastapi_app)
         self.models.start_loading()
         scheduler = build_scheduler(self.settings.retrain_schedule, lambda: self._retrain_if_new_labels("schedule", 1))
         if scheduler is not None:
             self._schedule_stop = run_in_background(scheduler)
             logger.info("Semantic retraining scheduled: %s", self.settings.retrain_schedule)
         PromptShutdown(on_stop=[self._stop_background_work]).install()
+
+    def _lock_down(self, fastapi_app: Any) -> None:
+        """Sign-in and roles when a users file is configured (unless MONAI Label's Keycloak sign-in is), the
+        audit trail always, CORS limited to this server when signed in, and a warning when the server is
+        reachable from other machines with nobody signed in."""
+        users_file = self.settings.users_file
+        if users_file is not None and settings.MONAI_LABEL_AUTH_ENABLE:
+            logger.warning("MONAI_LABEL_AUTH_ENABLE is set: MONAI Label's Keycloak sign-in is used, not %s", users_file)
+            users_file = None
+        self.access = SiteAccess(
+            users_file, self.audit, api_prefix=settings.MONAI_LABEL_API_STR,
+            token_lifetime_s=self.settings.token_lifetime_s,
+        )
+        origins = self.settings.cors_origins
+        if origins is None and self.access.enabled and not settings.MONAI_LABEL_CORS_ORIGINS:
+            origins = ()  # signed-in browsers call from this server's own pages (OHIF) only
+        install_access_control(fastapi_app, self.access, origins)
+        host = serving_host()
+        if not (self.access.enabled or settings.MONAI_LABEL_AUTH_ENABLE) and host not in (None, "127.0.0.1", "::1", "localhost"):
+            logger.warning(
+                "\n*** MedicoSAM Label listens on %s without sign-in: anyone who can reach this port can read every "
+                "image, save and delete labels, upload images and start training. Add users (python -m medicosam_app "
+                "users add NAME --role admin) and start with --conf users_file PATH, or listen on 127.0.0.1 only "
+                "(--host 127.0.0.1). ***", host,
+            )
 
     def _stop_background_work(self) -> None:
         """On SIGTERM: no new prefetch encodes or scheduled rounds (see lib/shutdown.py for the rest)."""
@@ -249,12 +282,36 @@ class MedicoSAMApp(MONAILabelApp):
 
     def train(self, request):
         self.check_train_request(request)
+        started = time.perf_counter()
         result = super().train(request)
+        self._audit_training(request, result, time.perf_counter() - started)
         if isinstance(result, dict) and result.get("promoted"):
             scores = self.scoring({"method": "medicosam_dice"})
             logger.info("Dice of %s on labelled images: %s", result.get("version"),
                         {k: v.get("mean") for k, v in scores.items() if isinstance(v, dict)})
         return result
+
+    def _audit_training(self, request: Mapping[str, Any], result: Any, seconds: float) -> None:
+        """The round and, when it happened, the promotion, under the user who asked (training runs in a
+        process of its own, so the request carries the name: see request_guards.check_training)."""
+        if not isinstance(result, dict) or "version" not in result:
+            return
+        common = dict(
+            endpoint=f"POST /train/{request.get('model')}", task=str(request.get("model")),
+            user=request.get("requested_by") or "server", latency_s=round(seconds, 3),
+        )
+        try:
+            self.audit.append(AuditRecord(
+                event="train", status=str(result.get("status")), model={"semantic_version": result.get("version")},
+                result={k: result.get(k) for k in ("new_labels", "promoted", "reason")}, **common,
+            ))
+            if result.get("promoted"):
+                self.audit.append(AuditRecord(
+                    event="promote", status="ok", model={"semantic_version": result.get("version")},
+                    detail=str(result.get("reason")), **common,
+                ))
+        except OSError:
+            logger.exception("Could not append the training round to the audit trail")
 
     def infer(self, request, datastore=None):
         """Serve only images the datastore lists, or a session's upload: a request never names a file path."""

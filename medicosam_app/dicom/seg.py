@@ -33,6 +33,7 @@ class SegmentationAuthor:
     model_version: str
     software_version: str
     series_description: str = "MedicoSAM label"
+    creator: Optional[str] = None  # the user who saved the label (ContentCreatorName)
 
 
 def label_to_seg(
@@ -92,6 +93,7 @@ def label_to_seg(
         device_serial_number="0",
         content_description=f"{author.algorithm} {author.model_version}"[:64],
         content_label="MEDICOSAM",
+        content_creator_name=author.creator[:64] if author.creator else None,
         omit_empty_frames=bool(values),
     )
     seg.SeriesDescription = f"{author.series_description} ({author.model_version})"[:64]

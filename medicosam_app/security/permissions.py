@@ -34,7 +34,7 @@ DEFAULT_ROLE = Role.ADMIN  # for routes the table does not know
 _PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")
 
 
-def _template_regex(template: str) -> Pattern[str]:
+def route_pattern(template: str) -> Pattern[str]:
     """A regular expression matching the paths FastAPI routes to ``template`` (``{x}``: one segment,
     ``{x:path}``: the rest, slashes included), with the trailing ``/`` optional."""
     parts, position = [], 0
@@ -64,7 +64,7 @@ class Rule:
     _regex: Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_regex", _template_regex(self.route))
+        object.__setattr__(self, "_regex", route_pattern(self.route))
 
     def matches(self, method: str, path: str) -> bool:
         return method == self.method and self._regex.fullmatch(path) is not None
@@ -79,6 +79,9 @@ RULES: Tuple[Rule, ...] = (
     Rule("GET", "/auth/", PUBLIC, "is sign-in required? (clients ask before signing in)"),
     Rule("POST", "/auth/token", PUBLIC, "sign in: user name and password for a token"),
     Rule("GET", "/auth/token/valid", A, "is my token still valid?"),
+    Rule("GET", "/auth/signin", PUBLIC, "the sign-in page for browsers (OHIF): sets an HttpOnly cookie"),
+    Rule("POST", "/auth/signin", PUBLIC, "sign in from that page"),
+    Rule("POST", "/auth/signout", PUBLIC, "sign out (removes the cookie)"),
     Rule("OPTIONS", "/{path:path}", PUBLIC, "CORS preflight (browsers send no credentials with it)"),
     Rule("GET", "/favicon.ico", PUBLIC, "icon"),
     Rule("GET", "/static/{path:path}", PUBLIC, "MONAI Label's static files (API page assets)"),

@@ -9,6 +9,20 @@ from typing import Any, Dict, Mapping, Optional
 from ..errors import InvalidRequestError
 
 
+# Bounds of each numeric option: a request cannot occupy the server for days or exhaust its memory, and a
+# validation share is always held out (a candidate with nothing to validate on is never promoted).
+LIMITS: Dict[str, tuple] = {
+    "epochs": (0, 1000),
+    "learning_rate": (0.0, 1.0),
+    "batch_size": (1, 256),
+    "max_slices_per_image": (1, 4096),
+    "val_fraction": (0.0, 0.9),
+    "axis": (0, 2),
+    "seed": (0, 2**31 - 1),
+    "initial_features": (8, 512),
+}
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """What a run may be told, from the server's ``--conf``/train request or the command line."""
@@ -40,10 +54,13 @@ class TrainingConfig:
             except (TypeError, ValueError) as error:
                 raise InvalidRequestError(f"Training option {f.name}={raw!r} is not a valid {f.type}.") from error
         config = dataclasses.replace(base, **updates)
-        if config.epochs < 0 or config.batch_size < 1 or config.learning_rate <= 0 or not 0 <= config.val_fraction < 1:
-            raise InvalidRequestError(f"Training options out of range: {config}")
-        if config.axis not in (0, 1, 2):
-            raise InvalidRequestError("axis must be 0, 1 or 2")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(config, name)
+            if not (low <= value <= high) or (name == "learning_rate" and value == 0):
+                raise InvalidRequestError(
+                    f"Training option {name}={value!r} is out of range: it must lie in [{low}, {high}]"
+                    + (" and be above 0." if name == "learning_rate" else ".")
+                )
         return config
 
     def to_dict(self) -> Dict[str, Any]:

@@ -178,12 +178,14 @@ class SemanticRetrainer:
             return RetrainSummary("trained", new_labels=new_labels, reason="worker process")
 
         serving_validation = None
-        if serving is not None:
+        if serving is not None and val_samples:
             current = self.load_version(serving, device)
             if current is not None:
                 serving_validation = evaluate(current, val_samples, self.embedder, self.classes.names, device)
         candidate = outcome.validation["mean"]
-        if serving_validation is None:
+        if not val_samples:
+            promote, reason = False, "no validation slices (val_fraction 0 or too few labels): never promoted unvalidated"
+        elif serving_validation is None:
             promote, reason = True, "first version" if serving is None else f"serving {serving} has other classes"
         elif candidate >= serving_validation["mean"]:
             promote, reason = True, f"validation Dice {candidate:.4f} ≥ {serving_validation['mean']:.4f} of {serving}"

@@ -40,6 +40,7 @@ def running_server(
     env: Optional[Dict[str, str]] = None,
     conf: Optional[Dict[str, str]] = None,
     app: Path = REPO / "apps" / "medicosam",
+    ready_path: str = "/info/",
 ) -> Iterator[str]:
     """``monailabel start_server --app apps/medicosam`` as a subprocess; yields its URL once /info answers."""
     port = free_port()
@@ -53,7 +54,7 @@ def running_server(
     environment["MEDICOSAM_CACHE_DIR"] = str(log_file.parent / "cache")
     environment.update(env or {})
     url = f"http://127.0.0.1:{port}"
-    with running_process("server", command, log_file, f"{url}/info/", timeout=180, env=environment):
+    with running_process("server", command, log_file, f"{url}{ready_path}", timeout=180, env=environment):
         yield url
 
 

@@ -36,12 +36,17 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
 
 from medicosam_app.atomic_files import copy_file_atomic, fsync_directory, make_folders_durably, write_bytes_atomic
+from medicosam_app.security.audit import label_summary
 from medicosam_app.security.paths import UnsafePathError, confined_path, safe_extension, safe_name
+from medicosam_app.security.users import Role
+
+from .request_context import add_audit_details, current_user
 
 logger = logging.getLogger(__name__)
 
 # Prefix of the temporary copy of a label or image being saved; the datastore's extensions never match it.
 SAVING_PREFIX = ".saving_"
+ANNOTATOR = "annotator"  # the label info key naming who saved a label
 
 IndexStamp = Tuple[int, int, int, int]
 
@@ -248,13 +253,40 @@ def store_label(
                 f"The label has size {list(label_size)} but image '{image_id}' has {list(_image_size(image_path))}: "
                 "save a label in the image's geometry.",
             )
+        annotator = label_annotator(entry.labels.get(label_tag), label_tag, label_info)
         destination = label_destination(store, index, image_id, label_tag, label_ext)
         copy_file_atomic(label_filename, destination, temporary_prefix=SAVING_PREFIX)
         info = dict(label_info or {})
-        info.update({"ts": int(time.time()), "name": os.path.basename(destination)})
+        info.update({"ts": int(time.time()), "name": os.path.basename(destination), ANNOTATOR: annotator})
         entry.labels[label_tag] = DataModel(info=info, ext=label_ext)
     logger.info("Saved label %s for image %s (tag %s)", os.path.basename(destination), image_id, label_tag)
+    audit_saved_label(image_id, label_tag, label_filename)
     return image_id
+
+
+def label_annotator(existing: Optional[DataModel], tag: str, label_info: Optional[Dict[str, Any]]) -> Optional[str]:
+    """Who a saved label is recorded as made by: the signed-in user, never what the client claims (with
+    sign-in off, its ``client_id``). Replacing another annotator's label needs the reviewer role."""
+    user = current_user()
+    if user is None:
+        client = (label_info or {}).get("client_id")
+        return client if isinstance(client, str) and client else None
+    owner = existing.info.get(ANNOTATOR) if existing is not None else None
+    if owner and owner != user.username and user.role < Role.REVIEWER:
+        raise HTTPException(
+            403, f"The label '{tag}' of this image was saved by {owner!r}; replacing another annotator's label needs "
+            f"the reviewer role ({user.username!r} is {user.role.label}). Save it under another tag.",
+        )
+    return user.username
+
+
+def audit_saved_label(image_id: str, tag: str, label_filename: str) -> None:
+    """The saved label's hash, voxel count and slice range for the request's audit line."""
+    try:
+        array = sitk.GetArrayFromImage(sitk.ReadImage(label_filename))  # [k, j, i]
+    except RuntimeError:
+        return
+    add_audit_details(image=image_id, task=f"label:{tag}", result=label_summary(array, axis=0))
 
 
 def _remove_durably(path: str) -> None:

@@ -12,6 +12,7 @@ from medicosam_app.interactive import ClickContext, InteractiveSegmenter
 from medicosam_app.request_values import parse_int
 
 from .http_errors import as_http_errors
+from .infer_audit import audit_inference
 from .results import ResultFormat, write_result
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class InteractiveInfer(InferTask):
             result = self.segmenter.segment(request["image"], request, context, axis=axis)
             write_started = time.perf_counter()
             path = write_result(result.label, result.volume, result_format)
+        audit_inference(
+            "medicosam_interactive", request, result.label, axis=result.axis, slice_index=result.slice_index,
+            checkpoint_xxh128=self.segmenter.models.status.get("xxh128"),
+        )
         latencies = dict(result.latencies)
         latencies["write"] = round(time.perf_counter() - write_started, 4)
         latencies["total"] = round(time.perf_counter() - started, 4)

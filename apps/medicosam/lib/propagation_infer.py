@@ -14,6 +14,7 @@ from medicosam_app.request_values import parse_choice, parse_int, parse_number
 from medicosam_app.volume_segmenter import VolumeSegmenter
 
 from .http_errors import as_http_errors
+from .infer_audit import audit_inference
 from .results import ResultFormat, write_result
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ class PropagationInfer(InferTask):
             write_started = time.perf_counter()
             path = write_result(outcome.label, outcome.volume, result_format)
         result = outcome.result
+        audit_inference(
+            "medicosam_3d", request, outcome.label, axis=axis,
+            checkpoint_xxh128=self.segmenter.models.status.get("xxh128"),
+        )
         latencies = dict(outcome.latencies)
         latencies["write"] = round(time.perf_counter() - write_started, 4)
         latencies["total"] = round(time.perf_counter() - started, 4)

@@ -17,16 +17,19 @@ import re
 import shutil
 import tarfile
 import zipfile
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from fastapi import FastAPI
 
+from medicosam_app.atomic_files import write_bytes_atomic
 from medicosam_app.errors import InvalidRequestError
 from medicosam_app.request_values import parse_int, parse_json_object, parse_text, shortened_repr
 from medicosam_app.security.paths import safe_upload_filename
+from medicosam_app.security.users import Role
 
 from .http_errors import as_client_errors
+from .request_context import current_user
 from .responsive_server import replace_endpoints
 
 logger = logging.getLogger(__name__)
@@ -92,6 +95,40 @@ def check_session(app: Any, session_id: str) -> None:
             "PUT /session/ and use the session_id it answers.",
             status=404,
         )
+    require_session_owner(sessions, session_id)
+
+
+OWNER_FILE = ".medicosam_owner"  # inside the session's folder, so it goes when the session goes
+
+
+def session_owner(sessions: Any, session_id: str) -> Optional[str]:
+    try:
+        return (Path(sessions.store_path) / session_id / OWNER_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def require_session_owner(sessions: Any, session_id: str) -> None:
+    """With sign-in on, a session serves only the user who uploaded it (and admins); a session whose owner
+    is not recorded (made with sign-in off) is an admin's only."""
+    user = current_user()
+    if user is None or user.role >= Role.ADMIN:
+        return
+    if session_owner(sessions, session_id) != user.username:
+        raise InvalidRequestError(
+            f"Session {shortened_repr(session_id)} was not found (sessions belong to the user who uploaded them).",
+            status=404,
+        )
+
+
+def record_session_owner(app: Any, result: Any) -> None:
+    """After ``PUT /session/``: who uploaded it."""
+    user = current_user()
+    sessions = app.sessions()
+    session_id = result.get("session_id") if isinstance(result, dict) else None
+    if user is None or sessions is None or not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+        return
+    write_bytes_atomic(str(Path(sessions.store_path) / session_id / OWNER_FILE), user.username.encode("utf-8"))
 
 
 def archive_format(filename: str) -> Optional[str]:
@@ -223,17 +260,26 @@ def check_all_scoring(app: Any, arguments: Dict[str, Any]) -> None:
     per_name_options(arguments.get("params"), app.task_names("scoring method"), "scoring method")
 
 
+def requester() -> str:
+    """Who asks for a background task, for its audit line (the task runs in another process)."""
+    user = current_user()
+    return user.username if user is not None else "anonymous (sign-in off)"
+
+
 def check_training(app: Any, arguments: Dict[str, Any]) -> None:
     """``POST /train/{model}``: the trainer must exist and accept the options, before training starts."""
-    request = {"model": arguments.get("model"), **(arguments.get("params") or {})}
-    app.check_train_request(request)
+    params = dict(arguments.get("params") or {}, requested_by=requester())  # never the client's own claim
+    app.check_train_request({"model": arguments.get("model"), **params})
+    arguments["params"] = params
 
 
 def check_all_training(app: Any, arguments: Dict[str, Any]) -> None:
     params = arguments.get("params") or {}
     per_name_options(params, app.task_names("trainer"), "trainer")
-    for model in app.task_names("trainer"):
-        app.check_train_request({"model": model, **(params.get(model) or {})})
+    params = {model: dict(params.get(model) or {}, requested_by=requester()) for model in app.task_names("trainer")}
+    for model, options in params.items():
+        app.check_train_request({"model": model, **options})
+    arguments["params"] = params
 
 
 def check_session_upload(app: Any, arguments: Dict[str, Any]) -> None:
@@ -245,14 +291,39 @@ def check_session_upload(app: Any, arguments: Dict[str, Any]) -> None:
 
 
 def check_session_id(app: Any, arguments: Dict[str, Any]) -> None:
-    """``GET``/``DELETE /session/{session_id}``: a plain id (MONAI Label joins it to a folder path)."""
+    """``GET``/``DELETE /session/{session_id}``: a plain id (MONAI Label joins it to a folder path), and
+    the caller's own session."""
     if not SESSION_ID.fullmatch(arguments.get("session_id") or ""):
         raise InvalidRequestError(f"Session {shortened_repr(arguments.get('session_id'))} was not found.", status=404)
+    sessions = app.sessions()
+    if sessions is not None:
+        require_session_owner(sessions, arguments["session_id"])
+
+
+def check_label_read(app: Any, arguments: Dict[str, Any]) -> None:
+    """``GET /datastore/label`` and its info: another annotator's label needs the reviewer role."""
+    user = current_user()
+    if user is None or user.role >= Role.REVIEWER:
+        return
+    label_id, tag = arguments.get("label"), arguments.get("tag")
+    try:
+        info = app.datastore().get_label_info(label_id, tag) or {}
+    except Exception:  # noqa: BLE001 - an unknown label is the endpoint's 404 to give
+        return
+    owner = info.get("annotator")
+    if owner and owner != user.username:
+        raise InvalidRequestError(
+            f"The label '{tag}' of '{label_id}' was saved by {owner!r}; reading another annotator's label needs the "
+            f"reviewer role ({user.username!r} is {user.role.label}).",
+            status=403,
+        )
 
 
 GUARDS: Dict[Tuple[str, str], Check] = {
     ("POST", "/infer/{model}"): check_infer,
     ("PUT", "/datastore/label"): check_label_save,
+    ("GET", "/datastore/label"): check_label_read,
+    ("GET", "/datastore/label/info"): check_label_read,
     ("PUT", "/datastore/image"): check_image_upload,
     ("PUT", "/datastore/"): check_image_upload,
     ("PUT", "/datastore/image/info"): json_field_check("info"),
@@ -269,14 +340,24 @@ GUARDS: Dict[Tuple[str, str], Check] = {
 }
 
 
-def guarded(endpoint: Callable[..., Any], check: Check, app_instance: Callable[[], Any]) -> Callable[..., Any]:
+# What runs after an endpoint answered, with its result.
+AFTER: Dict[Tuple[str, str], Callable[[Any, Any], None]] = {("PUT", "/session/"): record_session_owner}
+
+
+def guarded(
+    endpoint: Callable[..., Any], check: Check, app_instance: Callable[[], Any],
+    after: Optional[Callable[[Any, Any], None]] = None,
+) -> Callable[..., Any]:
     """An ``async`` endpoint with ``endpoint``'s signature that runs ``check`` first and turns the
     client's mistakes, ours or MONAI Label's, into 4xx answers."""
 
     async def run(**arguments: Any) -> Any:
         with as_client_errors():
             check(app_instance(), arguments)
-            return await endpoint(**arguments)
+            result = await endpoint(**arguments)
+            if after is not None:
+                after(app_instance(), result)
+            return result
 
     run.__signature__ = inspect.signature(endpoint)  # type: ignore[attr-defined]
     run.__name__ = endpoint.__name__
@@ -288,6 +369,9 @@ def guard_requests(app: FastAPI, app_instance: Callable[[], Any]) -> int:
     """Put the checks of :data:`GUARDS` in front of the running server's endpoints; returns how many."""
     changed = 0
     for route, check in GUARDS.items():
-        changed += replace_endpoints(app, [route], lambda endpoint, check=check: guarded(endpoint, check, app_instance))
+        after = AFTER.get(route)
+        changed += replace_endpoints(
+            app, [route], lambda endpoint, check=check, after=after: guarded(endpoint, check, app_instance, after)
+        )
     logger.info("Checking the requests of %d MONAI Label endpoints before they run", changed)
     return changed

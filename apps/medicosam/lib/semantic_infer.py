@@ -11,6 +11,7 @@ from medicosam_app.semantic.classes import SemanticClasses
 from medicosam_app.semantic.segmenter import SemanticSegmenter
 
 from .http_errors import as_http_errors
+from .infer_audit import audit_inference
 from .results import ResultFormat, write_result
 
 
@@ -44,6 +45,7 @@ class SemanticInfer(InferTask):
             result_format = ResultFormat.from_request(request)
             result = self.segmenter.segment(request["image"])
             path = write_result(result.label, result.volume, result_format)
+        audit_inference("medicosam_semantic", request, result.label, semantic_version=result.version)
         latencies = dict(result.latencies, total=round(time.perf_counter() - started, 4))
         return str(path), {
             "label_names": result.classes.label_names(),

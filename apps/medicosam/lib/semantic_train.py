@@ -43,6 +43,11 @@ def labelled_studies(datastore: Datastore) -> List[LabelledStudy]:
     return studies
 
 
+def max_processes() -> int:
+    """One training process per GPU; on a machine without one, per CPU core (gloo)."""
+    return torch.cuda.device_count() or os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class TrainingRound:
     """What one ``POST /train/medicosam_semantic`` asks for, checked."""
@@ -62,7 +67,8 @@ class TrainingRound:
                 options[field.name] = parse_bool(options[field.name], field.name)
         return cls(
             config=TrainingConfig.from_mapping(options, base=defaults),
-            nproc=parse_int(options.get("nproc"), "nproc", minimum=1, default=torch.cuda.device_count() or 1),
+            nproc=parse_int(options.get("nproc"), "nproc", minimum=1, maximum=max_processes(),
+                            default=torch.cuda.device_count() or 1),
             min_new_labels=parse_int(options.get("min_new_labels"), "min_new_labels", minimum=0, default=1),
             force=parse_bool(options.get("force"), "force", default=False),
         )

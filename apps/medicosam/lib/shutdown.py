@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import psutil
 
@@ -98,6 +98,15 @@ class PromptShutdown:
         logger.error("The server did not stop by itself: ending the process")
         logging.shutdown()
         os._exit(0)
+
+
+def serving_host() -> Optional[str]:
+    """The address the running uvicorn server listens on, read from its signal handler (MONAI Label starts
+    uvicorn in this process); None when it cannot be told (not under uvicorn, or not on the main thread)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    server = getattr(handler, "__self__", None)
+    config = getattr(server, "config", None)
+    return getattr(config, "host", None)
 
 
 def terminate_child_processes(timeout: float = 2.0) -> int:

@@ -1,0 +1,372 @@
+"""Sign-in, roles and the audit trail in front of every route of the running server.
+
+One ASGI middleware sits inside MONAI Label's CORS middleware and in front of every route, MONAI Label's
+and ours (replaced ones included, since it runs before routing). For each HTTP request it
+
+1. finds the caller: a bearer token (``Authorization``, as MONAI Label's client sends after
+   ``POST /auth/token``) or the same token in the HttpOnly cookie that the sign-in page sets for OHIF,
+   whose extension sends no header;
+2. checks the role the permissions table (:mod:`medicosam_app.security.permissions`) asks for: no or bad
+   token 401, too low a role 403; an OHIF page without sign-in is redirected to the sign-in page;
+3. lets the request through with the user in the request context (:mod:`.request_context`), and
+4. appends one audit line for the events of :data:`AUDITED_ROUTES` and for every refused request (4xx).
+
+When no users file is configured, authentication is off: every request passes, and the audit trail still
+records, with the client's ``client_id`` as user. When MONAI Label's own Keycloak sign-in is enabled
+(``MONAI_LABEL_AUTH_ENABLE``) it stays in charge and this module only audits.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Pattern, Sequence, Tuple
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from medicosam_app.security.audit import AuditLog, AuditRecord
+from medicosam_app.security.permissions import required_role, route_pattern
+from medicosam_app.security.tokens import TokenError, TokenIssuer, secret_file_for, token_from_authorization
+from medicosam_app.security.users import User, UserStore
+
+from .request_context import handling_request
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "medicosam_token"
+SIGN_IN_PAGE = "/auth/signin"
+_BODY_KEPT = 4096  # bytes of a refused answer's body kept for the audit line's ``detail``
+
+# (method, route template, event): requests that leave a line in the audit trail whatever their answer.
+AUDITED_ROUTES: Tuple[Tuple[str, str, str], ...] = (
+    ("POST", "/infer/{model}", "infer"),
+    ("PUT", "/datastore/label", "label_save"),
+    ("DELETE", "/datastore/label", "delete"),
+    ("DELETE", "/datastore/image", "delete"),
+    ("DELETE", "/datastore/", "delete"),
+    ("PUT", "/datastore/image", "image_upload"),
+    ("PUT", "/datastore/", "image_upload"),
+    ("GET", "/datastore/image", "image_download"),
+    ("GET", "/datastore/label", "label_download"),
+    ("GET", "/datastore/dataset", "dataset_download"),
+    ("POST", "/train/{model}", "train"),
+    ("POST", "/train/", "train"),
+    ("DELETE", "/train/", "train_stop"),
+    ("POST", "/activelearning/{strategy}", "next_sample"),
+    ("POST", "/scoring/{method}", "scoring"),
+    ("POST", "/scoring/", "scoring"),
+    ("PUT", "/datastore/label/info", "label_info"),
+    ("PUT", "/datastore/updatelabelinfo", "label_info"),
+    ("PUT", "/session/", "session"),
+    ("DELETE", "/session/{session_id}", "session_delete"),
+    ("POST", "/auth/token", "sign_in"),
+    ("POST", SIGN_IN_PAGE, "sign_in"),
+)
+_AUDITED: List[Tuple[str, Pattern[str], str]] = [(m, route_pattern(r), e) for m, r, e in AUDITED_ROUTES]
+
+
+def audited_event(method: str, path: str) -> Optional[str]:
+    for audited_method, pattern, event in _AUDITED:
+        if method == audited_method and pattern.fullmatch(path):
+            return event
+    return None
+
+
+@dataclass
+class Caller:
+    user: Optional[User]
+    problem: Optional[str] = None  # why a token that was sent is not accepted
+
+
+class SiteAccess:
+    """The users file, the token issuer and the audit log of one server.
+
+    ``users_file`` None: authentication off. ``api_prefix``: MONAI Label's ``MONAI_LABEL_API_STR``."""
+
+    def __init__(
+        self,
+        users_file: Optional[Path],
+        audit: AuditLog,
+        api_prefix: str = "",
+        token_lifetime_s: Optional[int] = None,
+    ) -> None:
+        self.audit = audit
+        self.api_prefix = api_prefix.rstrip("/")
+        self.users: Optional[UserStore] = None
+        self.tokens: Optional[TokenIssuer] = None
+        if users_file is not None:
+            self.users = UserStore(users_file)
+            lifetime = {"lifetime_s": token_lifetime_s} if token_lifetime_s else {}
+            self.tokens = TokenIssuer(secret_file_for(users_file), **lifetime)
+
+    @property
+    def enabled(self) -> bool:
+        return self.users is not None
+
+    def identify(self, request: Request) -> Caller:
+        """The user a request's token (header first, then the sign-in cookie) stands for."""
+        if self.users is None or self.tokens is None:
+            return Caller(None)
+        token = token_from_authorization(request.headers.get("authorization")) or request.cookies.get(COOKIE)
+        if not token:
+            return Caller(None, "no token: sign in with POST /auth/token (user name and password)")
+        try:
+            return Caller(self.tokens.authenticate(token, self.users))
+        except TokenError as error:
+            return Caller(None, str(error))
+
+    def sign_in(self, username: str, password: str) -> Optional[User]:
+        assert self.users is not None
+        return self.users.verify(username, password)
+
+    def record(self, **fields: Any) -> None:
+        """One audit line; a full disk or a broken audit folder is logged, never the cause of a failed request."""
+        try:
+            self.audit.append(AuditRecord(**fields))
+        except Exception:  # noqa: BLE001 - the trail must not take the server down with it
+            logger.exception("Could not append to the audit trail in %s", self.audit)
+
+
+# -- the middleware -------------------------------------------------------------------------------------
+
+
+def _is_ohif_page(path: str) -> bool:
+    """The viewer's HTML (its index and client-side routes), not its scripts and images."""
+    if path in ("/ohif", "/ohif/"):
+        return True
+    last = path.rsplit("/", 1)[-1]
+    return path.startswith("/ohif/") and ("." not in last or last.endswith(".html"))
+
+
+def _json_detail(body: bytes) -> Optional[str]:
+    try:
+        detail = json.loads(body.decode("utf-8")).get("detail")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return body[:300].decode("utf-8", "replace") or None
+    return detail if isinstance(detail, str) else json.dumps(detail)[:1000]
+
+
+class AccessControl:
+    """The ASGI middleware; see the module docstring."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], access: SiteAccess) -> None:
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope: Dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        method, path = scope["method"], scope["path"]
+        relative = path[len(self.access.api_prefix):] if path.startswith(self.access.api_prefix) else path
+        started = time.perf_counter()
+        caller = self.access.identify(request)
+        refusal = self._refusal(method, path, caller)
+        if self.access.enabled and caller.user is None and method == "GET" and _is_ohif_page(relative):
+            # The viewer's code is public, but a viewer without sign-in could load no images: sign in first.
+            refusal = (401, "sign in to use the viewer")
+        if refusal is not None:
+            status, message = refusal
+            if status == 401 and method == "GET" and _is_ohif_page(relative):
+                target = path + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
+                await RedirectResponse(f"{self.access.api_prefix}{SIGN_IN_PAGE}?next={quote(target)}", 303)(
+                    scope, receive, send
+                )
+                return
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            self._audit(method, relative, caller.user, status, {}, message, started, event="refused")
+            await JSONResponse({"detail": message}, status_code=status, headers=headers)(scope, receive, send)
+            return
+
+        answer: Dict[str, Any] = {"status": 500, "body": b"", "recorded": False}
+
+        def record() -> None:
+            if not answer["recorded"]:
+                answer["recorded"] = True
+                status = answer["status"]
+                detail = _json_detail(answer["body"]) if status >= 400 else None
+                self._audit(method, relative, caller.user, status, details, detail, started)
+
+        async def send_and_watch(message: Dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                if answer["status"] >= 400 and len(answer["body"]) < _BODY_KEPT:
+                    answer["body"] += message.get("body", b"")[:_BODY_KEPT]
+                if not message.get("more_body", False):
+                    record()  # before the client has its answer: whoever reads the trail next finds the line
+            await send(message)
+
+        with handling_request(caller.user) as details:
+            try:
+                await self.app(scope, receive, send_and_watch)
+            finally:
+                record()  # the request failed or the client went away before the answer was complete
+
+    def _refusal(self, method: str, path: str, caller: Caller) -> Optional[Tuple[int, str]]:
+        if not self.access.enabled:
+            return None
+        needed = required_role(method, path, self.access.api_prefix)
+        if needed is None:
+            return None
+        if caller.user is None:
+            return 401, f"Sign-in required for {method} {path}: {caller.problem}"
+        if caller.user.role < needed:
+            return 403, (
+                f"{method} {path} needs the role {needed.label}; {caller.user.username!r} is {caller.user.role.label}. "
+                "Ask an administrator (python -m medicosam_app users) if you need it."
+            )
+        return None
+
+    def _audit(
+        self,
+        method: str,
+        path: str,
+        user: Optional[User],
+        status: int,
+        details: Dict[str, Any],
+        detail: Optional[str],
+        started: float,
+        event: Optional[str] = None,
+    ) -> None:
+        event = event or audited_event(method, path) or ("refused" if 400 <= status < 500 else None)
+        if event is None:
+            return
+        fields = dict(details)
+        name = fields.pop("user", None)
+        self.access.record(
+            event=event,
+            endpoint=f"{method} {path}",
+            status=status,
+            user=user.username if user is not None else name,
+            role=user.role.label if user is not None else None,
+            detail=detail,
+            latency_s=round(time.perf_counter() - started, 4),
+            **{key: fields[key] for key in ("task", "image", "prompts", "model", "result") if key in fields},
+        )
+
+
+# -- sign-in routes -------------------------------------------------------------------------------------
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this server (no scheme, no host, no ``//``): the sign-in page is no open redirect."""
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/ohif/"
+    return target
+
+
+def _sign_in_page(prefix: str, next_path: str, message: str = "") -> str:
+    error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in · MedicoSAM Label</title>
+<style>body{{font-family:sans-serif;background:#0b1a2a;color:#eee;display:flex;justify-content:center;margin-top:12vh}}
+form{{background:#14273d;padding:2em;border-radius:8px;min-width:18em}}label{{display:block;margin-top:1em}}
+input{{width:100%;padding:.4em;margin-top:.2em}}button{{margin-top:1.5em;padding:.5em 1.5em}}.error{{color:#ff9c9c}}</style>
+</head><body><form method="post" action="{html.escape(prefix + SIGN_IN_PAGE)}">
+<h2>MedicoSAM Label</h2>{error}
+<input type="hidden" name="next" value="{html.escape(next_path)}">
+<label>User name <input name="username" autocomplete="username" autofocus required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button></form></body></html>"""
+
+
+def add_sign_in_routes(app: FastAPI, access: SiteAccess) -> None:
+    """MONAI Label's sign-in protocol (``/auth/``, ``/auth/token``, ``/auth/token/valid``) against the users
+    file, and a sign-in page for browsers (OHIF) that sets the token as an HttpOnly, same-site cookie."""
+    assert access.tokens is not None
+    tokens = access.tokens
+    app_router = APIRouter()
+    prefix = access.api_prefix
+
+    def failed_sign_in(username: str) -> str:
+        return f"Wrong user name or password for {username!r}." if username else "Send a user name and a password."
+
+    @app_router.get("/auth/", tags=["Auth"], summary="Is sign-in required?")
+    async def auth_enabled() -> Dict[str, Any]:
+        return {"enabled": True, "client_id": None, "realm": None}
+
+    @app_router.post("/auth/token", tags=["Auth"], summary="Sign in: a bearer token for a user name and password")
+    def access_token(username: str = Form(""), password: str = Form("")) -> Response:
+        user = access.sign_in(username, password) if username and password else None
+        if user is None:
+            return JSONResponse({"detail": failed_sign_in(username)}, 401, headers={"WWW-Authenticate": "Bearer"})
+        from .request_context import add_audit_details
+
+        add_audit_details(user=user.username)
+        return JSONResponse(tokens.token_response(tokens.issue(user)))
+
+    @app_router.get("/auth/token/valid", tags=["Auth"], summary="Is my token valid? (the user and role if so)")
+    async def valid_token(request: Request) -> Dict[str, Any]:
+        caller = access.identify(request)
+        assert caller.user is not None  # the middleware answered 401 otherwise
+        return {"username": caller.user.username, "roles": [caller.user.role.label]}
+
+    @app_router.get(SIGN_IN_PAGE, include_in_schema=False)
+    async def sign_in_page(next: str = "/ohif/") -> HTMLResponse:
+        return HTMLResponse(_sign_in_page(prefix, _safe_next(next)))
+
+    @app_router.post(SIGN_IN_PAGE, include_in_schema=False)
+    def sign_in_form(
+        request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/ohif/")
+    ) -> Response:
+        target = _safe_next(next)
+        user = access.sign_in(username, password) if username and password else None
+        if user is None:
+            return HTMLResponse(_sign_in_page(prefix, target, failed_sign_in(username)), status_code=401)
+        from .request_context import add_audit_details
+
+        add_audit_details(user=user.username)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            COOKIE, tokens.issue(user), max_age=tokens.lifetime_s, httponly=True, samesite="strict",
+            secure=request.url.scheme == "https", path="/",
+        )
+        return response
+
+    @app_router.post("/auth/signout", include_in_schema=False)
+    async def sign_out() -> Response:
+        response = RedirectResponse(prefix + SIGN_IN_PAGE, status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    app.include_router(app_router, prefix=prefix)
+
+
+# -- installing it --------------------------------------------------------------------------------------
+
+
+def install_access_control(app: FastAPI, access: SiteAccess, cors_origins: Optional[Sequence[str]]) -> None:
+    """Put :class:`AccessControl` inside the CORS middleware and rebuild the running app's middleware stack
+    (MONAI Label builds it before the app's start-up code runs; no request has been served yet).
+
+    ``cors_origins``: None keeps MONAI Label's CORS setting; a list replaces it (empty: no other origin)."""
+    if access.enabled:
+        add_sign_in_routes(app, access)
+    kept = []
+    for entry in app.user_middleware:
+        if entry.cls is CORSMiddleware and cors_origins is not None:
+            entry = Middleware(
+                CORSMiddleware, allow_origins=list(cors_origins), allow_credentials=True,
+                allow_methods=["*"], allow_headers=["*"],
+            )
+        if entry.cls is not AccessControl:
+            kept.append(entry)
+    app.user_middleware = kept[:1] + [Middleware(AccessControl, access=access)] + kept[1:]
+    app.middleware_stack = app.build_middleware_stack()
+    logger.info(
+        "Authentication %s; audit trail in %s; CORS origins: %s",
+        f"on (users file {access.users.path})" if access.users is not None else "off",
+        access.audit.directory,
+        "unchanged" if cors_origins is None else (", ".join(cors_origins) or "this server only"),
+    )

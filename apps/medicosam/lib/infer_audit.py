@@ -1,0 +1,39 @@
+"""What an inference puts on its audit line: the prompts, the model and a summary of the mask returned."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from medicosam_app.security.audit import label_summary, prompts_summary
+
+from .request_context import add_audit_details
+
+
+def audit_inference(
+    task: str,
+    request: Mapping[str, Any],
+    label: np.ndarray,
+    axis: int = 2,
+    checkpoint_xxh128: Optional[str] = None,
+    semantic_version: Optional[str] = None,
+    slice_index: Optional[int] = None,
+) -> None:
+    """Adds the request's details to its audit line. For a click only the clicked slice is summarised
+    (hash and count of that slice's mask; the rest of the volume is empty by construction), so the record
+    costs microseconds, not a pass over a whole CT."""
+    if slice_index is not None:
+        summary = label_summary(np.take(label, slice_index, axis=axis), axis=0)
+        summary["slice_range"] = [slice_index, slice_index] if summary["voxels"] else None
+    else:
+        summary = label_summary(label, axis=axis)
+    model = {"checkpoint_xxh128": checkpoint_xxh128, "semantic_version": semantic_version}
+    add_audit_details(
+        task=task,
+        image=request.get("image_id") or request.get("image"),
+        prompts=prompts_summary(request),
+        model={key: value for key, value in model.items() if value is not None} or None,
+        result=summary,
+        user=request.get("client_id") if isinstance(request.get("client_id"), str) else None,
+    )

@@ -1,0 +1,49 @@
+"""What the code handling a request may know about it: who is calling, and what the audit line will say.
+
+The access-control middleware (:mod:`.access_control`) sets both for each HTTP request. Context variables
+reach the endpoint, the thread-pool worker that runs it (Starlette and anyio copy the context) and the
+infer tasks below it, without changing MONAI Label's function signatures. Outside a request (a training
+process, the command line) :func:`current_user` is None and :func:`add_audit_details` does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+from typing import Any, Dict, Iterator, Optional
+
+from medicosam_app.security.users import Role, User
+
+_USER: ContextVar[Optional[User]] = ContextVar("medicosam_user", default=None)
+_AUDIT_DETAILS: ContextVar[Optional[Dict[str, Any]]] = ContextVar("medicosam_audit_details", default=None)
+
+
+def current_user() -> Optional[User]:
+    """The signed-in user of the request being handled; None when authentication is off."""
+    return _USER.get()
+
+
+def current_role() -> Optional[Role]:
+    user = _USER.get()
+    return None if user is None else user.role
+
+
+def add_audit_details(**fields: Any) -> None:
+    """Fields for the request's audit line (``image``, ``prompts``, ``model``, ``result``, ``task``, ``user``
+    when authentication is off). The dict is shared by reference, so worker threads fill it in too."""
+    details = _AUDIT_DETAILS.get()
+    if details is not None:
+        details.update({key: value for key, value in fields.items() if value is not None})
+
+
+@contextlib.contextmanager
+def handling_request(user: Optional[User]) -> Iterator[Dict[str, Any]]:
+    """Within: :func:`current_user` is ``user`` and :func:`add_audit_details` writes into the yielded dict."""
+    details: Dict[str, Any] = {}
+    user_token = _USER.set(user)
+    details_token = _AUDIT_DETAILS.set(details)
+    try:
+        yield details
+    finally:
+        _AUDIT_DETAILS.reset(details_token)
+        _USER.reset(user_token)
