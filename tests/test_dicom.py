@@ -112,6 +112,15 @@ def test_seg_round_trip_keeps_label_values_and_names(tmp_path):
     assert np.array_equal(seg_to_label(seg, series), label)
 
 
+def test_the_seg_names_the_user_who_saved_it(tmp_path):
+    series = read_series_folder(_write(tmp_path / "ct"))
+    author = SegmentationAuthor("MedicoSAM", "tiny xxh128:0123", "MedicoSAM Label test", creator="alice")
+    seg = _through_bytes(label_to_seg(np.ones((40, 30, 12), dtype=np.uint8), series, {}, author))
+    assert str(seg.ContentCreatorName) == "alice^" and seg.ContentCreatorName.family_name == "alice"
+    unsigned = _through_bytes(label_to_seg(np.ones((40, 30, 12), dtype=np.uint8), series, {}, AUTHOR))
+    assert not unsigned.get("ContentCreatorName")  # sign-in off: nobody is named
+
+
 def test_an_empty_label_is_a_valid_seg(tmp_path):
     series = read_series_folder(_write(tmp_path / "ct"))
     seg = _through_bytes(label_to_seg(np.zeros((40, 30, 12), dtype=np.uint8), series, {}, AUTHOR))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 import sys
@@ -70,6 +71,16 @@ def monai_label_options(request: Mapping[str, Any]) -> Dict[str, Any]:
     if request.get("timeout") is not None:
         options["timeout"] = parse_number(request["timeout"], "timeout", minimum=1)
     return options
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 class MedicoSAMApp(MONAILabelApp):
@@ -202,7 +213,7 @@ class MedicoSAMApp(MONAILabelApp):
             origins = ()  # signed-in browsers call from this server's own pages (OHIF) only
         install_access_control(fastapi_app, self.access, origins)
         host = serving_host()
-        if not (self.access.enabled or settings.MONAI_LABEL_AUTH_ENABLE) and host not in (None, "127.0.0.1", "::1", "localhost"):
+        if not (self.access.enabled or settings.MONAI_LABEL_AUTH_ENABLE) and host is not None and not is_loopback(host):
             logger.warning(
                 "\n*** MedicoSAM Label listens on %s without sign-in: anyone who can reach this port can read every "
                 "image, save and delete labels, upload images and start training. Add users (python -m medicosam_app "

@@ -93,7 +93,8 @@ def label_to_seg(
         device_serial_number="0",
         content_description=f"{author.algorithm} {author.model_version}"[:64],
         content_label="MEDICOSAM",
-        content_creator_name=author.creator[:64] if author.creator else None,
+        # A user name as a DICOM person name: one component, so a trailing "^" (family name only).
+        content_creator_name=f"{author.creator[:63]}^" if author.creator else None,
         omit_empty_frames=bool(values),
     )
     seg.SeriesDescription = f"{author.series_description} ({author.model_version})"[:64]

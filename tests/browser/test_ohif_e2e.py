@@ -89,9 +89,10 @@ def _wait_for_console(page, text: str, timeout_ms: int = 60_000) -> None:
         waited += 250
 
 
-def test_point_prompt_in_ohif_shows_the_server_mask(stack, page, phantom_checkpoint, tmp_path):
-    server, study_uid, dicom, _ = stack
-    page.goto(f"{server}/ohif/monai-label?StudyInstanceUIDs={study_uid}")
+def _point_prompt(page, server: str):
+    """As a radiologist does it, on the open study: connect the MONAI Label panel, choose Point Prompts and
+    the label, click on the axial view, press Run. Returns the captured infer request, the axial view's
+    locator and its screenshot before the click."""
     banner = page.get_by_text("Confirm and Hide")
     banner.wait_for(timeout=60_000)
     banner.click()
@@ -119,18 +120,24 @@ def test_point_prompt_in_ohif_shows_the_server_mask(stack, page, phantom_checkpo
     with page.expect_request(lambda r: f"/infer/{MODEL}" in r.url) as captured:
         page.locator("button[title='Run PointPrompts']").click()
     _wait_for_console(page, "updated the segmentation's scalar data")
+    return captured.value, axial, before
+
+
+def test_point_prompt_in_ohif_shows_the_server_mask(stack, page, phantom_checkpoint, tmp_path):
+    server, study_uid, dicom, _ = stack
+    page.goto(f"{server}/ohif/monai-label?StudyInstanceUIDs={study_uid}")
+    request, axial, before = _point_prompt(page, server)
     page.wait_for_timeout(1000)  # let the overlay render
     after = axial.screenshot()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ohif_point_prompt.png"))
 
-    request = captured.value
     assert f"image={next(iter(_series_uids(dicom / 'phantom_ct')))}" in request.url and "output=image" in request.url
     params = _multipart_params(request.post_data_buffer, request.headers["content-type"])
     assert "slice" not in params and len(params["foreground"]) == 1 and params["result_extension"] == ".nrrd"
 
     # What the server computed for that request is what a fresh segmenter computes for the clicked voxel
-    # (re-sending the request would not do: the server refines its previous answer for the same client) ...
+    # (OHIF sends no client_id, so the server answered from the prompt alone) ...
     reference = gdcm_series_image(dicom / "phantom_ct")
     sitk.WriteImage(reference, str(tmp_path / "reference.nii.gz"))
     served = InteractiveSegmenter(ModelProvider(str(phantom_checkpoint))).segment(
@@ -173,3 +180,49 @@ def _series_uids(folder: Path):
     import pydicom
 
     return {str(pydicom.dcmread(str(f), stop_before_pixels=True).SeriesInstanceUID) for f in folder.glob("*.dcm")}
+
+
+@pytest.fixture(scope="module")
+def signed_in_stack(tmp_path_factory, phantom_checkpoint):
+    """The same PACS and server, with sign-in on (a users file with one annotator)."""
+    from medicosam_app.security.users import UserStore
+
+    root = tmp_path_factory.mktemp("ohif_signed_in")
+    dicom = build_dicom.build(root / "dicom")
+    users = root / "users.json"
+    UserStore(users, rounds=4).add("rad", "rad-pass-1", "annotator")
+    env = {"MEDICOSAM_CHECKPOINT": str(phantom_checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0",
+           "MEDICOSAM_RETRAIN_AFTER_LABELS": "0", "MEDICOSAM_USERS_FILE": str(users),
+           "MEDICOSAM_AUDIT_DIR": str(root / "audit")}
+    with running_orthanc(root / "orthanc") as pacs:
+        upload(pacs, dicom)
+        with running_server(pacs, root / "server.log", env=env, ready_path="/auth/") as server:
+            yield server, build_dicom.uid("study"), root
+
+
+def test_ohif_with_sign_in_on_signs_in_and_runs_a_point_prompt(signed_in_stack, page):
+    """OHIF's extension sends no token: the viewer's page leads to the sign-in page, whose HttpOnly cookie
+    then carries every request the viewer makes (PACS proxy, /info, the prompt)."""
+    server, study_uid, root = signed_in_stack
+    page.goto(f"{server}/ohif/monai-label?StudyInstanceUIDs={study_uid}")
+    page.wait_for_url(re.compile(r"/auth/signin\?next="), timeout=30_000)
+    page.fill("input[name=username]", "rad")
+    page.fill("input[name=password]", "wrong")
+    page.click("button[type=submit]")
+    page.get_by_text("Wrong user name or password").wait_for(timeout=30_000)
+    page.fill("input[name=username]", "rad")
+    page.fill("input[name=password]", "rad-pass-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/ohif/monai-label\?StudyInstanceUIDs="), timeout=30_000)
+    cookies = page.context.cookies()
+    assert any(c["name"] == "medicosam_token" and c["httpOnly"] for c in cookies)
+    assert page.evaluate("() => document.cookie").find("medicosam_token") == -1  # scripts cannot read it
+
+    request, _, _ = _point_prompt(page, server)
+    answer = request.response()
+    assert answer is not None and answer.status == 200
+    records = [json.loads(line) for line in (root / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records if r["event"] == "sign_in"] == [401, 303]  # wrong, then in (redirect)
+    clicks = [r for r in records if r["event"] == "infer"]
+    assert clicks and clicks[-1]["user"] == "rad" and clicks[-1]["role"] == "annotator" and clicks[-1]["status"] == 200
+    assert clicks[-1]["prompts"]["foreground"] and clicks[-1]["result"]["voxels"] > 0

@@ -41,11 +41,12 @@ def running_server(
     conf: Optional[Dict[str, str]] = None,
     app: Path = REPO / "apps" / "medicosam",
     ready_path: str = "/info/",
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
     """``monailabel start_server --app apps/medicosam`` as a subprocess; yields its URL once /info answers."""
     port = free_port()
     command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app),
-               "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
+               "--studies", str(studies), "--host", host, "--port", str(port)]
     for key, value in (conf or {}).items():
         command += ["--conf", key, value]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MEDICOSAM_")}

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import asymmetric_array, write_volume
+from conftest import SEMANTIC_TRAINING, asymmetric_array, write_volume
 from medicosam_app.security.tokens import TokenIssuer, secret_file_for
 from medicosam_app.security.users import UserStore
 
@@ -32,7 +32,7 @@ CLICK = {"foreground": [[30, 7, 5]], "background": [], "slice": 5, "label": "org
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, tiny_checkpoint):
+def site(tmp_path_factory, tiny256_checkpoint):
     root = tmp_path_factory.mktemp("auth")
     studies = root / "studies"
     studies.mkdir()
@@ -44,12 +44,13 @@ def site(tmp_path_factory, tiny_checkpoint):
         store.add(name, password, ROLES[name])
     audit_dir = root / "audit"
     env = {
-        "MEDICOSAM_CHECKPOINT": str(tiny_checkpoint),
+        "MEDICOSAM_CHECKPOINT": str(tiny256_checkpoint),
         "MEDICOSAM_USERS_FILE": str(users_file),
         "MEDICOSAM_AUDIT_DIR": str(audit_dir),
         "MEDICOSAM_RETRAIN_AFTER_LABELS": "0",
         "MEDICOSAM_TRAIN_EPOCHS": "1",
         "MONAI_LABEL_SESSIONS": "true",
+        **{f"MEDICOSAM_TRAIN_{key.upper()}": str(value) for key, value in SEMANTIC_TRAINING.items()},
     }
     with running_server(studies, root / "server.log", env=env, ready_path="/auth/") as url:
         yield {"url": url, "root": root, "studies": studies, "users_file": users_file, "audit": audit_dir,
@@ -169,6 +170,16 @@ def test_roles_annotator_may_not_train_delete_or_download_the_dataset_admin_may(
     assert any(r["event"] == "refused" and r["status"] == 403 and r["endpoint"] == "POST /train/medicosam_semantic"
                and r["user"] == "ann" for r in records)
     assert any(r["event"] == "train" and r["status"] == 200 and r["user"] == "adm" for r in records)
+    # The round itself runs in a process of its own and writes its line, under the admin's name, when done.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        rounds = [r for r in audit_records(site) if r["event"] == "train" and r["status"] == "trained"]
+        if rounds:
+            break
+        time.sleep(1)
+    assert rounds and rounds[-1]["user"] == "adm" and rounds[-1]["model"]["semantic_version"] == "v0001"
+    promotions = [r for r in audit_records(site) if r["event"] == "promote"]
+    assert promotions and promotions[-1]["user"] == "adm" and "first version" in promotions[-1]["detail"]
 
 
 def test_training_options_are_bounded(site):
@@ -271,3 +282,19 @@ def test_cors_allows_no_other_origin_when_sign_in_is_on(site):
     response = requests.options(f"{site['url']}/info/", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}, timeout=10)
     assert response.headers.get("access-control-allow-origin") not in ("*", "https://evil.example")
+
+
+def test_listening_beyond_this_machine_without_sign_in_warns_what_is_exposed(tmp_path, tiny_checkpoint):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    write_volume(studies / "oblique.nii.gz", asymmetric_array(SHAPE))
+    log = tmp_path / "server.log"
+    env = {"MEDICOSAM_CHECKPOINT": str(tiny_checkpoint), "MEDICOSAM_AUDIT_DIR": str(tmp_path / "audit")}
+    with running_server(studies, log, env=env, host="0.0.0.0") as url:  # the test only talks to 127.0.0.1
+        assert requests.get(f"{url}/info/", timeout=10).status_code == 200  # no sign-in: open, as configured
+        text = log.read_text()
+    assert "listens on 0.0.0.0 without sign-in" in text and "users add" in text
+    quiet = tmp_path / "quiet.log"
+    with running_server(studies, quiet, env=env) as url:
+        assert requests.get(f"{url}/info/", timeout=10).status_code == 200
+        assert "without sign-in" not in quiet.read_text()
