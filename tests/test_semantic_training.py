@@ -109,3 +109,13 @@ def test_training_features_are_cached_so_a_later_round_only_encodes_new_images(s
     view = SliceView.create(volume.shape, volume.direction, 2)
     new_keys = {disk.path_for(retrainer.embedder.key(volume, view, i)) for i in range(view.num_slices)}
     assert new_files and new_files <= new_keys  # only subject_2's slices were encoded
+
+
+def test_a_candidate_without_validation_slices_is_never_promoted_even_forced(semantic, mni_studies):
+    """val_fraction 0 leaves nothing to validate on: the version is stored, never served (not even the first)."""
+    retrainer, segmenter, config = semantic
+    studies = find_labelled_studies(mni_studies)
+    unvalidated = retrainer.run(studies, dataclasses.replace(config, val_fraction=0.0, epochs=1), force=True, progress=False)
+    assert unvalidated.status == "trained" and not unvalidated.promoted
+    assert "no validation slices" in unvalidated.reason
+    assert retrainer.store.serving() is None and retrainer.store.list()[0]["version"] == "v0001"
