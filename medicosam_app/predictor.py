@@ -166,3 +166,31 @@ class PromptPredictor:
             low_res_logits=low_res[0].detach().cpu(),
             predicted_iou=float(iou[0, best]),
         )
+
+    @torch.inference_mode()
+    def decode_points(self, embedding: ImageEmbedding, points_xy: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One foreground point per prompt, many prompts in one decoder pass, three masks each.
+
+        ``points_xy`` is (B, 2) in pixels of the original image. Returns SAM's low-resolution logits
+        (B, 3, 256, 256) and predicted IoUs (B, 3), on this predictor's device; :meth:`upscale` turns
+        the logits into the image's size. Grid prompting (the automatic mask generator) uses this.
+        """
+        frame = self.frame(embedding.original_size)
+        xy = np.asarray(points_xy, dtype=float).reshape(-1, 2)
+        coords = torch.as_tensor(frame.points(xy), dtype=torch.float, device=self.device)[:, None, :]
+        labels = torch.ones(coords.shape[:2], dtype=torch.int, device=self.device)
+        sparse, dense = self.sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        low_res, iou = self.sam.mask_decoder(
+            image_embeddings=embedding.features.to(self.device),
+            image_pe=self._dense_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+        )
+        return low_res, iou
+
+    @torch.inference_mode()
+    def upscale(self, low_res_logits: torch.Tensor, original_size: Tuple[int, int]) -> torch.Tensor:
+        """SAM's (B, M, 256, 256) logits → (B, M, H, W) logits of the original image (padding removed)."""
+        frame = self.frame(original_size)
+        return self.sam.postprocess_masks(low_res_logits, frame.input_size, tuple(original_size))

@@ -77,12 +77,14 @@ def _points(params: Mapping[str, Any], key: str, shape: Sequence[int]) -> Tuple[
     return tuple(_voxel(p, f"{key}[{n}]", shape) for n, p in enumerate(value))
 
 
-def _roi(value: Any, shape: Sequence[int]):
+def parse_roi(value: Any, shape: Sequence[int], key: str = "roi"):
+    """A box ``[i0, i1, j0, j1, k0, k1]`` of voxel indices → ``((i0, i1), (j0, j1), (k0, k1))``, ordered and
+    clipped to the image; ``None`` or ``[]`` is no box. A box wholly outside the image is a 422."""
     if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
         return None
     if not isinstance(value, (list, tuple)) or len(value) != 6:
-        raise InvalidRequestError(f"'roi' must be [i0, i1, j0, j1, k0, k1], got {shortened_repr(value)}.")
-    numbers = [_coordinate(v, f"roi[{n}]") for n, v in enumerate(value)]
+        raise InvalidRequestError(f"'{key}' must be [i0, i1, j0, j1, k0, k1], got {shortened_repr(value)}.")
+    numbers = [_coordinate(v, f"{key}[{n}]") for n, v in enumerate(value)]
     bounds = []
     for axis, (a, b) in enumerate(zip(numbers[0::2], numbers[1::2])):
         # Slicer maps the ROI's RAS min/max corners to IJK, so on an axis that runs against RAS (every
@@ -90,7 +92,7 @@ def _roi(value: Any, shape: Sequence[int]):
         lo, hi = min(a, b), max(a, b)
         if hi < 0 or lo >= shape[axis]:
             raise InvalidRequestError(
-                f"'roi' {numbers} lies outside the image on axis {'ijk'[axis]} (0..{shape[axis] - 1}). "
+                f"'{key}' {numbers} lies outside the image on axis {'ijk'[axis]} (0..{shape[axis] - 1}). "
                 "Draw the box inside the image."
             )
         bounds.append((max(lo, 0), min(hi, shape[axis] - 1)))
@@ -114,7 +116,7 @@ def parse_voxel_prompts(params: Mapping[str, Any], shape: Sequence[int]) -> Voxe
     return VoxelPrompts(
         foreground=_points(params, "foreground", shape),
         background=_points(params, "background", shape),
-        roi=_roi(params.get("roi"), shape),
+        roi=parse_roi(params.get("roi"), shape),
         # The range is checked against the slicing axis in choose_slice; a fraction is never a slice.
         slice_index=None if slice_value is None else parse_int(slice_value, "slice"),
     )

@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from .errors import InvalidRequestError
 from .prompts import SlicePrompt
+from .request_values import parse_choice, parse_number
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +60,10 @@ class PropagationSettings:
         defaults = defaults or cls()
         values: Dict[str, Any] = {}
         for name in ("iou_threshold", "min_predicted_iou", "box_extension", "low_confidence"):
-            raw = params.get(name)
-            if raw is None:
-                continue
-            try:
-                values[name] = float(raw)
-            except (TypeError, ValueError):
-                raise InvalidRequestError(f"'{name}' must be a number between 0 and 1, got {raw!r}.") from None
+            if params.get(name) is not None:
+                values[name] = parse_number(params[name], name, 0.0, 1.0)
         if params.get("projection") is not None:
-            values["projection"] = str(params["projection"])
+            values["projection"] = parse_choice(params["projection"], "projection", PROJECTIONS)
         return dataclasses.replace(defaults, **values)
 
 
@@ -92,6 +88,18 @@ SegmentSlice = Callable[[int, SlicePrompt, Optional[torch.Tensor]], SliceMask]
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def stop_reason(previous: SliceMask, new: SliceMask, settings: PropagationSettings) -> Optional[str]:
+    """Why the object ends at ``new`` (the slice after ``previous``), or None to go on."""
+    if not new.mask.any():
+        return "empty mask"
+    overlap = mask_iou(previous.mask, new.mask)
+    if overlap < settings.iou_threshold:
+        return f"IoU with the previous slice {overlap:.2f} < {settings.iou_threshold}"
+    if settings.min_predicted_iou > 0 and new.predicted_iou < settings.min_predicted_iou:
+        return f"predicted IoU {new.predicted_iou:.2f} < {settings.min_predicted_iou}"
+    return None
 
 
 def project(previous: SliceMask, settings: PropagationSettings) -> Tuple[SlicePrompt, Optional[torch.Tensor]]:
@@ -273,14 +281,7 @@ class Propagator:
     def _step(self, index: int, previous: SliceMask) -> Tuple[SliceMask, Optional[str]]:
         prompt, logits = project(previous, self.settings)
         new = self._decode(index, prompt, logits)
-        if not new.mask.any():
-            return new, "empty mask"
-        overlap = mask_iou(previous.mask, new.mask)
-        if overlap < self.settings.iou_threshold:
-            return new, f"IoU with the previous slice {overlap:.2f} < {self.settings.iou_threshold}"
-        if self.settings.min_predicted_iou > 0 and new.predicted_iou < self.settings.min_predicted_iou:
-            return new, f"predicted IoU {new.predicted_iou:.2f} < {self.settings.min_predicted_iou}"
-        return new, None
+        return new, stop_reason(previous, new, self.settings)
 
     def _decode(self, index: int, prompt: SlicePrompt, logits: Optional[torch.Tensor]) -> SliceMask:
         mask = self.segment(index, prompt, logits)

@@ -21,7 +21,7 @@ from .interactive import ClickContext
 from .lru import LRUCache
 from .model_provider import ModelProvider
 from .prompts import SlicePrompt, VoxelPrompts, parse_voxel_prompts, slice_prompt
-from .propagation import PropagationResult, PropagationSettings, PropagationState, Propagator, SliceMask
+from .propagation import PropagationResult, PropagationSettings, PropagationState, Propagator, SegmentSlice, SliceMask
 from .slice_embedder import SliceEmbedder
 from .volume import Volume
 from .volume_cache import VolumeCache
@@ -75,6 +75,24 @@ def propagation_bounds(prompts: VoxelPrompts, view: SliceView) -> Tuple[int, int
     return 0, view.num_slices - 1
 
 
+def slice_segmenter(
+    embedder: SliceEmbedder, predictor: Any, volume: Volume, view: SliceView, timings: Dict[str, float]
+) -> SegmentSlice:
+    """The per-slice step of propagation: the slice's cached embedding, decoded with one prompt (and the
+    previous slice's logits). Adds the seconds spent to ``timings["encode"]`` and ``timings["decode"]``."""
+
+    def segment(index: int, prompt: SlicePrompt, logits: Optional[torch.Tensor]) -> SliceMask:
+        t0 = time.perf_counter()
+        embedding, _ = embedder.embedding(volume, view, index)
+        t1 = time.perf_counter()
+        answer = predictor.predict(embedding, prompt.points_xy, prompt.point_labels, prompt.box_xyxy, mask_logits=logits)
+        timings["encode"] = timings.get("encode", 0.0) + t1 - t0
+        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t1
+        return SliceMask(answer.mask, answer.low_res_logits, answer.predicted_iou)
+
+    return segment
+
+
 class VolumeSegmenter:
     """3D masks from 2D MedicoSAM by propagation, sharing the click path's volume and embedding caches."""
 
@@ -107,15 +125,7 @@ class VolumeSegmenter:
         bounds = propagation_bounds(prompts, view)
 
         timings = {"encode": 0.0, "decode": 0.0}
-
-        def segment(index: int, prompt: SlicePrompt, logits: Optional[torch.Tensor]) -> SliceMask:
-            t0 = time.perf_counter()
-            embedding, _ = self.embedder.embedding(volume, view, index)
-            t1 = time.perf_counter()
-            answer = predictor.predict(embedding, prompt.points_xy, prompt.point_labels, prompt.box_xyxy, mask_logits=logits)
-            timings["encode"] += t1 - t0
-            timings["decode"] += time.perf_counter() - t1
-            return SliceMask(answer.mask, answer.low_res_logits, answer.predicted_iou)
+        segment = slice_segmenter(self.embedder, predictor, volume, view, timings)
 
         key = (context.client_id, context.image_id, context.label, axis, settings, volume.content_hash, self.models.encoder_key)
         if context.reset_state and context.remembered:

@@ -27,6 +27,7 @@ from monailabel.utils.async_tasks.task import AsyncTask  # noqa: E402
 from lib.active_learning import DiceScoring, UncertaintyStrategy  # noqa: E402
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
 from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  # noqa: E402
+from lib.instances_infer import InstancesInfer  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
@@ -42,6 +43,7 @@ from medicosam_app.dicom.seg import SegmentationAuthor  # noqa: E402
 from medicosam_app.errors import InvalidRequestError  # noqa: E402
 from medicosam_app.security.audit import AuditLog, AuditRecord  # noqa: E402
 from medicosam_app.request_values import parse_bool, parse_number, parse_text  # noqa: E402
+from medicosam_app.instances.segmenter import InstanceSegmenter  # noqa: E402
 from medicosam_app.interactive import InteractiveSegmenter  # noqa: E402
 from medicosam_app.prefetch import Prefetcher  # noqa: E402
 from medicosam_app.active_learning import UncertaintyRanker  # noqa: E402
@@ -95,6 +97,7 @@ class MedicoSAMApp(MONAILabelApp):
         self.segmenter = InteractiveSegmenter(self.models, volumes=volumes, embedder=embedder)
         self.volume_segmenter = VolumeSegmenter(self.models, embedder, volumes)
         self.semantic = build_semantic_segmenter(self.settings, embedder, volumes)
+        self.instances = InstanceSegmenter(self.models, embedder, self.semantic, volumes)
         self.retrainer = build_retrainer(self.settings, self.models, embedder)
         self._schedule_stop = None
         self.audit = AuditLog(self.settings.audit_dir)  # also written by training processes (see train())
@@ -160,7 +163,8 @@ class MedicoSAMApp(MONAILabelApp):
         return {
             "medicosam_interactive": InteractiveInfer(self.segmenter),
             "medicosam_3d": PropagationInfer(self.volume_segmenter),
-            SEMANTIC: SemanticInfer(self.semantic, self.settings.classes),
+            SEMANTIC: SemanticInfer(self.semantic, self.settings.classes, self.instances),
+            "medicosam_instances": InstancesInfer(self.instances),
         }
 
     def init_trainers(self) -> Dict[str, Any]:

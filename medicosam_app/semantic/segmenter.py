@@ -48,6 +48,8 @@ class SemanticResult:
     version: str
     classes: SemanticClasses
     latencies: Dict[str, float] = field(default_factory=dict)
+    confidence: Optional[np.ndarray] = None  # the chosen class's probability per voxel (float16), when asked for
+    axis: int = 2
 
 
 class SemanticSegmenter:
@@ -101,18 +103,22 @@ class SemanticSegmenter:
         device = self.embedder.models.predictor().device
         return ServedDecoder(version, decoder.to(device).eval(), SemanticClasses.from_mapping(meta["labels"]), meta)
 
-    def segment(self, image_path: str) -> SemanticResult:
+    def segment(self, image_path: str, with_confidence: bool = False) -> SemanticResult:
+        """The whole volume; ``with_confidence`` also keeps the winning class's probability per voxel."""
         started = time.perf_counter()
         served = self.served()
         volume = self.volumes.get(image_path)
         loaded = time.perf_counter()
         view = SliceView.create(volume.shape, volume.direction, self.axis)
         indices = np.zeros(volume.shape, dtype=np.uint8)
+        confidence = np.zeros(volume.shape, dtype=np.float16) if with_confidence else None
         for start in range(0, view.num_slices, self.batch_size):
             batch = list(range(start, min(start + self.batch_size, view.num_slices)))
             probabilities = self.probabilities(served, volume, view, batch)
             for index, probs in zip(batch, probabilities):
                 view.paste(probs.argmax(0).astype(np.uint8), indices, index)
+                if confidence is not None:
+                    view.paste(probs.max(0).astype(np.float16), confidence, index)
         done = time.perf_counter()
         return SemanticResult(
             label=served.classes.to_values(indices),
@@ -120,6 +126,8 @@ class SemanticSegmenter:
             version=served.version,
             classes=served.classes,
             latencies={"load_image": round(loaded - started, 4), "segment": round(done - loaded, 4), "slices": view.num_slices},
+            confidence=confidence,
+            axis=self.axis,
         )
 
     @torch.inference_mode()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from medicosam_app.instances.segmenter import InstanceSegmenter
+from medicosam_app.propagation import PropagationSettings
+from medicosam_app.request_values import parse_bool, parse_int
 from medicosam_app.semantic.classes import SemanticClasses
 from medicosam_app.semantic.segmenter import SemanticSegmenter
 
@@ -16,16 +19,21 @@ from .results import ResultFormat, write_result
 
 
 class SemanticInfer(InferTask):
-    """The whole volume, slice by slice, with the promoted semantic decoder version."""
+    """The whole volume, slice by slice, with the promoted semantic decoder version; with ``refine: true``
+    MedicoSAM redraws each class component from the decoder's boxes (sharper boundaries, same classes)."""
 
-    def __init__(self, segmenter: SemanticSegmenter, classes: SemanticClasses) -> None:
+    def __init__(
+        self, segmenter: SemanticSegmenter, classes: SemanticClasses, instances: Optional[InstanceSegmenter] = None
+    ) -> None:
         super().__init__(
             type=InferType.SEGMENTATION,
             labels=classes.label_names(),
             dimension=3,
             description="MedicoSAM encoder + UNETR decoder trained on this server's accepted labels",
+            config={"refine": False},
         )
         self.segmenter = segmenter
+        self.instances = instances
 
     def info(self) -> Dict[str, Any]:
         info = super().info()
@@ -41,14 +49,25 @@ class SemanticInfer(InferTask):
 
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
+        extra: Dict[str, Any] = {}
         with as_http_errors():
             result_format = ResultFormat.from_request(request)
-            result = self.segmenter.segment(request["image"])
-            path = write_result(result.label, result.volume, result_format)
-        audit_inference("medicosam_semantic", request, result.label, semantic_version=result.version)
+            refine = parse_bool(request.get("refine"), "refine", default=False)
+            if refine and self.instances is not None:
+                drawing = PropagationSettings.from_request(request)
+                min_voxels = parse_int(request.get("min_voxels"), "min_voxels", 1, 1 << 30, default=10)
+                refined = self.instances.refine_semantic(request["image"], drawing, min_voxels)
+                result, label = refined.semantic, refined.label
+                extra = {"refined": True, "redrawn_slices": refined.redrawn_slices, "kept_slices": refined.kept_slices}
+            else:
+                result = self.segmenter.segment(request["image"])
+                label = result.label
+            path = write_result(label, result.volume, result_format)
+        audit_inference("medicosam_semantic", request, label, semantic_version=result.version)
         latencies = dict(result.latencies, total=round(time.perf_counter() - started, 4))
         return str(path), {
             "label_names": result.classes.label_names(),
             "model_version": result.version,
             "latencies": latencies,
+            **extra,
         }

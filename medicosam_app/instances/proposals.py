@@ -1,0 +1,124 @@
+"""Where the objects are, before MedicoSAM draws them: a box on every slice an object covers.
+
+Two proposers: the served semantic decoder (each class's 3D connected components) and boxes a request
+gives (an external detector, a CSV of findings). Either way a proposal names its class, its boxes in
+display-orientation pixels per slice, the slice to draw first, and a score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import ndimage
+
+from ..coordinates import SliceView
+from ..errors import InvalidRequestError
+from ..prompts import parse_roi
+from ..request_values import parse_number, parse_text, shortened_repr
+
+MAX_BOXES = 500  # per request; each box is drawn slice by slice
+
+
+@dataclass
+class Proposal:
+    """One object to draw: a pixel box ``(x0, y0, x1, y1)`` per slice, the slice to start from, a score."""
+
+    class_name: str
+    class_value: int
+    boxes: Dict[int, np.ndarray]
+    anchor: int
+    score: float = 1.0
+    clip_to_boxes: bool = False  # the drawn mask may not leave the box (given boxes bound their instance)
+    seed_masks: Dict[int, np.ndarray] = field(default_factory=dict)  # the proposer's own mask per slice
+
+    @property
+    def slice_range(self) -> Tuple[int, int]:
+        return min(self.boxes), max(self.boxes)
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """The pixel box ``(x0, y0, x1, y1)`` (inclusive) around a non-empty 2D mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=float)
+
+
+def semantic_proposals(
+    label: np.ndarray,
+    names: Sequence[str],
+    values: Sequence[int],
+    view: SliceView,
+    confidence: Optional[np.ndarray] = None,
+    min_voxels: int = 10,
+) -> List[Proposal]:
+    """Each class's 3D connected components (26-connected) of at least ``min_voxels`` voxels, best score first.
+
+    ``label`` holds the semantic label values ``[i, j, k]``; ``confidence`` (same shape, 0..1) the decoder's
+    probability of the class it chose, whose mean over a component is the proposal's score.
+    """
+    proposals: List[Proposal] = []
+    structure = np.ones((3, 3, 3), dtype=bool)
+    for name, value in zip(names, values):
+        components, count = ndimage.label(label == value, structure=structure)
+        if count == 0:
+            continue
+        sizes = np.bincount(components.ravel(), minlength=count + 1)
+        scores = None
+        if confidence is not None:
+            scores = ndimage.mean(confidence, components, index=np.arange(1, count + 1))
+        for number, extent in enumerate(ndimage.find_objects(components), start=1):
+            if extent is None or sizes[number] < min_voxels:
+                continue
+            boxes: Dict[int, np.ndarray] = {}
+            seeds: Dict[int, np.ndarray] = {}
+            low, high = extent[view.axis].start, extent[view.axis].stop - 1
+            for index in range(low, high + 1):
+                pixels = view.extract(components, index) == number
+                if pixels.any():
+                    boxes[index] = mask_box(pixels)
+                    seeds[index] = pixels
+            anchor = max(seeds, key=lambda i: int(seeds[i].sum()))
+            score = float(scores[number - 1]) if scores is not None else 1.0
+            proposals.append(Proposal(name, int(value), boxes, anchor, score, seed_masks=seeds))
+    proposals.sort(key=lambda p: -p.score)
+    return proposals
+
+
+def box_proposals(value: Any, shape: Sequence[int], view: SliceView, default_class: str = "object") -> List[Proposal]:
+    """The request's ``boxes``: ``[[i0, i1, j0, j1, k0, k1], ...]``, or objects
+    ``{"box": [...], "class": "lesion", "score": 0.9}``; each is drawn only within its own box."""
+    if not isinstance(value, (list, tuple)) or len(value) == 0:
+        raise InvalidRequestError(
+            f"'boxes' must be a non-empty list of voxel boxes [[i0, i1, j0, j1, k0, k1], ...], got {shortened_repr(value)}."
+        )
+    if len(value) > MAX_BOXES:
+        raise InvalidRequestError(f"{len(value)} boxes were sent; at most {MAX_BOXES} are accepted.", status=413)
+    proposals = []
+    for n, item in enumerate(value):
+        key = f"boxes[{n}]"
+        class_name, score = default_class, 1.0
+        if isinstance(item, Mapping):
+            class_name = parse_text(item.get("class"), f"{key}.class", default=default_class, max_length=64)
+            score = parse_number(item.get("score"), f"{key}.score", 0.0, 1.0, default=1.0)
+            item = item.get("box")
+            key = f"{key}.box"
+        roi = parse_roi(item, shape, key)
+        if roi is None:
+            raise InvalidRequestError(f"'{key}' must be a voxel box [i0, i1, j0, j1, k0, k1], got {shortened_repr(item)}.")
+        pixel_box = roi_pixel_box(roi, view, key)
+        low, high = roi[view.axis]
+        boxes = {index: pixel_box.copy() for index in range(low, high + 1)}
+        proposals.append(Proposal(class_name, 0, boxes, (low + high) // 2, score, clip_to_boxes=True))
+    return proposals
+
+
+def roi_pixel_box(roi: Tuple[Tuple[int, int], ...], view: SliceView, key: str = "roi") -> np.ndarray:
+    """A voxel box's in-plane extent as a pixel box ``(x0, y0, x1, y1)`` on its slices."""
+    corner_a = [b[0] for b in roi]
+    corner_b = [b[1] for b in roi]
+    (xa, ya), (xb, yb) = view.voxel_to_xy(corner_a), view.voxel_to_xy(corner_b)
+    if xa == xb or ya == yb:
+        raise InvalidRequestError(f"'{key}' {[list(b) for b in roi]} is flat in the slice plane: give it a width and a height.")
+    return np.array([min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)], dtype=float)
