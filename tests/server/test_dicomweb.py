@@ -257,3 +257,42 @@ def test_a_corrected_label_is_a_new_seg_and_wins_on_read_back(server, pacs, phan
     assert stats["completed"] == 1
     [item] = [i for i in datalist if Path(i["image"]).name == f"{ct}.nii.gz"]
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(item["label"])).transpose(2, 1, 0), corrected)
+
+
+def test_an_instance_label_becomes_a_seg_with_one_segment_per_instance(server, pacs, tmp_path):
+    """``medicosam_instances`` on a PACS series, saved as Slicer saves it (its segments' names and values):
+    one SEG segment per instance, its class in the segment label, voxel-exact against the answer."""
+    url, uids, root = pacs
+    mr = uids["MNI152 T1"]
+    size = gdcm_series_image(root / "dicom" / "mni_mr").GetSize()
+    ci, cj, ck = (n // 2 for n in size)
+    boxes = [
+        {"box": [ci - 20, ci - 2, cj - 15, cj + 15, ck - 3, ck + 3], "class": "grey_matter"},
+        {"box": [ci + 2, ci + 20, cj - 15, cj + 15, ck - 3, ck + 3], "class": "grey_matter"},
+        {"box": [ci - 10, ci + 10, cj + 18, cj + 30, ck - 2, ck + 2], "class": "white_matter"},
+    ]
+    client = slicer_client(server, tmp_path / "client")
+    path, answer = client.infer("medicosam_instances", mr, {
+        "mode": "boxes", "boxes": boxes, "iou_threshold": 0, "min_predicted_iou": 0, "result_extension": ".nii.gz",
+    })
+    records = answer["instances"]
+    assert len(records) >= 2, answer
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).transpose(2, 1, 0)
+    client.save_label(mr, str(path), tag="final", params={
+        "label_info": [{"name": name, "idx": value} for name, value in answer["label_names"].items()],
+    })
+
+    pacs_client = DICOMwebClient(url)
+    segs = []
+    for meta in pacs_client.search_for_series(search_filters={"Modality": "SEG"}):
+        meta = pydicom.Dataset.from_json(meta)
+        segs += pacs_client.retrieve_series(str(meta.StudyInstanceUID), str(meta.SeriesInstanceUID))
+    [seg] = [s for s in segs if s.ReferencedSeriesSequence[0].SeriesInstanceUID == mr]
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == [r["name"] for r in records]
+    assert {s.SegmentLabel.rsplit(" ", 1)[0] for s in seg.SegmentSequence} <= {"grey_matter", "white_matter"}
+
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(root / "dicom" / "mni_mr"))
+    sop_uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+    parsed = hd.seg.Segmentation.from_dataset(pydicom.dcmread(io.BytesIO(_bytes(seg))))
+    frames = parsed.get_pixels_by_source_instance(sop_uids, combine_segments=True, assert_missing_frames_are_empty=True)
+    assert np.array_equal(frames.transpose(2, 1, 0), label)

@@ -126,6 +126,42 @@ def test_saving_final_labels_trains_a_version_that_segments(loop, tmp_path):
     assert score["version"] == "v0001" and set(score["per_class"]) == {"grey_matter", "white_matter"}
 
 
+def test_instances_from_the_semantic_model_keep_their_classes(loop, tmp_path):
+    url, studies, _, _ = loop
+    client = slicer_client(url, tmp_path)
+    semantic_path, _ = client.infer(SEMANTIC, "subject_2", {"result_extension": ".nii.gz"})
+    semantic = sitk.GetArrayFromImage(sitk.ReadImage(str(semantic_path))).transpose(2, 1, 0)
+    params = {"mode": "semantic", "iou_threshold": 0, "min_predicted_iou": 0, "max_instances": 5,
+              "result_extension": ".nii.gz"}
+    path, answer = client.infer("medicosam_instances", "subject_2", params)
+    assert answer["mode"] == "semantic" and answer["model_version"] == "v0001"
+    image, label = sitk.ReadImage(str(studies / "subject_2.nii.gz")), sitk.ReadImage(str(path))
+    assert label.GetSize() == image.GetSize() and np.allclose(label.GetDirection(), image.GetDirection())
+    label = sitk.GetArrayFromImage(label).transpose(2, 1, 0)
+    records = answer["instances"]
+    assert records and len(records) <= 5 <= answer["proposed"] + 5
+    assert sorted(np.unique(label[label > 0]).tolist()) == [r["id"] for r in records]
+    for record in records:
+        assert (record["class"], record["class_value"]) in {("grey_matter", 1), ("white_matter", 2)}
+        assert record["name"].startswith(record["class"] + " ")
+        i0, i1, j0, j1, k0, k1 = record["box"]
+        # Drawn from a component of its class: that class is inside the instance's box in the semantic answer.
+        assert (semantic[i0 : i1 + 1, j0 : j1 + 1, k0 : k1 + 1] == record["class_value"]).any()
+    assert answer["label_names"] == {r["name"]: r["id"] for r in records}
+
+
+def test_semantic_refined_by_medicosam_keeps_the_classes(loop, tmp_path):
+    url, studies, _, _ = loop
+    path, answer = slicer_client(url, tmp_path).infer(
+        SEMANTIC, "subject_2", {"refine": True, "iou_threshold": 0, "min_predicted_iou": 0, "result_extension": ".nii.gz"}
+    )
+    assert answer["refined"] is True and answer["model_version"] == "v0001"
+    assert answer["redrawn_slices"] + answer["kept_slices"] > 0
+    assert answer["label_names"] == {"grey_matter": 1, "white_matter": 2}
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    assert set(np.unique(label).tolist()) <= {0, 1, 2} and label.any()
+
+
 def test_uncertainty_strategy_returns_the_unlabelled_image(loop):
     url = loop[0]
     answer = requests.post(f"{url}/activelearning/medicosam_uncertainty", json={}, timeout=120).json()
