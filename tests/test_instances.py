@@ -299,3 +299,22 @@ def test_default_options():
     options = InstanceOptions.from_request({})
     assert options.mode == "semantic" and options.grid.points_per_side == 16 and options.axis == 2
     assert InstanceOptions.from_request({"mode": "everything", "points_per_side": "8", "slice": "3"}).grid.points_per_side == 8
+
+
+def test_instance_f1_matches_one_to_one_at_iou_one_half():
+    from medicosam_app.instances.metrics import instance_f1_per_class, match_instances
+
+    truth = instance_truth()  # objects 1, 2, 3
+    predicted = np.zeros_like(truth)
+    predicted[truth == 1] = 5  # exact
+    predicted[25:31, 18:27, 5:11] = 7  # half of object 2: IoU 0.5 counts
+    predicted[0:2, 0:2, 0:2] = 9  # nothing there
+    match = match_instances(predicted, truth)
+    assert (match.true_positives, match.false_positives, match.false_negatives) == (2, 1, 1)
+    assert match.f1 == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert match_instances(predicted, truth, threshold=0.51).true_positives == 1
+
+    semantic_truth = np.where(truth == 3, 2, np.where(truth > 0, 1, 0))  # class 1: two blobs, class 2: one
+    per_class = instance_f1_per_class(predicted, {5: 1, 7: 1, 9: 2}, semantic_truth, ["liver", "lesion"], [1, 2])
+    assert per_class["liver"].true_positives == 2 and per_class["liver"].f1 == 1.0
+    assert (per_class["lesion"].true_positives, per_class["lesion"].false_positives) == (0, 1)

@@ -1,0 +1,192 @@
+"""Instance segmentation: speed at MedicoSAM's real shape, and quality on labelled studies.
+
+    python benchmarks/instances.py [--device cpu|cuda] [--points-per-side 16] [--slice-size 512]
+    python benchmarks/instances.py --studies DATASTORE --checkpoint vit_b_medicosam.pt --semantic-dir DIR
+
+Speed (always): a ViT-B-shaped SAM with random weights, one cached slice embedding. ``everything`` at the
+given grid, per slice, for a few decoder batch sizes; the per-prompt decoder cost; one box-prompted slice
+decode, the unit of the ``semantic`` and ``boxes`` modes. Encoding is not included (see click_latency.py):
+both modes run on embeddings already cached by the interactive tasks or ``precompute``.
+
+Quality: on a datastore with final labels, per class, instance F1 at IoU 0.5 of ``semantic`` mode against
+the label's connected components, and Dice of the raw semantic output and of ``refine`` (semantic + SAM)
+against the label, with the time per slice. Without ``--studies`` it builds a small case itself: the MNI
+sample (4× downsampled), a tiny SAM with random weights and a semantic decoder trained on three subjects for a
+few epochs, evaluated on a fourth. Those figures show the pipeline works end to end, not MedicoSAM's quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "sample-data"))
+
+from medicosam_app.instances.mask_generator import GridSettings, PredictorPointDecoder, generate  # noqa: E402
+from medicosam_app.instances.metrics import instance_f1_per_class  # noqa: E402
+from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter  # noqa: E402
+from medicosam_app.model_provider import ModelProvider  # noqa: E402
+from medicosam_app.predictor import ImageEmbedding, PromptPredictor  # noqa: E402
+from medicosam_app.propagation import PropagationSettings  # noqa: E402
+from medicosam_app.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
+from medicosam_app.sam_builder import build_sam  # noqa: E402
+from medicosam_app.semantic.classes import SemanticClasses  # noqa: E402
+from medicosam_app.semantic.config import TrainingConfig  # noqa: E402
+from medicosam_app.semantic.metrics import dice_per_class  # noqa: E402
+from medicosam_app.semantic.retrain import SemanticRetrainer  # noqa: E402
+from medicosam_app.semantic.segmenter import SemanticSegmenter  # noqa: E402
+from medicosam_app.semantic.studies import find_labelled_studies  # noqa: E402
+from medicosam_app.semantic.versions import VersionStore  # noqa: E402
+from medicosam_app.slice_embedder import SliceEmbedder  # noqa: E402
+
+
+def _median_time(fn, repeats: int, device: torch.device) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def speed(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    predictor = PromptPredictor(build_sam(VIT_B_SAM), device=device, precision="fp32")
+    size = (args.slice_size, args.slice_size)
+    embedding = ImageEmbedding(torch.randn(1, 256, 64, 64, device=device), size)
+    decoder = PredictorPointDecoder(predictor, embedding)
+    points = args.points_per_side ** 2
+    print(f"\n== everything: {args.points_per_side}×{args.points_per_side} = {points} point prompts on a {size[0]}² slice, "
+          "ViT-B decoder (random weights), cached embedding ==")
+    # Random weights decode noise: with SAM's filters nothing would survive and upscaling would be skipped,
+    # so the filters are opened to time the whole path (every mask upscaled, scored, suppressed).
+    for batch in args.batches:
+        grid = GridSettings(points_per_side=args.points_per_side, points_per_batch=batch, pred_iou_thresh=-10.0,
+                            stability_score_thresh=0.0, min_area=1)
+        seconds = _median_time(lambda: generate(decoder, size, grid), args.repeats, device)
+        print(f"points_per_batch {batch:4d}: {seconds:7.2f} s per slice  ({1000 * seconds / points:6.1f} ms per prompt)")
+    one = np.array([[size[1] / 3, size[0] / 2]])
+    single = _median_time(lambda: predictor.decode_points(embedding, one), args.repeats, device)
+    box = np.array([40.0, 60.0, 200.0, 180.0])
+    drawn = _median_time(lambda: predictor.predict(embedding, box_xyxy=box), args.repeats, device)
+    print(f"one point, three masks: {1000 * single:.1f} ms;  one box-prompted slice (semantic / boxes modes): {1000 * drawn:.1f} ms")
+
+
+def _small_case(folder: Path):
+    """The MNI sample, 4× smaller, four labelled subjects (every other one mirrored); a tiny random SAM."""
+    import build_datastore
+
+    template = folder / "template"
+    (template / "labels").mkdir(parents=True)
+    build_datastore.build_mni(template, template / "labels")
+    t1 = sitk.ReadImage(str(template / "mni152_t1.nii.gz"), sitk.sitkFloat32)
+    tissue = sitk.ReadImage(str(template / "labels" / "mni152_t1.nii.gz"))
+    studies, labels = folder / "studies", folder / "studies" / "labels" / "final"
+    labels.mkdir(parents=True)
+    for n in range(4):
+        image, label = sitk.Shrink(t1, [4] * 3), sitk.Shrink(tissue, [4] * 3)
+        if n % 2:
+            image, label = sitk.Flip(image, [True, False, False]), sitk.Flip(label, [True, False, False])
+        sitk.WriteImage(image * (0.8 + 0.2 * n), str(studies / f"subject_{n}.nii.gz"))
+        sitk.WriteImage(label, str(labels / f"subject_{n}.nii.gz"))
+    checkpoint = write_random_checkpoint(folder / "tiny256.pt", dataclasses.replace(TINY_SAM, image_size=256), seed=0)
+    return studies, checkpoint
+
+
+def quality(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        if args.studies is None:
+            studies, checkpoint = _small_case(scratch)
+            semantic_dir = scratch / "semantic"
+            print("\n== quality: small self-made case (MNI sample 4× smaller, tiny random SAM, semantic decoder "
+                  "trained 8 epochs on subjects 0-2, evaluated on the held-out subject 3) ==")
+        else:
+            studies, checkpoint, semantic_dir = Path(args.studies), args.checkpoint, Path(args.semantic_dir)
+            print(f"\n== quality: {studies} ==")
+        classes = SemanticClasses.parse(args.labels)
+        models = ModelProvider(str(checkpoint), allow_download=False, device=args.device)
+        embedder = SliceEmbedder(models)
+        store = VersionStore(semantic_dir)
+        labelled = find_labelled_studies(studies)
+        evaluated = labelled
+        if args.studies is None:
+            config = TrainingConfig(epochs=8, learning_rate=1e-3, initial_features=8, max_slices_per_image=16)
+            summary = SemanticRetrainer(store, embedder, models, classes).run(labelled[:3], config, force=True, progress=False)
+            print(f"semantic decoder: {summary.line()}")
+            evaluated = labelled[3:]
+        semantic = SemanticSegmenter(store, embedder)
+        instances = InstanceSegmenter(models, embedder, semantic)
+        drawing = PropagationSettings(iou_threshold=args.iou_threshold, min_predicted_iou=args.min_predicted_iou)
+        for study in evaluated:
+            truth = sitk.GetArrayFromImage(sitk.ReadImage(str(study.label_path))).transpose(2, 1, 0)
+            raw = semantic.segment(str(study.image_path))
+            started = time.perf_counter()
+            result = instances.segment(study.image_path, InstanceOptions(mode="semantic", drawing=drawing))
+            instance_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            refined = instances.refine_semantic(study.image_path, drawing)
+            refine_seconds = time.perf_counter() - started
+            slices = truth.shape[2]
+            ids = {r["id"]: r["class_value"] for r in result.instances.records}
+            f1 = instance_f1_per_class(result.instances.label, ids, truth, classes.names, classes.values)
+            true_indices = classes.to_indices(truth)
+            raw_dice = dice_per_class(classes.to_indices(raw.label), true_indices, list(classes.names))
+            refined_dice = dice_per_class(classes.to_indices(refined.label), true_indices, list(classes.names))
+            print(f"{study.image_id}: {len(ids)} instances from {result.details.get('proposed')} proposals; "
+                  f"semantic mode {instance_seconds / slices * 1000:.0f} ms per slice, refine {refine_seconds / slices * 1000:.0f} ms "
+                  f"per slice ({slices} slices; {refined.redrawn_slices} component slices redrawn, {refined.kept_slices} kept)")
+            print(f"  {'class':16s} {'F1@0.5':>7s} {'TP':>4s} {'FP':>4s} {'FN':>4s} {'Dice raw':>9s} {'Dice refined':>13s}")
+            for name in classes.names:
+                match = f1[name]
+                print(f"  {name:16s} {match.f1:7.3f} {match.true_positives:4d} {match.false_positives:4d} "
+                      f"{match.false_negatives:4d} {raw_dice["per_class"][name]:9.3f} {refined_dice["per_class"][name]:13.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--points-per-side", type=int, default=16)
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--slice-size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--studies", help="a datastore folder with labels/final (default: a small self-made case)")
+    parser.add_argument("--checkpoint", help="the SAM checkpoint, with --studies")
+    parser.add_argument("--semantic-dir", help="the semantic version store (CACHE_DIR/semantic), with --studies")
+    parser.add_argument("--labels", default="grey_matter,white_matter", help="the semantic classes")
+    parser.add_argument("--iou-threshold", type=float, default=0.5)
+    parser.add_argument("--min-predicted-iou", type=float, default=0.5)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+    if args.studies is not None and (args.checkpoint is None or args.semantic_dir is None):
+        parser.error("--studies needs --checkpoint and --semantic-dir")
+    logging.basicConfig(level=logging.WARNING)
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"device {args.device}")
+    if not args.skip_speed:
+        speed(args)
+    if not args.skip_quality:
+        quality(args)
+
+
+if __name__ == "__main__":
+    main()
