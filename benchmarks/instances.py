@@ -158,7 +158,7 @@ def quality(args: argparse.Namespace) -> None:
             for name in classes.names:
                 match = f1[name]
                 print(f"  {name:16s} {match.f1:7.3f} {match.true_positives:4d} {match.false_positives:4d} "
-                      f"{match.false_negatives:4d} {raw_dice["per_class"][name]:9.3f} {refined_dice["per_class"][name]:13.3f}")
+                      f"{match.false_negatives:4d} {raw_dice['per_class'][name]:9.3f} {refined_dice['per_class'][name]:13.3f}")
 
 
 def main() -> None:
