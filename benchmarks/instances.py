@@ -4,8 +4,9 @@
     python benchmarks/instances.py --studies DATASTORE --checkpoint vit_b_medicosam.pt --semantic-dir DIR
 
 Speed (always): a ViT-B-shaped SAM with random weights, one cached slice embedding. ``everything`` at the
-given grid, per slice, for a few decoder batch sizes; the per-prompt decoder cost; one box-prompted slice
-decode, the unit of the ``semantic`` and ``boxes`` modes. Encoding is not included (see click_latency.py):
+given grid, per slice: segment-anything's decoder against ours (grid_decoder.py) at a few batch sizes;
+one box-prompted slice decode, the unit of the ``semantic`` and ``boxes`` modes; and how many grid points
+the background rule skips on real sample slices. Encoding is not included (see click_latency.py):
 both modes run on embeddings already cached by the interactive tasks or ``precompute``.
 
 Quality: on a datastore with final labels, per class, instance F1 at IoU 0.5 of ``semantic`` mode against
@@ -35,7 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "sample-data"))
 
-from medicosam_app.instances.mask_generator import GridSettings, PredictorPointDecoder, generate  # noqa: E402
+from medicosam_app.instances.mask_generator import (  # noqa: E402
+    GridSettings,
+    PredictorPointDecoder,
+    generate,
+    grid_points,
+    on_flat_background,
+)
 from medicosam_app.instances.metrics import instance_f1_per_class  # noqa: E402
 from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter  # noqa: E402
 from medicosam_app.model_provider import ModelProvider  # noqa: E402
@@ -67,27 +74,77 @@ def _median_time(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+class SamReferenceDecoder:
+    """segment-anything's own mask decoder behind the generator's interface: every prompt's masks computed."""
+
+    def __init__(self, predictor: PromptPredictor, embedding: ImageEmbedding) -> None:
+        self.predictor, self.embedding = predictor, embedding
+
+    def predict(self, points_xy):
+        logits, iou = self.predictor.decode_points(self.embedding, points_xy)
+        return iou, logits
+
+    def logits(self, state, keep):
+        return state[keep]
+
+    def upscale(self, logits):
+        return self.predictor.upscale(logits[:, None], self.embedding.original_size)[:, 0]
+
+
+def _sample_slices():
+    """The middle axial slice of the CT phantom and of the MNI T1, as the encoder sees them (uint8)."""
+    import build_datastore
+
+    from medicosam_app.coordinates import SliceView
+    from medicosam_app.intensity import IntensityPolicy, slice_to_rgb
+    from medicosam_app.volume import read_volume
+
+    slices = {}
+    with tempfile.TemporaryDirectory() as folder:
+        ct = Path(folder) / "ct.nii.gz"
+        sitk.WriteImage(build_datastore.make_ct_phantom(), str(ct))
+        mr = Path(folder) / "mr.nii.gz"
+        sitk.WriteImage(sitk.ReadImage(str(build_datastore.nilearn_file("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"))), str(mr))
+        for name, path in (("CT phantom", ct), ("MNI T1", mr)):
+            volume = read_volume(path)
+            view = SliceView.create(volume.shape, volume.direction, 2)
+            pixels = view.extract(volume.array, view.num_slices // 2)
+            slices[name] = slice_to_rgb(pixels, IntensityPolicy().volume_range(volume.array))[:, :, 0]
+    return slices
+
+
 def speed(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     predictor = PromptPredictor(build_sam(VIT_B_SAM), device=device, precision="fp32")
     size = (args.slice_size, args.slice_size)
     embedding = ImageEmbedding(torch.randn(1, 256, 64, 64, device=device), size)
-    decoder = PredictorPointDecoder(predictor, embedding)
     points = args.points_per_side ** 2
     print(f"\n== everything: {args.points_per_side}×{args.points_per_side} = {points} point prompts on a {size[0]}² slice, "
-          "ViT-B decoder (random weights), cached embedding ==")
-    # Random weights decode noise: with SAM's filters nothing would survive and upscaling would be skipped,
-    # so the filters are opened to time the whole path (every mask upscaled, scored, suppressed).
-    for batch in args.batches:
-        grid = GridSettings(points_per_side=args.points_per_side, points_per_batch=batch, pred_iou_thresh=-10.0,
-                            stability_score_thresh=0.0, min_area=1)
-        seconds = _median_time(lambda: generate(decoder, size, grid), args.repeats, device)
-        print(f"points_per_batch {batch:4d}: {seconds:7.2f} s per slice  ({1000 * seconds / points:6.1f} ms per prompt)")
-    one = np.array([[size[1] / 3, size[0] / 2]])
-    single = _median_time(lambda: predictor.decode_points(embedding, one), args.repeats, device)
+          "ViT-B decoder (random weights), cached embedding, no pruning ==")
+    # Random weights predict low IoUs, so SAM's filter would drop every mask and skip all upscaling: the
+    # worst case opens the filters (every prompt's three masks upscaled and scored), the best keeps them.
+    every_mask = dict(pred_iou_thresh=-10.0, stability_score_thresh=0.0, min_area=1, skip_background=False, prune_covered=False)
+    rows = [("segment-anything decoder, every mask", SamReferenceDecoder, every_mask, args.reference_batch)]
+    rows += [(f"grid decoder, every mask (batch {b})", PredictorPointDecoder, every_mask, b) for b in args.batches]
+    rows.append(("grid decoder, no mask passes SAM's IoU filter", PredictorPointDecoder,
+                 dict(every_mask, pred_iou_thresh=0.88), args.batches[0]))
+    for label, decoder_class, options, batch in rows:
+        if decoder_class is SamReferenceDecoder and args.skip_reference:
+            continue
+        grid = GridSettings(points_per_side=args.points_per_side, points_per_batch=batch, **options)
+        seconds = _median_time(lambda: generate(decoder_class(predictor, embedding), size, grid), args.repeats, device)
+        print(f"{label:48s} {seconds:7.2f} s per slice  ({1000 * seconds / points:6.1f} ms per prompt)")
     box = np.array([40.0, 60.0, 200.0, 180.0])
     drawn = _median_time(lambda: predictor.predict(embedding, box_xyxy=box), args.repeats, device)
-    print(f"one point, three masks: {1000 * single:.1f} ms;  one box-prompted slice (semantic / boxes modes): {1000 * drawn:.1f} ms")
+    print(f"one box-prompted slice (the unit of the semantic and boxes modes): {1000 * drawn:.1f} ms")
+
+    print(f"\n== grid points on flat background ({args.points_per_side}×{args.points_per_side}, level "
+          f"{GridSettings.background_level}/255), real sample slices ==")
+    for name, display in _sample_slices().items():
+        grid_xy = grid_points(display.shape, args.points_per_side)
+        radius = max(1, int(min(display.shape) / args.points_per_side / 2))
+        flat = int(on_flat_background(grid_xy, display, radius, GridSettings.background_level).sum())
+        print(f"{name:12s} {display.shape[0]}×{display.shape[1]}: {flat} of {points} points skipped ({100 * flat / points:.0f} %)")
 
 
 def _small_case(folder: Path):
@@ -165,7 +222,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--points-per-side", type=int, default=16)
-    parser.add_argument("--batches", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--batches", type=int, nargs="+", default=[4, 16, 64])
+    parser.add_argument("--reference-batch", type=int, default=4, help="segment-anything decoder's batch")
+    parser.add_argument("--skip-reference", action="store_true", help="do not time segment-anything's decoder")
     parser.add_argument("--slice-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--studies", help="a datastore folder with labels/final (default: a small self-made case)")

@@ -71,6 +71,11 @@ class PromptPredictor:
         with torch.inference_mode():  # depends on the weights only: compute once, not per click
             self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
 
+    @property
+    def dense_pe(self) -> torch.Tensor:
+        """The prompt encoder's positional encoding of the 64×64 image grid (1, C, 64, 64)."""
+        return self._dense_pe
+
     def frame(self, original_size: Tuple[int, int]) -> SamFrame:
         return SamFrame(tuple(original_size), self.image_size)  # type: ignore[arg-type]
 

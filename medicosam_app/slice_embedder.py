@@ -9,6 +9,8 @@ from __future__ import annotations
 import weakref
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from .coordinates import SliceView
 from .embeddings import EmbeddingCache, EmbeddingKey, EmbeddingSource
 from .intensity import IntensityPolicy, slice_to_rgb
@@ -108,6 +110,10 @@ class SliceEmbedder:
         if self.prefetcher is not None and self.prefetcher.in_worker():
             pause = self.prefetcher.pause_while_held
         return self.models.predictor().encode_batch(images, between_blocks=pause)
+
+    def display_slice(self, volume: Volume, view: SliceView, index: int) -> np.ndarray:
+        """The slice as the encoder sees it: H×W uint8 after the intensity policy's windowing."""
+        return slice_to_rgb(view.extract(volume.array, index), self._volume_range(volume))[:, :, 0]
 
     def _volume_range(self, volume: Volume) -> Optional[Tuple[float, float]]:
         key = (volume.content_hash, self.intensity.key)

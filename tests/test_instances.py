@@ -42,17 +42,23 @@ class TrueObjectDecoderDouble:
         self.soft = soft
         self.points_decoded = 0
 
-    def decode(self, points_xy):
-        masks, ious = [], []
-        for x, y in points_xy:
+    def predict(self, points_xy):
+        ious = [
+            torch.tensor([0.97, 0.93, 0.9]) if self.objects[int(y), int(x)] else torch.tensor([0.3, 0.2, 0.1])
+            for x, y in points_xy
+        ]
+        self.points_decoded += len(points_xy)
+        return torch.stack(ious), points_xy
+
+    def logits(self, points_xy, keep):
+        masks = []
+        for x, y in points_xy[keep.numpy()]:
             value = self.objects[int(y), int(x)]
             mask = torch.as_tensor(self.objects == value) if value else torch.zeros(self.objects.shape, dtype=torch.bool)
             strength = 0.5 if self.soft else 8.0  # soft logits move across the threshold offset: unstable
             logits = torch.where(mask, strength, -8.0)
             masks.append(torch.stack([logits] * 3))
-            ious.append(torch.tensor([0.97, 0.93, 0.9]) if value else torch.tensor([0.3, 0.2, 0.1]))
-        self.points_decoded += len(points_xy)
-        return torch.stack(masks), torch.stack(ious)
+        return torch.stack(masks)
 
     def upscale(self, logits):
         return logits
@@ -68,7 +74,8 @@ def test_the_grid_covers_the_slice_in_x_y_order():
 def test_everything_finds_each_object_once_with_its_box():
     objects = objects_slice()
     decoder = TrueObjectDecoderDouble(objects)
-    found = generate(decoder, objects.shape, GridSettings(points_per_side=16, points_per_batch=20, min_area=10))
+    exact = GridSettings(points_per_side=16, points_per_batch=20, min_area=10, prune_covered=False)
+    found = generate(decoder, objects.shape, exact).objects
     assert decoder.points_decoded == 256
     assert len(found) == 4  # dozens of grid points hit the rectangle: NMS keeps one mask each
     by_value = {int(objects[o.mask].max()): o for o in found}
@@ -83,24 +90,55 @@ def test_everything_finds_each_object_once_with_its_box():
 
 def test_everything_drops_small_and_unstable_masks():
     objects = objects_slice()
-    small = generate(TrueObjectDecoderDouble(objects), objects.shape, GridSettings(min_area=37))
+    small = generate(TrueObjectDecoderDouble(objects), objects.shape, GridSettings(min_area=37)).objects
     assert sorted(int(objects[o.mask].max()) for o in small) == [1, 2, 3]  # the 36-pixel square is gone
-    assert generate(TrueObjectDecoderDouble(objects, soft=True), objects.shape, GridSettings()) == []
-    assert generate(TrueObjectDecoderDouble(objects), objects.shape, GridSettings(pred_iou_thresh=0.98)) == []
+    assert generate(TrueObjectDecoderDouble(objects, soft=True), objects.shape, GridSettings()).objects == []
+    assert generate(TrueObjectDecoderDouble(objects), objects.shape, GridSettings(pred_iou_thresh=0.98)).objects == []
 
 
 def test_nms_keeps_the_better_of_two_overlapping_masks():
     objects = objects_slice()
 
     class ShiftedDuplicateDouble(TrueObjectDecoderDouble):
-        def decode(self, points_xy):  # the second mask is the object shifted by one column, scored lower
-            logits, ious = super().decode(points_xy)
+        def logits(self, points_xy, keep):  # the second mask is the object shifted by one column, scored lower
+            logits = super().logits(points_xy, keep)
             logits[:, 1] = torch.roll(logits[:, 0], 1, dims=-1)
-            return logits, ious
+            return logits
 
     # (The 6-pixel square is left out: shifted by one pixel its box overlaps by less than box_nms_thresh.)
-    found = generate(ShiftedDuplicateDouble(objects), objects.shape, GridSettings(min_area=40))
+    found = generate(ShiftedDuplicateDouble(objects), objects.shape, GridSettings(min_area=40, prune_covered=False)).objects
     assert len(found) == 3 and all(o.predicted_iou == pytest.approx(0.97) for o in found)
+
+
+def test_pruning_decodes_fewer_points_and_finds_the_same_objects():
+    objects = objects_slice()
+    display = np.where(objects > 0, 200, 3).astype(np.uint8)  # dark, flat background around bright objects
+    display[50:60, 0:8] = 40  # a faint but visible patch: not background
+    exact = GridSettings(skip_background=False, prune_covered=False, min_area=10)
+    full = generate(TrueObjectDecoderDouble(objects), objects.shape, exact, display)
+    double = TrueObjectDecoderDouble(objects)
+    pruned = generate(double, objects.shape, GridSettings(min_area=10, points_per_batch=4), display)
+    assert full.decoded == 256 and pruned.decoded == double.points_decoded
+    assert pruned.decoded + pruned.skipped_background + pruned.skipped_covered == 256
+    assert pruned.skipped_background > 100 and pruned.skipped_covered > 20 and pruned.decoded < 100
+    assert sorted(o.box_xyxy for o in pruned.objects) == sorted(o.box_xyxy for o in full.objects)
+    assert len(pruned.objects) == 4
+
+
+def test_points_are_decoded_coarse_to_fine():
+    from medicosam_app.instances.mask_generator import coarse_to_fine
+
+    order = coarse_to_fine(16)
+    assert sorted(order) == list(range(256))
+    assert set(order[:4]) == {0, 8, 128, 136}  # every 8th point of every 8th row first
+    assert set(order[:16]) == {r * 16 + c for r in (0, 4, 8, 12) for c in (0, 4, 8, 12)}
+
+
+def test_a_mask_covering_most_of_the_slice_prunes_nothing():
+    objects = np.ones((40, 40), dtype=np.uint8)  # one object: the whole slice (a body outline)
+    double = TrueObjectDecoderDouble(objects)
+    result = generate(double, objects.shape, GridSettings(points_per_side=8, points_per_batch=4))
+    assert result.skipped_covered == 0 and result.decoded == 64 and len(result.objects) == 1
 
 
 def volume_with_objects(shape=(40, 30, 12)):

@@ -154,15 +154,16 @@ class InstanceSegmenter:
         t0 = time.perf_counter()
         embedding, source = self.embedder.embedding(volume, view, index)
         t1 = time.perf_counter()
-        objects = generate(PredictorPointDecoder(predictor, embedding), view.pixel_shape, options.grid)
+        display = self.embedder.display_slice(volume, view, index)
+        grid = generate(PredictorPointDecoder(predictor, embedding), view.pixel_shape, options.grid, display)
         t2 = time.perf_counter()
-        logger.info("everything on slice %d: %s → %d objects in %.2f s", index, grid_size_note(options.grid), len(objects), t2 - t1)
+        logger.info("everything on slice %d: %s → %s in %.2f s", index, grid_size_note(options.grid), grid.stats(), t2 - t1)
         instances = [
-            DrawnInstance("object", 0, {index: o.mask}, o.predicted_iou, o.predicted_iou, o.stability) for o in objects
+            DrawnInstance("object", 0, {index: o.mask}, o.predicted_iou, o.predicted_iou, o.stability) for o in grid.objects
         ]
         composed = compose(instances, volume.shape, view)
         return InstanceResult(
-            composed, volume, options, details={"slice": index, "embedding_source": source, "objects_found": len(objects)},
+            composed, volume, options, details={"slice": index, "embedding_source": source, **grid.stats()},
             latencies={"encode": round(t1 - t0, 4), "decode": round(t2 - t1, 4), "compose": round(time.perf_counter() - t2, 4)},
         )
 
