@@ -138,13 +138,19 @@ def speed(args: argparse.Namespace) -> None:
     drawn = _median_time(lambda: predictor.predict(embedding, box_xyxy=box), args.repeats, device)
     print(f"one box-prompted slice (the unit of the semantic and boxes modes): {1000 * drawn:.1f} ms")
 
-    print(f"\n== grid points on flat background ({args.points_per_side}×{args.points_per_side}, level "
-          f"{GridSettings.background_level}/255), real sample slices ==")
+    print(f"\n== the default everything request on real sample slices ({args.points_per_side}×{args.points_per_side}, "
+          f"SAM's filters, flat-background points skipped at level {GridSettings.background_level}/255) ==")
+    print("(random weights pass no mask through the IoU filter, so pruning by found objects cannot show here)")
     for name, display in _sample_slices().items():
         grid_xy = grid_points(display.shape, args.points_per_side)
         radius = max(1, int(min(display.shape) / args.points_per_side / 2))
         flat = int(on_flat_background(grid_xy, display, radius, GridSettings.background_level).sum())
-        print(f"{name:12s} {display.shape[0]}×{display.shape[1]}: {flat} of {points} points skipped ({100 * flat / points:.0f} %)")
+        sample = ImageEmbedding(torch.randn(1, 256, 64, 64, device=device), display.shape)
+        grid = GridSettings(points_per_side=args.points_per_side, points_per_batch=args.batches[0])
+        seconds = _median_time(lambda: generate(PredictorPointDecoder(predictor, sample), display.shape, grid, display),
+                               args.repeats, device)
+        print(f"{name:12s} {display.shape[0]}×{display.shape[1]}: {flat} of {points} points on background "
+              f"({100 * flat / points:.0f} %), {seconds:.2f} s per slice")
 
 
 def _small_case(folder: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -155,9 +156,12 @@ class InstanceSegmenter:
         embedding, source = self.embedder.embedding(volume, view, index)
         t1 = time.perf_counter()
         display = self.embedder.display_slice(volume, view, index)
-        grid = generate(PredictorPointDecoder(predictor, embedding), view.pixel_shape, options.grid, display)
+        settings = options.grid
+        if settings.points_per_batch is None:
+            settings = dataclasses.replace(settings, points_per_batch=64 if predictor.device.type == "cuda" else 4)
+        grid = generate(PredictorPointDecoder(predictor, embedding), view.pixel_shape, settings, display)
         t2 = time.perf_counter()
-        logger.info("everything on slice %d: %s → %s in %.2f s", index, grid_size_note(options.grid), grid.stats(), t2 - t1)
+        logger.info("everything on slice %d: %s → %s in %.2f s", index, grid_size_note(settings), grid.stats(), t2 - t1)
         instances = [
             DrawnInstance("object", 0, {index: o.mask}, o.predicted_iou, o.predicted_iou, o.stability) for o in grid.objects
         ]
