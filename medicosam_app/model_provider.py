@@ -14,10 +14,11 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, resolve_checkpoint
+from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
 from .errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
 from .attention import use_fused_attention
 from .memory_layout import use_channels_last_decoder
+from .model.precision_choice import PrecisionChoice, choose_precision
 from .predictor import PromptPredictor
 from .sam_builder import SamArchitecture, load_sam
 
@@ -51,6 +52,7 @@ class ModelProvider:
         self._architecture: Optional[SamArchitecture] = None
         self._error: Optional[str] = None
         self._phase = "waiting to start"
+        self._precision_choice: Optional[PrecisionChoice] = None
 
     def start_loading(self) -> None:
         """Load in a background thread (a download may take minutes); safe to call twice."""
@@ -70,8 +72,16 @@ class ModelProvider:
             if self._fused_attention:
                 use_fused_attention(sam)
             use_channels_last_decoder(sam)
-            device = torch.device(self._device) if self._device else None
-            self._predictor = PromptPredictor(sam, device, self._precision)
+            device = torch.device(self._device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            precision = self._precision
+            if precision == "auto":
+                self._phase = "measuring which encoder precision is fastest here (once per machine and model)"
+                self._precision_choice = choose_precision(
+                    sam, device, resolved.xxh128, Path(self._cache_dir or default_cache_dir()) / "precision",
+                    variant=f"fused_attention={self._fused_attention}",
+                )
+                precision = self._precision_choice.chosen
+            self._predictor = PromptPredictor(sam, device, precision)
             self._resolved, self._architecture = resolved, architecture
             logger.info("MedicoSAM %s loaded from %s on %s", architecture.name, resolved.path, self._predictor.device)
         except (MedicoSamError, OSError, ValueError) as error:
@@ -130,5 +140,8 @@ class ModelProvider:
             "architecture": self._architecture.to_dict(),
             "device": str(self._predictor.device),
             "precision": self._predictor.precision,
+            "precision_choice": self._precision_choice.to_dict() if self._precision_choice else {
+                "chosen": self._predictor.precision, "reason": "set by configuration (precision auto measures)"
+            },
             "fused_attention": self._fused_attention,
         }

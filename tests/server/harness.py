@@ -53,6 +53,9 @@ def running_server(
     environment.update({"MEDICOSAM_DOWNLOAD": "false", "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"})
     # Each server gets its own cache folder: the disk embedding cache must not leak between tests.
     environment["MEDICOSAM_CACHE_DIR"] = str(log_file.parent / "cache")
+    # precision auto picks by timing this machine: tests that compare a server's answer with an in-process
+    # fp32 run need the same precision everywhere (test_precision_server.py runs auto).
+    environment["MEDICOSAM_PRECISION"] = "fp32"
     environment.update(env or {})
     url = f"http://127.0.0.1:{port}"
     with running_process("server", command, log_file, f"{url}{ready_path}", timeout=180, env=environment):

@@ -1,0 +1,109 @@
+"""``precision auto``: measured per machine and model, checked against fp32's masks, remembered on disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from medicosam_app.model.precision_choice import (
+    ModelPrecisionProbe,
+    PrecisionChoices,
+    choose_precision,
+    decide,
+    device_description,
+)
+from medicosam_app.model_provider import ModelProvider
+from medicosam_app.sam_builder import load_sam
+
+
+class ProbeDouble:
+    """Test double for the measurements: given timings and mask agreements; counts what was asked."""
+
+    def __init__(self, seconds, ious, failing=()):
+        self.seconds, self.ious, self.failing = seconds, ious, set(failing)
+        self.timed, self.checked = [], []
+
+    def block_seconds(self, precision):
+        self.timed.append(precision)
+        if precision in self.failing:
+            raise RuntimeError(f"no {precision} kernel")
+        return self.seconds[precision]
+
+    def mask_iou(self, precision):
+        self.checked.append(precision)
+        return self.ious[precision]
+
+
+def test_the_fastest_precision_whose_masks_agree_wins():
+    probe = ProbeDouble({"fp32": 2.0, "bf16": 0.5, "fp16": 0.4}, {"bf16": 0.995, "fp16": 0.90})
+    choice = decide(["fp32", "bf16", "fp16"], probe)
+    assert choice.chosen == "bf16" and "4.0× faster" in choice.reason
+    assert probe.checked == ["fp16", "bf16"]  # fastest first; fp16 disagreed
+    assert choice.encoder_ms == {"fp32": 2000.0, "bf16": 500.0, "fp16": 400.0}
+    assert choice.mean_mask_iou == {"fp16": 0.9, "bf16": 0.995}
+
+
+def test_a_slower_precision_is_never_checked_and_fp32_stays():
+    probe = ProbeDouble({"fp32": 1.0, "bf16": 6.0}, {})  # bf16 on a CPU without AMX
+    choice = decide(["fp32", "bf16"], probe)
+    assert choice.chosen == "fp32" and probe.checked == [] and choice.reason == "fp32 is the fastest precision here"
+
+
+def test_faster_but_disagreeing_or_failing_precisions_are_not_used():
+    probe = ProbeDouble({"fp32": 1.0, "bf16": 0.2, "fp16": 0.1}, {"bf16": 0.5}, failing={"fp16"})
+    choice = decide(["fp32", "bf16", "fp16"], probe)
+    assert choice.chosen == "fp32" and "differ from fp32" in choice.reason
+    assert set(choice.encoder_ms) == {"fp32", "bf16"}
+
+
+def test_the_decision_is_remembered_per_machine_torch_and_checkpoint(tmp_path):
+    probe = ProbeDouble({"fp32": 1.0, "bf16": 0.5}, {"bf16": 0.99})
+    cpu = torch.device("cpu")
+    first = choose_precision(None, cpu, "hash-a", tmp_path, probe=probe)
+    assert first.chosen == "bf16" and not first.from_cache and first.device == device_description(cpu)
+    assert first.torch == torch.__version__ and first.checkpoint_xxh128 == "hash-a"
+    again = choose_precision(None, cpu, "hash-a", tmp_path, probe=ProbeDouble({}, {}))  # would fail if asked
+    assert again.chosen == "bf16" and again.from_cache and again.encoder_ms == first.encoder_ms
+    other = ProbeDouble({"fp32": 1.0, "bf16": 3.0}, {})
+    assert choose_precision(None, cpu, "hash-b", tmp_path, probe=other).chosen == "fp32" and other.timed
+    [saved] = [json.loads(p.read_text()) for p in tmp_path.glob("*.json") if json.loads(p.read_text())["checkpoint_xxh128"] == "hash-a"]
+    assert saved["chosen"] == "bf16" and saved["from_cache"] is False
+    assert PrecisionChoices.key("cpu: X", "h") != PrecisionChoices.key("cpu: Y", "h")
+
+
+def test_an_unreadable_remembered_decision_is_measured_again(tmp_path):
+    key = PrecisionChoices.key(device_description(torch.device("cpu")), "hash-a")
+    (tmp_path / f"{key}.json").write_text("{not json")
+    probe = ProbeDouble({"fp32": 1.0, "bf16": 2.0}, {})
+    assert choose_precision(None, torch.device("cpu"), "hash-a", tmp_path, probe=probe).chosen == "fp32"
+    assert probe.timed == ["fp32", "bf16"]
+
+
+def test_the_real_probe_times_both_precisions_and_fp32_agrees_with_itself(tiny_checkpoint):
+    sam = load_sam(tiny_checkpoint)[0]
+    probe = ModelPrecisionProbe(sam, torch.device("cpu"))
+    assert probe.block_seconds("fp32") > 0 and probe.block_seconds("bf16") > 0
+    assert probe.mask_iou("fp32") == 1.0
+    assert 0.0 <= probe.mask_iou("bf16") <= 1.0
+
+
+def test_model_provider_auto_measures_once_and_shows_why(tiny_checkpoint, tmp_path):
+    provider = ModelProvider(str(tiny_checkpoint), cache_dir=str(tmp_path), allow_download=False, precision="auto")
+    predictor = provider.predictor()
+    status = provider.status
+    choice = status["precision_choice"]
+    assert set(choice["encoder_ms"]) == {"fp32", "bf16"} and choice["chosen"] == predictor.precision == status["precision"]
+    assert not choice["from_cache"] and provider.encoder_key.endswith(f"-{predictor.precision}")
+    assert list((tmp_path / "precision").glob("*.json"))
+    second = ModelProvider(str(tiny_checkpoint), cache_dir=str(tmp_path), allow_download=False, precision="auto")
+    assert second.predictor().precision == predictor.precision and second.status["precision_choice"]["from_cache"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_configured_precision_is_used_without_measuring(tiny_checkpoint, tmp_path, precision):
+    provider = ModelProvider(str(tiny_checkpoint), cache_dir=str(tmp_path), allow_download=False, precision=precision)
+    assert provider.predictor().precision == precision
+    assert provider.status["precision_choice"]["reason"].startswith("set by configuration")
+    assert not (tmp_path / "precision").exists()
