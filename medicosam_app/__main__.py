@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -34,7 +35,7 @@ def _conf(args: argparse.Namespace) -> Dict[str, str]:
 
 
 def run_precompute(args: argparse.Namespace) -> int:
-    from .precompute import find_images, precompute
+    from .precompute import Shard, find_images, precompute
     from .services import build_model_provider, build_slice_embedder
     from .settings import Settings
 
@@ -42,9 +43,21 @@ def run_precompute(args: argparse.Namespace) -> int:
     if settings.embedding_disk_dir is None:
         print("precompute needs the disk embedding cache; it is switched off (embedding_disk_dir).", file=sys.stderr)
         return 2
-    images = find_images(args.studies)
-    if not images:
+    try:
+        shard = Shard.parse(args.shard) if args.shard else Shard.from_torchrun()
+    except ValueError as error:
+        print(f"precompute: {error}", file=sys.stderr)
+        return 2
+    all_images = find_images(args.studies)
+    if not all_images:
         print(f"No images (*.nii.gz, *.nii, *.nrrd, *.mha) in {args.studies}; nothing to do.")
+        return 0
+    images = shard.select(all_images)
+    if shard.count > 1:
+        print(f"precompute: shard {shard}: {len(images)} of {len(all_images)} images")
+        if settings.device is None and torch_cuda_devices() > 1:  # one GPU per process under torchrun
+            settings = dataclasses.replace(settings, device=f"cuda:{int(os.environ.get('LOCAL_RANK', shard.index)) % torch_cuda_devices()}")
+    if not images:
         return 0
     models = build_model_provider(settings)
     models.predictor()  # load now: a missing checkpoint is reported before any work
@@ -280,6 +293,12 @@ def run_permissions(args: argparse.Namespace) -> int:
     return 0
 
 
+def torch_cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m medicosam_app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -290,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="array axis to slice along (repeatable; default 2, the server's default)")
     pre.add_argument("--batch-size", type=int, default=1, help="slices per encoder pass (GPUs gain from 4-8)")
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
+    pre.add_argument("--shard", metavar="I/N",
+                     help="embed only shard I of N (machines sharing one disk cache each take one; under torchrun "
+                     "each process takes its RANK of WORLD_SIZE and its own GPU)")
     _settings_arguments(pre)
     pre.set_defaults(run=run_precompute)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,44 @@ def find_images(studies: Path) -> List[Path]:
         path for path in studies.iterdir()
         if path.is_file() and path.name.lower().endswith(VOLUME_SUFFIXES) and not path.name.endswith(".seg.nrrd")
     )
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One of ``count`` disjoint parts of a datastore: several machines (or one process per GPU) each embed
+    a shard into the one shared disk cache. An image belongs to shard ``hash(name) % count``, so the split
+    stays the same when images are added and every process agrees on it without talking to the others."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"a shard is I/N with 0 <= I < N, got {self.index}/{self.count}")
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"I/N"``, e.g. ``"0/4"`` for the first of four."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard takes I/N, e.g. 0/4 (the first of four shards), not {text!r}") from None
+        return cls(index, count)
+
+    @classmethod
+    def from_torchrun(cls) -> "Shard":
+        """Under torchrun: this process's rank of the world size (one shard per process, and per GPU)."""
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+    def contains(self, image: Path) -> bool:
+        digest = hashlib.sha256(Path(image).name.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+    def select(self, images: Sequence[Path]) -> List[Path]:
+        return [image for image in images if self.contains(image)]
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 @dataclass

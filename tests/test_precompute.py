@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import asymmetric_array, write_volume
 from medicosam_app.interactive import ClickContext, InteractiveSegmenter
 from medicosam_app.services import build_model_provider, build_slice_embedder
@@ -71,3 +73,34 @@ def test_precompute_without_weights_says_what_to_do(tmp_path):
 def test_precompute_on_a_missing_folder_is_a_clear_error(tmp_path):
     result = _run("precompute", "--studies", str(tmp_path / "nowhere"), "--no-download")
     assert result.returncode == 1 and "neither an image file nor a folder" in result.stderr
+
+
+def test_shards_split_a_datastore_disjointly_and_stably(monkeypatch):
+    from medicosam_app.precompute import Shard
+
+    images = [Path(f"ct_{n:03d}.nii.gz") for n in range(40)]
+    parts = [Shard(i, 3).select(images) for i in range(3)]
+    assert sorted(sum(parts, [])) == images and all(parts)  # every image in exactly one shard
+    assert Shard(1, 3).select(images + [Path("new.nii.gz")])[: len(parts[1])] == parts[1]  # adding keeps the split
+    assert Shard.parse("2/4") == Shard(2, 4) and str(Shard(2, 4)) == "2/4"
+    for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert Shard.from_torchrun() == Shard(1, 2)
+
+
+def test_two_shards_fill_one_shared_cache(tmp_path, tiny_checkpoint):
+    studies, cache = _studies(tmp_path), tmp_path / "cache"
+    common = ["--studies", str(studies), "--checkpoint", str(tiny_checkpoint), "--cache-dir", str(cache), "--no-download", "--quiet"]
+    first = _run("precompute", *common, "--shard", "0/2")
+    second = _run("precompute", *common, "--shard", "1/2")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    counts = [int(out.stdout.split("shard ")[1].split(":")[1].split(" of ")[0]) for out in (first, second)]
+    assert sum(counts) == 3 and "of 3 images" in first.stdout  # a.nii.gz, b.nii.gz and the broken file
+    assert len(list((cache / "embeddings").rglob("*.npz"))) == 8
+    after = _run("precompute", *common)
+    assert after.returncode == 0 and "0 encoded, 8 already cached" in after.stdout
+    bad = _run("precompute", *common, "--shard", "2/2")
+    assert bad.returncode == 2 and "I/N" in bad.stderr
