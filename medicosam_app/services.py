@@ -61,7 +61,8 @@ def build_semantic_segmenter(
     settings: Settings, embedder: SliceEmbedder, volumes: Optional[VolumeCache] = None
 ) -> SemanticSegmenter:
     return SemanticSegmenter(
-        build_version_store(settings), embedder, volumes, batch_size=settings.semantic_batch_size, axis=settings.training.axis
+        build_version_store(settings), embedder, volumes, batch_size=settings.semantic_batch_size,
+        axis=settings.training.axis, downscale=settings.semantic_downscale,
     )
 
 

@@ -39,6 +39,7 @@ class Settings:
     semantic_dir: Path  # versions of the semantic decoder
     released_decoder: Optional[str]  # the released UNETR decoder file (else <cache_dir>/vit_b_medicosam_decoder.pt)
     semantic_batch_size: int
+    semantic_downscale: int  # 1: the full 1024² decoder; 2 or 4: decode at 512² or 256² and resize (CPU)
     training: TrainingConfig
     retrain_after_labels: int  # 0: off
     retrain_schedule: str  # "" off, "daily 02:00", "every 30m" ...
@@ -92,6 +93,7 @@ class Settings:
             ),
             released_decoder=get("released_decoder", "MEDICOSAM_RELEASED_DECODER"),
             semantic_batch_size=int(get("semantic_batch_size", "MEDICOSAM_SEMANTIC_BATCH_SIZE", "4")),
+            semantic_downscale=int(get("semantic_downscale", "MEDICOSAM_SEMANTIC_DOWNSCALE", "1")),
             training=TrainingConfig.from_mapping(
                 {
                     f.name: get(f"train_{f.name}", f"MEDICOSAM_TRAIN_{f.name.upper()}")

@@ -87,6 +87,13 @@ def test_the_real_probe_times_both_precisions_and_fp32_agrees_with_itself(tiny_c
     assert probe.block_seconds("fp32") > 0 and probe.block_seconds("bf16") > 0
     assert probe.mask_iou("fp32") == 1.0
     assert 0.0 <= probe.mask_iou("bf16") <= 1.0
+    # Measuring leaves the global random state alone (training after a model load must stay reproducible).
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    probe.block_seconds("fp32")
+    probe.mask_iou("bf16")
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_model_provider_auto_measures_once_and_shows_why(tiny_checkpoint, tmp_path):

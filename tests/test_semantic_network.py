@@ -81,3 +81,15 @@ def test_dice_per_class_and_class_mapping():
     assert scores["per_class"]["a"] == pytest.approx(2 * 1 / (2 + 2))
     assert scores["per_class"]["b"] == pytest.approx(2 * 2 / (3 + 2))
     assert scores["mean"] == pytest.approx((0.5 + 0.8) / 2)
+
+
+def test_the_light_path_decodes_at_half_or_quarter_size_with_the_same_weights():
+    torch.manual_seed(0)
+    decoder = UNETRDecoder(DecoderShape(num_classes=3, embed_dim=32, initial_features=8, image_size=256)).eval()
+    features = torch.randn(2, 32, 16, 16)
+    with torch.inference_mode():
+        full, half, quarter = (decoder(features, d) for d in (1, 2, 4))
+    assert full.shape == (2, 3, 256, 256) and half.shape == (2, 3, 128, 128) and quarter.shape == (2, 3, 64, 64)
+    assert torch.equal(decoder(features), full)  # the default is the full path, unchanged
+    with pytest.raises(ValueError, match="downscale must be one of"):
+        decoder(features, 3)

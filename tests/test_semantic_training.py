@@ -12,7 +12,7 @@ import pytest
 from medicosam_app.coordinates import SliceView
 from medicosam_app.semantic.config import TrainingConfig
 from medicosam_app.semantic.metrics import dice_per_class
-from medicosam_app.semantic.segmenter import NoSemanticModelError
+from medicosam_app.semantic.segmenter import NoSemanticModelError, SemanticSegmenter
 from medicosam_app.semantic.studies import find_labelled_studies
 from medicosam_app.services import build_model_provider, build_retrainer, build_semantic_segmenter, build_slice_embedder
 from medicosam_app.settings import Settings
@@ -63,6 +63,14 @@ def test_semantic_inference_returns_labels_in_the_image_geometry(semantic, mni_s
     right = dice_per_class(result.label, truth, names)["mean"]
     flipped = dice_per_class(result.label[:, ::-1, :], truth, names)["mean"]  # anterior ↔ posterior
     assert right > 0.3 and right > flipped + 0.1
+
+    # The light path (semantic_downscale 2): the same model decoded at half size, in the same geometry,
+    # close to the full path and as good against the truth.
+    light = SemanticSegmenter(segmenter.store, segmenter.embedder, batch_size=4, downscale=2)
+    coarse = light.segment(str(mni_studies / "subject_2.nii.gz"))
+    assert coarse.label.shape == truth.shape and coarse.version == "v0001"
+    assert dice_per_class(coarse.label, result.label, names)["mean"] > 0.8
+    assert dice_per_class(coarse.label, truth, names)["mean"] > right - 0.1
 
 
 def test_a_worse_run_is_stored_but_not_promoted_and_rollback_restores(semantic, mni_studies):

@@ -167,7 +167,9 @@ class ModelPrecisionProbe:
         encoder = self.sam.image_encoder
         predictor = self._predictor(precision)  # moves the network to the device
         side = encoder.img_size // encoder.patch_embed.proj.kernel_size[0]
-        tokens = torch.randn(1, side, side, encoder.neck[0].in_channels, device=self.device)
+        # A generator of its own: measuring must not move the global random state training runs on.
+        generator = torch.Generator().manual_seed(0)
+        tokens = torch.randn(1, side, side, encoder.neck[0].in_channels, generator=generator).to(self.device)
         kinds: Dict[bool, List] = {}
         for block in encoder.blocks:
             kinds.setdefault(getattr(block, "window_size", 0) == 0, []).append(block)

@@ -12,11 +12,14 @@ upsampling), the implementation medico-sam trained with, so the released decoder
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+DOWNSCALES = (1, 2, 4)  # decode at full, half or quarter of the encoder's input size
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,10 @@ class Upsample(nn.Module):
         self.scale_factor = scale_factor
         self.conv = nn.Conv2d(in_channels, out_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
+    def forward(self, x: torch.Tensor, scale_factor: Optional[int] = None) -> torch.Tensor:
+        scale = self.scale_factor if scale_factor is None else scale_factor
+        if scale != 1:
+            x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
         return self.conv(x)
 
 
@@ -93,8 +98,11 @@ class DeconvBlock(nn.Module):
             nn.ReLU(inplace=True),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x)
+    def forward(self, x: torch.Tensor, scale_factor: Optional[int] = None) -> torch.Tensor:
+        x = self.block[0](x, scale_factor)
+        for layer in self.block[1:]:
+            x = layer(x)
+        return x
 
 
 class UpsamplingPath(nn.Module):
@@ -106,9 +114,10 @@ class UpsamplingPath(nn.Module):
         self.blocks = nn.ModuleList([ConvBlock(wide, narrow) for wide, narrow in pairs])
         self.samplers = nn.ModuleList([Upsample(wide, narrow) for wide, narrow in pairs])
 
-    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
-        for block, sampler, skip in zip(self.blocks, self.samplers, skips):
-            x = sampler(x)
+    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor], scales: Sequence[Optional[int]] = ()) -> torch.Tensor:
+        scales = list(scales) + [None] * (len(self.blocks) - len(scales))
+        for block, sampler, skip, scale in zip(self.blocks, self.samplers, skips, scales):
+            x = sampler(x, scale)
             x = block(torch.cat([x, centre_channels(skip, x.shape[1])], dim=1))
         return x
 
@@ -141,13 +150,20 @@ class UNETRDecoder(nn.Module):
         self.decoder_head = ConvBlock(2 * f[-1], f[-1])
         self.out_conv = nn.Conv2d(f[-1], shape.num_classes, 1)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        z9 = self.deconv1(features)
-        z6 = self.deconv2(z9)
-        z3 = self.deconv3(z6)
-        z0 = self.deconv4(z3)
-        x = self.decoder(self.base(features), [z9, z6, z3])
-        x = self.decoder_head(torch.cat([self.deconv_out(x), z0], dim=1))
+    def forward(self, features: torch.Tensor, downscale: int = 1) -> torch.Tensor:
+        """Logits at ``image_size / downscale``. ``downscale`` 2 or 4 skips the last one or two ×2
+        upsamplings of both branches, so the widest layers run on 4× or 16× fewer pixels (the light path
+        for CPUs; the same weights, logits to be resized by the caller)."""
+        if downscale not in DOWNSCALES:
+            raise ValueError(f"downscale must be one of {DOWNSCALES}, not {downscale}")
+        skip_last = {1: 0, 2: 1, 4: 2}[downscale]  # how many of the finest ×2 steps become ×1
+        deconv_scales = [None, None, 1 if skip_last >= 2 else None, 1 if skip_last >= 1 else None]
+        z9 = self.deconv1(features, deconv_scales[0])
+        z6 = self.deconv2(z9, deconv_scales[1])
+        z3 = self.deconv3(z6, deconv_scales[2])
+        z0 = self.deconv4(z3, deconv_scales[3])
+        x = self.decoder(self.base(features), [z9, z6, z3], scales=[None, None, deconv_scales[2]])
+        x = self.decoder_head(torch.cat([self.deconv_out(x, deconv_scales[3]), z0], dim=1))
         return self.out_conv(x)
 
 

@@ -5,6 +5,7 @@ request, without a restart."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from ..slice_embedder import SliceEmbedder
 from ..volume import Volume
 from ..volume_cache import VolumeCache
 from .classes import SemanticClasses
-from .network import DecoderShape, UNETRDecoder, logits_to_slice
+from .network import DOWNSCALES, DecoderShape, UNETRDecoder, logits_to_slice
 from .slices import input_size
 from .versions import VersionStore
 
@@ -62,12 +63,16 @@ class SemanticSegmenter:
         volumes: Optional[VolumeCache] = None,
         batch_size: int = 8,
         axis: int = 2,
+        downscale: int = 1,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.volumes = volumes or VolumeCache(0)
         self.batch_size = max(1, int(batch_size))
         self.axis = axis
+        if downscale not in DOWNSCALES:
+            raise InvalidRequestError(f"semantic_downscale must be one of {DOWNSCALES}, not {downscale}.")
+        self.downscale = downscale  # 2 or 4: the light path (decode at half or quarter size, resize the logits)
         self._served: Optional[ServedDecoder] = None
         self._token: Tuple[Optional[str], int] = (None, -1)
         self._lock = threading.Lock()
@@ -136,7 +141,8 @@ class SemanticSegmenter:
         self.embedder.encode_into_cache(volume, view, indices)
         features = torch.cat([self.embedder.embedding(volume, view, i)[0].features for i in indices])
         decoder = served.decoder
-        logits = decoder(features.to(next(decoder.parameters()).device))
+        logits = decoder(features.to(next(decoder.parameters()).device), self.downscale)
         size = view.pixel_shape
-        logits = logits_to_slice(logits, input_size(size, decoder.shape.image_size), size)
+        framed = tuple(math.ceil(n / self.downscale) for n in input_size(size, decoder.shape.image_size))
+        logits = logits_to_slice(logits, framed, size)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
