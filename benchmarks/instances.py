@@ -19,7 +19,6 @@ few epochs, evaluated on a fourth. Those figures show the pipeline works end to 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import platform
 import statistics
@@ -35,7 +34,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "sample-data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from small_case import small_case  # noqa: E402
 from medicosam_app.instances.mask_generator import (  # noqa: E402
     GridSettings,
     PredictorPointDecoder,
@@ -48,7 +49,7 @@ from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
 from medicosam_app.model_provider import ModelProvider  # noqa: E402
 from medicosam_app.predictor import ImageEmbedding, PromptPredictor  # noqa: E402
 from medicosam_app.propagation import PropagationSettings  # noqa: E402
-from medicosam_app.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
+from medicosam_app.random_checkpoint import VIT_B_SAM  # noqa: E402
 from medicosam_app.sam_builder import build_sam  # noqa: E402
 from medicosam_app.semantic.classes import SemanticClasses  # noqa: E402
 from medicosam_app.semantic.config import TrainingConfig  # noqa: E402
@@ -153,32 +154,11 @@ def speed(args: argparse.Namespace) -> None:
               f"({100 * flat / points:.0f} %), {seconds:.2f} s per slice")
 
 
-def _small_case(folder: Path):
-    """The MNI sample, 4× smaller, four labelled subjects (every other one mirrored); a tiny random SAM."""
-    import build_datastore
-
-    template = folder / "template"
-    (template / "labels").mkdir(parents=True)
-    build_datastore.build_mni(template, template / "labels")
-    t1 = sitk.ReadImage(str(template / "mni152_t1.nii.gz"), sitk.sitkFloat32)
-    tissue = sitk.ReadImage(str(template / "labels" / "mni152_t1.nii.gz"))
-    studies, labels = folder / "studies", folder / "studies" / "labels" / "final"
-    labels.mkdir(parents=True)
-    for n in range(4):
-        image, label = sitk.Shrink(t1, [4] * 3), sitk.Shrink(tissue, [4] * 3)
-        if n % 2:
-            image, label = sitk.Flip(image, [True, False, False]), sitk.Flip(label, [True, False, False])
-        sitk.WriteImage(image * (0.8 + 0.2 * n), str(studies / f"subject_{n}.nii.gz"))
-        sitk.WriteImage(label, str(labels / f"subject_{n}.nii.gz"))
-    checkpoint = write_random_checkpoint(folder / "tiny256.pt", dataclasses.replace(TINY_SAM, image_size=256), seed=0)
-    return studies, checkpoint
-
-
 def quality(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         if args.studies is None:
-            studies, checkpoint = _small_case(scratch)
+            studies, checkpoint = small_case(scratch)
             semantic_dir = scratch / "semantic"
             print("\n== quality: small self-made case (MNI sample 4× smaller, tiny random SAM, semantic decoder "
                   "trained 8 epochs on subjects 0-2, evaluated on the held-out subject 3) ==")

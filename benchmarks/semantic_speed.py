@@ -1,7 +1,10 @@
 """Speed of the semantic decoder at the published shape (256-channel neck, 64 initial features, 1024²):
-inference per slice and training step per slice, on cached encoder features (random here).
+inference per slice and training step per slice, on cached encoder features (random here); the light
+path (``semantic_downscale`` 2 and 4) and a narrower decoder; and, on a small labelled case it builds
+itself (MNI sample, tiny SAM, decoder trained for a few epochs), the Dice of each light path against the
+full path and against the truth.
 
-    python benchmarks/semantic_speed.py [--device cpu|cuda] [--batch 4] [--repeats 3]
+    python benchmarks/semantic_speed.py [--device cpu|cuda] [--batch 4] [--repeats 3] [--skip-quality]
 
 Encoding is not included: it is the interactive tasks' cost per slice (see click_latency.py), paid once
 per slice and cached.
@@ -39,6 +42,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--downscales", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--widths", type=int, nargs="+", default=[64, 16])
+    parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
     decoder = UNETRDecoder(DecoderShape(num_classes=args.classes)).to(device)
@@ -69,6 +75,64 @@ def main() -> None:
     print(f"  e.g. a 189-slice MNI volume: {189 * infer_s / args.batch:.1f} s of decoding once its embeddings are cached;"
           f" an epoch over 10 images x 64 slices: {640 * train_s / args.batch / 60:.1f} min")
 
+    print("light path and narrower decoders, inference only (ms per slice, argmax at the slice size included):")
+    for width in args.widths:
+        narrow = UNETRDecoder(DecoderShape(num_classes=args.classes, initial_features=width)).to(device).eval()
+        for downscale in args.downscales:
+            @torch.inference_mode()
+            def light(net=narrow, scale=downscale):
+                logits = net(features, scale)
+                framed = tuple(-(-n // scale) for n in (1024, 866))
+                logits_to_slice(logits, framed, size).argmax(1)
+
+            seconds = _time(light, args.repeats, device)
+            print(f"  initial_features {width:3d}, semantic_downscale {downscale}: {1000 * seconds / args.batch:8.1f} ms/slice")
+    if not args.skip_quality:
+        quality(args)
+
+
+def quality(args) -> None:
+    """Dice of the light paths against the full path and the truth, with one small trained decoder."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from small_case import small_case
+
+    from medicosam_app.model_provider import ModelProvider
+    from medicosam_app.semantic.classes import SemanticClasses
+    from medicosam_app.semantic.config import TrainingConfig
+    from medicosam_app.semantic.metrics import dice_per_class
+    from medicosam_app.semantic.retrain import SemanticRetrainer
+    from medicosam_app.semantic.segmenter import SemanticSegmenter
+    from medicosam_app.semantic.studies import find_labelled_studies
+    from medicosam_app.semantic.versions import VersionStore
+    from medicosam_app.slice_embedder import SliceEmbedder
+    from medicosam_app.volume import read_volume
+
+    with tempfile.TemporaryDirectory() as scratch:
+        studies, checkpoint = small_case(Path(scratch))
+        classes = SemanticClasses.parse("grey_matter,white_matter")
+        models = ModelProvider(str(checkpoint), allow_download=False, precision="fp32")
+        embedder = SliceEmbedder(models)
+        store = VersionStore(Path(scratch) / "semantic")
+        labelled = find_labelled_studies(studies)
+        config = TrainingConfig(epochs=8, learning_rate=1e-3, initial_features=8, max_slices_per_image=16)
+        summary = SemanticRetrainer(store, embedder, models, classes).run(labelled[:3], config, force=True, progress=False)
+        held_out = labelled[3]
+        truth = read_volume(held_out.label_path).array
+        names = list(classes.names)
+        print(f"\nDice on the held-out {held_out.image_id} (tiny SAM, decoder trained 8 epochs on three subjects; "
+              f"{summary.line()}):")
+        full = None
+        for downscale in (1, 2, 4):
+            label = SemanticSegmenter(store, embedder, downscale=downscale).segment(str(held_out.image_path)).label
+            full = label if full is None else full
+            against_full = dice_per_class(label, full, names)["mean"]
+            against_truth = dice_per_class(label, truth, names)
+            per_class = ", ".join(f"{k} {v:.3f}" for k, v in against_truth["per_class"].items())
+            print(f"  semantic_downscale {downscale}: Dice vs full path {against_full:.3f}; vs truth {against_truth['mean']:.3f} ({per_class})")
 
 if __name__ == "__main__":
     main()

@@ -8,9 +8,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from .errors import MedicoSamError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def _settings_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from medicosam_app.instances.instance_label import DrawnInstance, compose
 from medicosam_app.instances.mask_generator import GridSettings, generate, grid_points
 from medicosam_app.instances.proposals import box_proposals, semantic_proposals
 from medicosam_app.instances.segmenter import InstanceOptions
-from medicosam_app.propagation import PropagationSettings, SliceMask
+from medicosam_app.propagation import SliceMask
 
 IDENTITY = np.eye(3)
 OBLIQUE = np.array(OBLIQUE_AXIAL_DIRECTION).reshape(3, 3)

@@ -32,7 +32,7 @@ from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
 from lib.access_control import SiteAccess, install_access_control  # noqa: E402
-from lib.request_context import add_audit_details, current_user  # noqa: E402
+from lib.request_context import current_user  # noqa: E402
 from lib.request_guards import guard_requests  # noqa: E402
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
 from lib.semantic_infer import SemanticInfer  # noqa: E402

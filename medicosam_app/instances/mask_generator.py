@@ -22,7 +22,6 @@ import torch
 from segment_anything.utils.amg import batched_mask_to_box, build_point_grid, calculate_stability_score
 from torchvision.ops import nms
 
-from ..errors import InvalidRequestError
 from .grid_decoder import GridMaskDecoder
 from ..request_values import parse_bool, parse_int, parse_number
 

@@ -11,7 +11,6 @@ import statistics
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,0 +1,147 @@
+"""The image encoder on this machine: its matmul peaks, the limit they set, every variant's time and mask
+agreement, and the precision ``auto`` chooses.
+
+    python benchmarks/encoder_speed.py [--device cpu|cuda] [--repeats 1] [--compile]
+
+ViT-B at 1024² with random weights (the real weights cannot be downloaded here; speed does not depend on
+them). The limit: the encoder's ~972 GFLOP per slice at the machine's best 4096² matmul rate. Agreement:
+mean mask IoU against segment-anything's fp32 encoder over the probe prompts ``precision auto`` uses
+(16 points, 3 boxes on a fixed synthetic slice), each decoded in fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from medicosam_app.attention import use_fused_attention  # noqa: E402
+from medicosam_app.memory_layout import use_channels_last_decoder  # noqa: E402
+from medicosam_app.model.precision_choice import (  # noqa: E402
+    choose_precision,
+    device_description,
+    probe_prompts,
+    probe_slice,
+)
+from medicosam_app.predictor import PromptPredictor  # noqa: E402
+from medicosam_app.random_checkpoint import VIT_B_SAM  # noqa: E402
+from medicosam_app.sam_builder import build_sam  # noqa: E402
+
+ENCODER_GFLOP = 972.0  # ViT-B image encoder, one 1024² input (multiply-adds × 2)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 4096, repeats: int = 3) -> float:
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    return 2 * size**3 / min(times) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def masks(predictor: PromptPredictor, decoder: PromptPredictor, image: np.ndarray):
+    embedding = predictor.encode(image)
+    out = []
+    for points, box in probe_prompts():
+        labels = None if points is None else np.ones(len(points), dtype=int)
+        out.append(decoder.predict(embedding, points, labels, box).mask)
+    return out
+
+
+def mean_iou(ours, reference) -> float:
+    values = []
+    for a, b in zip(ours, reference):
+        union = np.logical_or(a, b).sum()
+        values.append(1.0 if union == 0 else float(np.logical_and(a, b).sum() / union))
+    return float(np.mean(values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the encoder (slow to build)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"machine: {device_description(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+
+    peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
+    if device.type == "cuda":
+        peaks["fp16"] = matmul_peak(device, torch.float16)
+    for name, gflops in peaks.items():
+        print(f"4096² matmul {name}: {gflops:8.0f} GFLOP/s  ⇒ encoder limit {ENCODER_GFLOP / gflops:6.2f} s per 1024² slice")
+    best = max(peaks.values())
+
+    torch.manual_seed(0)
+    base = build_sam(VIT_B_SAM).eval()
+    image = np.repeat(np.kron(probe_slice(256)[:, :, 0], np.ones((4, 4), dtype=np.uint8))[:, :, None], 3, axis=2)  # 1024²
+    reference_predictor = PromptPredictor(base, device, "fp32")
+    reference_masks = masks(reference_predictor, reference_predictor, image)
+
+    fused = copy.deepcopy(base)
+    use_fused_attention(fused)
+    use_channels_last_decoder(fused)
+    variants = [
+        ("segment-anything fp32", base, "fp32"),
+        ("segment-anything bf16 autocast", base, "bf16"),
+        ("ours: fused attention fp32", fused, "fp32"),
+        ("ours: fused attention bf16", fused, "bf16"),
+    ]
+    if device.type == "cuda":
+        variants.append(("ours: fused attention fp16", fused, "fp16"))
+    if device.type == "cpu":
+        quantised = copy.deepcopy(fused)
+        quantised.image_encoder = torch.ao.quantization.quantize_dynamic(quantised.image_encoder, {torch.nn.Linear}, dtype=torch.qint8)
+        variants.append(("ours: int8 dynamic (torch.ao, Linear layers)", quantised, "fp32"))
+    if args.compile:
+        compiled = copy.deepcopy(fused)
+        compiled.image_encoder = torch.compile(compiled.image_encoder)
+        variants.append(("ours: torch.compile fp32", compiled, "fp32"))
+
+    print(f"\n{'variant':48s} {'s/slice':>8s} {'× limit':>8s} {'mask IoU':>9s}")
+    results = {}
+    for name, sam, precision in variants:
+        predictor = PromptPredictor(sam, device, precision)
+        try:
+            predictor.encode(image)  # warm-up (and the build, for torch.compile)
+            times = []
+            for _ in range(args.repeats):
+                _sync(device)
+                started = time.perf_counter()
+                predictor.encode(image)
+                _sync(device)
+                times.append(time.perf_counter() - started)
+        except Exception as error:  # a variant this machine cannot run is reported, not fatal
+            print(f"{name:48s} failed: {str(error).splitlines()[0][:80]}")
+            continue
+        seconds = statistics.median(times)
+        agreement = mean_iou(masks(predictor, reference_predictor, image), reference_masks)
+        results[name] = seconds
+        print(f"{name:48s} {seconds:8.2f} {seconds / (ENCODER_GFLOP / best):8.1f} {agreement:9.3f}")
+
+    started = time.perf_counter()
+    choice = choose_precision(copy.deepcopy(fused), device, "benchmark", folder=None)
+    print(f"\nprecision auto → {choice.chosen}: {choice.reason} (encoder estimate ms {choice.encoder_ms}; "
+          f"decided in {time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
