@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ sys.path.insert(0, str(REPO / "sample-data"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from small_case import small_case  # noqa: E402
+from timing import median_seconds  # noqa: E402
 from medicosam_app.instances.mask_generator import (  # noqa: E402
     GridSettings,
     PredictorPointDecoder,
@@ -59,20 +59,6 @@ from medicosam_app.semantic.segmenter import SemanticSegmenter  # noqa: E402
 from medicosam_app.semantic.studies import find_labelled_studies  # noqa: E402
 from medicosam_app.semantic.versions import VersionStore  # noqa: E402
 from medicosam_app.slice_embedder import SliceEmbedder  # noqa: E402
-
-
-def _median_time(fn, repeats: int, device: torch.device) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 class SamReferenceDecoder:
@@ -133,10 +119,10 @@ def speed(args: argparse.Namespace) -> None:
         if decoder_class is SamReferenceDecoder and args.skip_reference:
             continue
         grid = GridSettings(points_per_side=args.points_per_side, points_per_batch=batch, **options)
-        seconds = _median_time(lambda: generate(decoder_class(predictor, embedding), size, grid), args.repeats, device)
+        seconds = median_seconds(lambda: generate(decoder_class(predictor, embedding), size, grid), args.repeats, device)
         print(f"{label:48s} {seconds:7.2f} s per slice  ({1000 * seconds / points:6.1f} ms per prompt)")
     box = np.array([40.0, 60.0, 200.0, 180.0])
-    drawn = _median_time(lambda: predictor.predict(embedding, box_xyxy=box), args.repeats, device)
+    drawn = median_seconds(lambda: predictor.predict(embedding, box_xyxy=box), args.repeats, device)
     print(f"one box-prompted slice (the unit of the semantic and boxes modes): {1000 * drawn:.1f} ms")
 
     print(f"\n== the default everything request on real sample slices ({args.points_per_side}×{args.points_per_side}, "
@@ -148,7 +134,7 @@ def speed(args: argparse.Namespace) -> None:
         flat = int(on_flat_background(grid_xy, display, radius, GridSettings.background_level).sum())
         sample = ImageEmbedding(torch.randn(1, 256, 64, 64, device=device), display.shape)
         grid = GridSettings(points_per_side=args.points_per_side, points_per_batch=args.batches[0])
-        seconds = _median_time(lambda: generate(PredictorPointDecoder(predictor, sample), display.shape, grid, display),
+        seconds = median_seconds(lambda: generate(PredictorPointDecoder(predictor, sample), display.shape, grid, display),
                                args.repeats, device)
         print(f"{name:12s} {display.shape[0]}×{display.shape[1]}: {flat} of {points} points on background "
               f"({100 * flat / points:.0f} %), {seconds:.2f} s per slice")

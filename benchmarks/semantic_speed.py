@@ -13,27 +13,17 @@ per slice and cached.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-from medicosam_app.semantic.network import DecoderShape, UNETRDecoder, logits_to_slice
-from medicosam_app.semantic.training import semantic_loss
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from timing import median_seconds  # noqa: E402
 
-def _time(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from medicosam_app.semantic.network import DecoderShape, UNETRDecoder, logits_to_slice  # noqa: E402
+from medicosam_app.semantic.training import semantic_loss  # noqa: E402
 
 
 def main() -> None:
@@ -66,8 +56,8 @@ def main() -> None:
         loss.backward()
         optimiser.step()
 
-    infer_s = _time(infer, args.repeats, device)
-    train_s = _time(train_step, args.repeats, device)
+    infer_s = median_seconds(infer, args.repeats, device)
+    train_s = median_seconds(train_step, args.repeats, device)
     params = sum(p.numel() for p in decoder.parameters())
     print(f"semantic decoder ({params / 1e6:.1f} M parameters) on {device}, batch {args.batch}:")
     print(f"  inference    {1000 * infer_s / args.batch:8.1f} ms/slice  ({args.batch / infer_s:.2f} slices/s)")
@@ -85,7 +75,7 @@ def main() -> None:
                 framed = tuple(-(-n // scale) for n in (1024, 866))
                 logits_to_slice(logits, framed, size).argmax(1)
 
-            seconds = _time(light, args.repeats, device)
+            seconds = median_seconds(light, args.repeats, device)
             print(f"  initial_features {width:3d}, semantic_downscale {downscale}: {1000 * seconds / args.batch:8.1f} ms/slice")
     if not args.skip_quality:
         quality(args)
@@ -93,11 +83,8 @@ def main() -> None:
 
 def quality(args) -> None:
     """Dice of the light paths against the full path and the truth, with one small trained decoder."""
-    import sys
     import tempfile
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from small_case import small_case
 
     from medicosam_app.model_provider import ModelProvider

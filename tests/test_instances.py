@@ -142,12 +142,9 @@ def test_a_mask_covering_most_of_the_slice_prunes_nothing():
 
 
 def volume_with_objects(shape=(40, 30, 12)):
-    """``[i, j, k]`` label: class 1 has two separate blobs, class 2 one; sizes and slice ranges differ."""
-    label = np.zeros(shape, dtype=np.uint8)
-    label[3:15, 4:10, 2:8] = 1
-    label[25:37, 18:27, 5:11] = 1
-    label[20:24, 3:8, 1:4] = 2
-    return label
+    """``[i, j, k]`` semantic label: class 1 has two separate blobs, class 2 one; sizes and slice ranges differ."""
+    truth = instance_truth(shape)
+    return np.where(truth == 3, 2, truth > 0).astype(np.uint8)
 
 
 @pytest.mark.parametrize("direction", [IDENTITY, OBLIQUE], ids=["identity", "oblique"])
