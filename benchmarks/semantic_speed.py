@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--downscales", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 16])
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-training", action="store_true", help="only the inference rows (training a step is slow on a CPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
     decoder = UNETRDecoder(DecoderShape(num_classes=args.classes)).to(device)
@@ -56,14 +57,15 @@ def main() -> None:
         loss.backward()
         optimiser.step()
 
-    infer_s = median_seconds(infer, args.repeats, device)
-    train_s = median_seconds(train_step, args.repeats, device)
-    params = sum(p.numel() for p in decoder.parameters())
-    print(f"semantic decoder ({params / 1e6:.1f} M parameters) on {device}, batch {args.batch}:")
-    print(f"  inference    {1000 * infer_s / args.batch:8.1f} ms/slice  ({args.batch / infer_s:.2f} slices/s)")
-    print(f"  training     {1000 * train_s / args.batch:8.1f} ms/slice  ({args.batch / train_s:.2f} slices/s)")
-    print(f"  e.g. a 189-slice MNI volume: {189 * infer_s / args.batch:.1f} s of decoding once its embeddings are cached;"
-          f" an epoch over 10 images x 64 slices: {640 * train_s / args.batch / 60:.1f} min")
+    if not args.skip_training:
+        infer_s = median_seconds(infer, args.repeats, device)
+        train_s = median_seconds(train_step, args.repeats, device)
+        params = sum(p.numel() for p in decoder.parameters())
+        print(f"semantic decoder ({params / 1e6:.1f} M parameters) on {device}, batch {args.batch}:")
+        print(f"  inference    {1000 * infer_s / args.batch:8.1f} ms/slice  ({args.batch / infer_s:.2f} slices/s)")
+        print(f"  training     {1000 * train_s / args.batch:8.1f} ms/slice  ({args.batch / train_s:.2f} slices/s)")
+        print(f"  e.g. a 189-slice MNI volume: {189 * infer_s / args.batch:.1f} s of decoding once its embeddings are "
+              f"cached; an epoch over 10 images x 64 slices: {640 * train_s / args.batch / 60:.1f} min", flush=True)
 
     print("light path and narrower decoders, inference only (ms per slice, argmax at the slice size included):")
     for width in args.widths:
@@ -76,7 +78,8 @@ def main() -> None:
                 logits_to_slice(logits, framed, size).argmax(1)
 
             seconds = median_seconds(light, args.repeats, device)
-            print(f"  initial_features {width:3d}, semantic_downscale {downscale}: {1000 * seconds / args.batch:8.1f} ms/slice")
+            print(f"  initial_features {width:3d}, semantic_downscale {downscale}: {1000 * seconds / args.batch:8.1f} ms/slice",
+                  flush=True)
     if not args.skip_quality:
         quality(args)
 
