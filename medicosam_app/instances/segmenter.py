@@ -124,7 +124,7 @@ class InstanceSegmenter:
 
     def refine_semantic(self, image_path: os.PathLike, drawing: PropagationSettings = PropagationSettings(), min_voxels: int = 10) -> RefinedSemantic:
         """The semantic label, each class component redrawn by MedicoSAM where it holds to the stop rules."""
-        semantic = self.semantic.segment(str(image_path), with_confidence=True)
+        semantic = self.semantic.segment(str(image_path))  # every component is redrawn: no scores needed
         volume = semantic.volume
         view = SliceView.create(volume.shape, volume.direction, semantic.axis)
         proposals = semantic_proposals(semantic.label, semantic.classes.names, semantic.classes.values, view, None, min_voxels)
