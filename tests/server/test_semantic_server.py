@@ -23,7 +23,7 @@ SEMANTIC = "medicosam_semantic"
 
 
 def _env(checkpoint, **extra):
-    env = {"MEDICOSAM_CHECKPOINT": str(checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0", "MEDICOSAM_TRAIN_EPOCHS": "6"}
+    env = {"MEDICOSAM_CHECKPOINT": str(checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0", "MEDICOSAM_TRAIN_EPOCHS": "10"}
     env.update({f"MEDICOSAM_TRAIN_{k.upper()}": str(v) for k, v in SEMANTIC_TRAINING.items()})
     env.update(extra)
     return env
