@@ -137,6 +137,12 @@ def _relaunch_with_torchrun(nproc: int) -> int:
     return subprocess.call(command)
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.command import run
+
+    return run(args, _semantic_conf(args))
+
+
 def run_models(args: argparse.Namespace) -> int:
     import json
 
@@ -342,6 +348,20 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_arguments(re)
     _semantic_arguments(re)
     re.set_defaults(run=run_retrain)
+
+    ev = commands.add_parser(
+        "evaluate",
+        help="simulate annotators on the final labels: Dice per click, NoC@85/90, 3D propagation Dice",
+        description="Every connected component of every class of the final labels (20 pixels or more) is prompted "
+        "with a box and with a point, then corrected click by click as the chosen protocol says. Prints a table; "
+        "--json and --csv keep every object's trace. Embeddings come from the shared cache.",
+    )
+    from .evaluation.command import add_arguments as add_evaluate_arguments
+
+    add_evaluate_arguments(ev)
+    _settings_arguments(ev)
+    _semantic_arguments(ev)
+    ev.set_defaults(run=run_evaluate)
 
     mod = commands.add_parser("models", help="list, promote or roll back versions of the semantic decoder")
     mod.add_argument("action", choices=["list", "promote", "rollback"])
