@@ -78,7 +78,7 @@ def _semantic_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _semantic_conf(args: argparse.Namespace) -> Dict[str, str]:
     conf = _conf(args) if hasattr(args, "checkpoint") else {}
-    for key in ("semantic_dir", "labels", "cache_dir"):
+    for key in ("semantic_dir", "interactive_dir", "labels", "cache_dir"):
         if getattr(args, key, None):
             conf[key] = str(getattr(args, key))
     return conf
@@ -143,6 +143,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return run(args, _semantic_conf(args))
 
 
+def run_finetune(args: argparse.Namespace) -> int:
+    from .finetune.command import run
+
+    return run(args, _semantic_conf(args))
+
+
 def run_models(args: argparse.Namespace) -> int:
     import json
 
@@ -150,18 +156,26 @@ def run_models(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     settings = Settings.from_conf(_semantic_conf(args))
-    store = VersionStore(settings.semantic_dir)
+    if args.kind == "interactive":
+        store = VersionStore(settings.interactive_dir, what="interactive model")
+    else:
+        store = VersionStore(settings.semantic_dir)
     if args.action == "list":
         versions = store.list()
         if args.json:
             print(json.dumps(versions, indent=2))
         elif not versions:
-            print(f"No semantic model versions in {store.root}.")
+            print(f"No {store.what} versions in {store.root}.")
         for meta in versions if not args.json else []:
             metrics = meta.get("metrics", {})
+            if args.kind == "interactive":
+                gate = metrics.get("gate", {}).get("candidate", {})
+                score = f"NoC@90 {_number(gate.get('noc90'), 2)}  final Dice {_number(gate.get('dice_final'), 4)}"
+            else:
+                score = f"Dice {_number(metrics.get('val_dice'), 4)}"
             print(
                 f"{'*' if meta['serving'] else ' '} {meta['version']}  {meta.get('created', '')}  "
-                f"Dice {metrics.get('val_dice', float('nan')):.4f}  parent {meta.get('parent') or '-'}  "
+                f"{score}  parent {meta.get('parent') or '-'}  "
                 f"{len(meta.get('train_images', []))} train / {len(meta.get('val_images', []))} val images  "
                 f"{'promoted' if meta.get('promoted') else 'not promoted'}: {meta.get('promotion', '')}"
             )
@@ -171,16 +185,20 @@ def run_models(args: argparse.Namespace) -> int:
             print("models promote: name the version, e.g. v0003", file=sys.stderr)
             return 2
         store.promote(args.version, "promoted by an administrator")
-        _audit_model_change(settings, "promote", args.version)
-        print(f"Serving {args.version}.")
+        _audit_model_change(settings, "promote", args.version, args.kind)
+        print(f"Serving {store.what} {args.version}.")
         return 0
     serving = store.rollback()
-    _audit_model_change(settings, "rollback", serving)
-    print(f"Rolled back; serving {serving}.")
+    _audit_model_change(settings, "rollback", serving, args.kind)
+    print(f"Rolled back; serving {store.what} {serving}.")
     return 0
 
 
-def _audit_model_change(settings: Settings, event: str, version: Optional[str]) -> None:
+def _number(value: Optional[float], digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _audit_model_change(settings: Settings, event: str, version: Optional[str], kind: str = "semantic") -> None:
     """An administrator's promotion or rollback from the command line, under their login name."""
     import getpass
 
@@ -188,7 +206,7 @@ def _audit_model_change(settings: Settings, event: str, version: Optional[str]) 
 
     AuditLog(settings.audit_dir).append(AuditRecord(
         event=event, endpoint=f"python -m medicosam_app models {event}", status="ok",
-        user=getpass.getuser(), role="admin", task="medicosam_semantic", model={"semantic_version": version},
+        user=getpass.getuser(), role="admin", task=f"medicosam_{kind}", model={f"{kind}_version": version},
     ))
 
 
@@ -363,9 +381,28 @@ def build_parser() -> argparse.ArgumentParser:
     _semantic_arguments(ev)
     ev.set_defaults(run=run_evaluate)
 
-    mod = commands.add_parser("models", help="list, promote or roll back versions of the semantic decoder")
+    fin = commands.add_parser(
+        "finetune",
+        help="finetune the interactive decoder on final labels with simulated clicks (for cron / systemd timers)",
+        description="Train the prompt encoder and mask decoder on cached embeddings with simulated prompts, from "
+        "the final labels, if at least --min-new-labels of them are new since the last version; store the result as "
+        "a version and serve it only if, on held-out images, it needs no more clicks to reach 90%% Dice and ends no "
+        "worse than the serving decoder. Exits 0 with a one-line summary, also when there is nothing to do.",
+    )
+    from .finetune.command import add_arguments as add_finetune_arguments
+
+    add_finetune_arguments(fin)
+    _settings_arguments(fin)
+    _semantic_arguments(fin)
+    fin.add_argument("--interactive-dir", help="versions of the interactive decoder (default <cache-dir>/interactive)")
+    fin.set_defaults(run=run_finetune)
+
+    mod = commands.add_parser("models", help="list, promote or roll back versions of the semantic or interactive decoder")
     mod.add_argument("action", choices=["list", "promote", "rollback"])
     mod.add_argument("version", nargs="?", help="for promote: the version id, e.g. v0003")
+    mod.add_argument("--kind", choices=["semantic", "interactive"], default="semantic",
+                     help="which model's versions (default semantic)")
+    mod.add_argument("--interactive-dir", help="versions of the interactive decoder (default <cache-dir>/interactive)")
     mod.add_argument("--json", action="store_true")
     mod.add_argument("--cache-dir", help="default ~/.cache/medicosam")
     _semantic_arguments(mod)

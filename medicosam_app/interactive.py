@@ -68,6 +68,7 @@ class SliceSegmentation:
     predicted_iou: float
     embedding_source: EmbeddingSource
     latencies: Dict[str, float] = field(default_factory=dict)
+    decoder_version: Optional[str] = None  # the interactive finetuning version that decoded (None: the checkpoint's)
 
     @property
     def embedding_cached(self) -> bool:
@@ -149,6 +150,7 @@ class InteractiveSegmenter:
             slice_index=index,
             predicted_iou=prediction.predicted_iou,
             embedding_source=source,
+            decoder_version=predictor.decoder_version,
             latencies={
                 "pre": round(loaded - started, 4),
                 "encode": round(encoded - loaded, 4),

@@ -10,17 +10,21 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import torch
 
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
 from .errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
+from .finetune.serving import ServedDecoder
 from .attention import use_fused_attention
 from .memory_layout import use_channels_last_decoder
 from .model.precision_choice import PrecisionChoice, choose_precision
 from .predictor import PromptPredictor
 from .sam_builder import SamArchitecture, load_sam
+
+if TYPE_CHECKING:
+    from .semantic.versions import VersionStore
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ class ModelProvider:
         weights: PublishedWeights = MEDICOSAM_VIT_B,
         precision: Optional[str] = None,
         fused_attention: bool = True,
+        interactive_versions: Optional["VersionStore"] = None,
     ) -> None:
         self._checkpoint = checkpoint
         self._cache_dir = cache_dir
@@ -53,6 +58,7 @@ class ModelProvider:
         self._error: Optional[str] = None
         self._phase = "waiting to start"
         self._precision_choice: Optional[PrecisionChoice] = None
+        self._served_decoder = ServedDecoder(interactive_versions) if interactive_versions is not None else None
 
     def start_loading(self) -> None:
         """Load in a background thread (a download may take minutes); safe to call twice."""
@@ -95,7 +101,20 @@ class ModelProvider:
         self._phase = f"downloading {self._weights.filename} ({done / 2**20:.0f} MiB{share})"
 
     def predictor(self, timeout: Optional[float] = None) -> PromptPredictor:
-        """The loaded predictor; raises with the reason when there is none.
+        """The predictor to serve: the checkpoint's encoder with the serving interactive decoder version
+        (the checkpoint's own decoder before any promotion). Raises with the reason when there is none."""
+        base = self.base_predictor(timeout)
+        if self._served_decoder is None:
+            return base
+        return self._served_decoder.predictor(base, self.checkpoint_hash)
+
+    @property
+    def interactive_version(self) -> Optional[str]:
+        """The interactive decoder version the last request used (None: the checkpoint's own)."""
+        return self._served_decoder.version if self._served_decoder is not None else None
+
+    def base_predictor(self, timeout: Optional[float] = None) -> PromptPredictor:
+        """The checkpoint as loaded, with its own decoder; raises with the reason when there is none.
 
         Without a background load (command-line tools) the model is loaded now. While a background load
         runs (the server), this waits at most ``timeout`` seconds (default: not at all) and then raises
@@ -144,4 +163,5 @@ class ModelProvider:
                 "chosen": self._predictor.precision, "reason": "set by configuration (precision auto measures)"
             },
             "fused_attention": self._fused_attention,
+            "interactive_decoder": self._served_decoder.status() if self._served_decoder is not None else {"serving": None},
         }

@@ -63,7 +63,11 @@ class PromptPredictor:
     small prompt/mask decoder always runs in float32.
     """
 
-    def __init__(self, sam: Sam, device: Optional[torch.device] = None, precision: Optional[str] = None) -> None:
+    def __init__(
+        self, sam: Sam, device: Optional[torch.device] = None, precision: Optional[str] = None,
+        decoder_version: Optional[str] = None,
+    ) -> None:
+        self.decoder_version = decoder_version  # the interactive finetuning version decoding (None: the checkpoint's)
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.sam = sam.to(self.device).eval()
         self.image_size = sam.image_encoder.img_size
@@ -143,31 +147,13 @@ class PromptPredictor:
         ``multimask=None`` applies SAM's rule: ask for three masks and keep the one with the best
         predicted IoU when the only prompt is a single point, since a lone click is ambiguous.
         """
-        frame = self.frame(embedding.original_size)
-        has_points = points_xy is not None and len(points_xy) > 0
-        if multimask is None:
-            multimask = has_points and len(points_xy) == 1 and box_xyxy is None and mask_logits is None
-        points = None
-        if has_points:
-            coords = torch.as_tensor(frame.points(points_xy), dtype=torch.float, device=self.device)[None]
-            labels = torch.as_tensor(np.asarray(point_labels), dtype=torch.int, device=self.device)[None]
-            points = (coords, labels)
-        boxes = None
-        if box_xyxy is not None:
-            boxes = torch.as_tensor(frame.boxes(box_xyxy), dtype=torch.float, device=self.device)
-        masks = mask_logits.to(self.device)[None] if mask_logits is not None else None
-
-        sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
-        low_res, iou = self.sam.mask_decoder(
-            image_embeddings=embedding.features.to(self.device),
-            image_pe=self._dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
+        low_res, iou = decode_prompts(
+            self.sam, embedding.features.to(self.device), self._dense_pe, embedding.original_size,
+            points_xy, point_labels, box_xyxy, mask_logits, multimask,
         )
-        best = int(torch.argmax(iou[0])) if multimask else 0
+        best = int(torch.argmax(iou[0])) if low_res.shape[1] > 1 else 0
         low_res = low_res[:, best : best + 1]
-        full = self.sam.postprocess_masks(low_res, frame.input_size, embedding.original_size)
+        full = self.sam.postprocess_masks(low_res, self.frame(embedding.original_size).input_size, embedding.original_size)
         return MaskPrediction(
             mask=(full[0, 0] > self.sam.mask_threshold).cpu().numpy(),
             low_res_logits=low_res[0].detach().cpu(),
@@ -198,16 +184,62 @@ class PromptPredictor:
 
     @torch.inference_mode()
     def upscale(self, low_res_logits: torch.Tensor, original_size: Tuple[int, int]) -> torch.Tensor:
-        """SAM's (B, M, 256, 256) logits → (B, M, H, W) logits of the original image.
+        """SAM's (B, M, 256, 256) logits → (B, M, H, W) logits of the original image (see :func:`logits_to_image`)."""
+        return logits_to_image(low_res_logits, self.image_size, original_size)
 
-        The padding is cut at low resolution and the rest resized once, straight to the image's size:
-        SAM's own ``postprocess_masks`` goes through the padded 1024² frame, which for the hundreds of
-        masks of a point grid costs more than the decoder itself. Masks differ from it by interpolation
-        rounding along edges only."""
-        frame = self.frame(original_size)
-        low = low_res_logits.shape[-1]
-        rows, cols = (math.ceil(n * low / self.image_size) for n in frame.input_size)
-        valid = low_res_logits[..., :rows, :cols]
-        flat = valid.flatten(0, -3)[:, None]
-        resized = F.interpolate(flat, size=tuple(original_size), mode="bilinear", align_corners=False)
-        return resized.reshape(*low_res_logits.shape[:-2], *original_size)
+
+def decode_prompts(
+    sam: Sam,
+    features: torch.Tensor,
+    dense_pe: torch.Tensor,
+    original_size: Tuple[int, int],
+    points_xy: Optional[np.ndarray] = None,
+    point_labels: Optional[np.ndarray] = None,
+    box_xyxy: Optional[np.ndarray] = None,
+    mask_logits: Optional[torch.Tensor] = None,
+    multimask: Optional[bool] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Prompt encoder + mask decoder for one image's prompts in pixels of the original image: SAM's
+    (1, M, 256, 256) logits and (1, M) predicted IoUs, M = 3 with ``multimask`` else 1.
+
+    Differentiable (no inference mode of its own), so finetuning runs the same code the server does.
+    ``multimask=None`` applies SAM's rule: three masks when the only prompt is a single point.
+    """
+    device = features.device
+    frame = SamFrame(tuple(original_size), sam.image_encoder.img_size)  # type: ignore[arg-type]
+    has_points = points_xy is not None and len(points_xy) > 0
+    if multimask is None:
+        multimask = has_points and len(points_xy) == 1 and box_xyxy is None and mask_logits is None
+    points = None
+    if has_points:
+        coords = torch.as_tensor(frame.points(points_xy), dtype=torch.float, device=device)[None]
+        labels = torch.as_tensor(np.asarray(point_labels), dtype=torch.int, device=device)[None]
+        points = (coords, labels)
+    boxes = None
+    if box_xyxy is not None:
+        boxes = torch.as_tensor(frame.boxes(box_xyxy), dtype=torch.float, device=device)
+    masks = mask_logits.to(device)[None] if mask_logits is not None else None
+    sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
+    return sam.mask_decoder(
+        image_embeddings=features,
+        image_pe=dense_pe,
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=bool(multimask),
+    )
+
+
+def logits_to_image(low_res_logits: torch.Tensor, image_size: int, original_size: Tuple[int, int]) -> torch.Tensor:
+    """SAM's (..., 256, 256) logits → (..., H, W) logits of the original image (differentiable).
+
+    The padding is cut at low resolution and the rest resized once, straight to the image's size:
+    SAM's own ``postprocess_masks`` goes through the padded 1024² frame, which for the hundreds of masks
+    of a point grid costs more than the decoder itself. Masks differ from it by interpolation rounding
+    along edges only."""
+    frame = SamFrame(tuple(original_size), image_size)  # type: ignore[arg-type]
+    low = low_res_logits.shape[-1]
+    rows, cols = (math.ceil(n * low / image_size) for n in frame.input_size)
+    valid = low_res_logits[..., :rows, :cols]
+    flat = valid.flatten(0, -3)[:, None]
+    resized = F.interpolate(flat, size=tuple(original_size), mode="bilinear", align_corners=False)
+    return resized.reshape(*low_res_logits.shape[:-2], *original_size)

@@ -8,6 +8,7 @@ from typing import Optional
 from .checkpoints import MEDICOSAM_VIT_B
 from .embedding_store import EmbeddingDiskStore
 from .embeddings import EmbeddingCache
+from .finetune.rounds import InteractiveFinetuner
 from .model_provider import ModelProvider
 from .prefetch import Prefetcher
 from .semantic.retrain import SemanticRetrainer
@@ -30,6 +31,17 @@ def build_model_provider(settings: Settings) -> ModelProvider:
         device=settings.device,
         precision=settings.precision,
         fused_attention=settings.fused_attention,
+        interactive_versions=build_interactive_store(settings),
+    )
+
+
+def build_interactive_store(settings: Settings) -> VersionStore:
+    return VersionStore(settings.interactive_dir, what="interactive model")
+
+
+def build_finetuner(settings: Settings, models: ModelProvider, embedder: SliceEmbedder) -> InteractiveFinetuner:
+    return InteractiveFinetuner(
+        build_interactive_store(settings), embedder, models, settings.classes.label_names(), device=settings.device
     )
 
 

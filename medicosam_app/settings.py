@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Tuple
 
 from .checkpoints import CACHE_DIR_ENV, CHECKPOINT_ENV, default_cache_dir
+from .finetune.config import FinetuneConfig
 from .intensity import IntensityPolicy
 from .request_values import parse_bool
 from .semantic.classes import DEFAULT_CLASSES, SemanticClasses
@@ -43,6 +44,10 @@ class Settings:
     training: TrainingConfig
     retrain_after_labels: int  # 0: off
     retrain_schedule: str  # "" off, "daily 02:00", "every 30m" ...
+    interactive_dir: Path  # versions of the finetuned prompt encoder + mask decoder
+    finetune: FinetuneConfig
+    finetune_after_labels: int  # 0: off
+    finetune_schedule: str  # "" off, like retrain_schedule
     dicom_modalities: Tuple[str, ...]  # series a PACS datastore lists (MONAI_LABEL_DICOMWEB_SEARCH_FILTER overrides)
     dicom_cache_dir: Path  # series downloaded from a PACS, converted once
     users_file: Optional[Path]  # users, roles and password hashes; when set, authentication is on
@@ -102,6 +107,18 @@ class Settings:
             ),
             retrain_after_labels=int(get("retrain_after_labels", "MEDICOSAM_RETRAIN_AFTER_LABELS", "5")),
             retrain_schedule=str(get("retrain_schedule", "MEDICOSAM_RETRAIN_SCHEDULE", "") or ""),
+            interactive_dir=Path(
+                get("interactive_dir", "MEDICOSAM_INTERACTIVE_DIR", "") or Path(cache_dir or default_cache_dir()) / "interactive"
+            ),
+            finetune=FinetuneConfig.from_mapping(
+                {
+                    f.name: get(f"finetune_{f.name}", f"MEDICOSAM_FINETUNE_{f.name.upper()}")
+                    for f in dataclasses.fields(FinetuneConfig)
+                }
+            ),
+            # Off by default: on a CPU server a round competes with clicks for the cores (see README).
+            finetune_after_labels=int(get("finetune_after_labels", "MEDICOSAM_FINETUNE_AFTER_LABELS", "0")),
+            finetune_schedule=str(get("finetune_schedule", "MEDICOSAM_FINETUNE_SCHEDULE", "") or ""),
             dicom_modalities=tuple(
                 m.strip().upper() for m in str(get("modalities", "MEDICOSAM_MODALITIES", "CT,MR")).split(",") if m.strip()
             ),

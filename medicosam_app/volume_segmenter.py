@@ -34,6 +34,7 @@ class VolumeSegmentation:
     axis: int
     result: PropagationResult
     latencies: Dict[str, float] = field(default_factory=dict)
+    decoder_version: Optional[str] = None  # the interactive finetuning version that decoded (None: the checkpoint's)
 
 
 class PropagationMemory:
@@ -147,6 +148,7 @@ class VolumeSegmenter:
             volume=volume,
             axis=axis,
             result=result,
+            decoder_version=predictor.decoder_version,
             latencies={
                 "encode": round(timings["encode"], 4),
                 "decode": round(timings["decode"], 4),

@@ -61,23 +61,48 @@ def build_pydicom_slices(images: Path) -> None:
         _write(sitk.Cast(image, sitk.sitkInt16), images / out)
 
 
-def make_ct_phantom() -> sitk.Image:
-    """A 128 x 96 x 40 CT in HU: body, liver on the patient's right, spine posterior, a lesion near the top."""
+PHANTOM_LABELS = {"liver": 1, "spine": 2, "lesion": 3}
+
+
+def _phantom_organs(shift=(0, 0, 0)):
+    """Boolean masks of the phantom's body and organs; ``shift`` moves the organs (not the body) in voxels."""
     i, j, k = np.meshgrid(np.arange(128), np.arange(96), np.arange(40), indexing="ij")
-    hu = np.full(i.shape, -1000.0, dtype=np.float32)
     body = ((i - 64) / 58.0) ** 2 + ((j - 50) / 40.0) ** 2 <= 1.0
-    hu[body] = 40.0
+    i, j, k = i - shift[0], j - shift[1], k - shift[2]
     liver = ((i - 38) / 22.0) ** 2 + ((j - 40) / 18.0) ** 2 + ((k - 18) / 14.0) ** 2 <= 1.0
-    hu[liver] = 60.0
     spine = ((i - 64) / 8.0) ** 2 + ((j - 78) / 8.0) ** 2 <= 1.0
-    hu[spine] = 700.0
     lesion = ((i - 84) / 7.0) ** 2 + ((j - 36) / 6.0) ** 2 + ((k - 30) / 4.0) ** 2 <= 1.0
-    hu[lesion] = 120.0
-    hu += np.random.default_rng(7).normal(0.0, 8.0, hu.shape).astype(np.float32)
-    image = sitk.GetImageFromArray(np.round(hu).astype(np.int16).transpose(2, 1, 0))
+    return body, liver, spine, lesion
+
+
+def _phantom_image(array: np.ndarray, dtype) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(dtype).transpose(2, 1, 0))
     image.SetSpacing((0.8, 0.8, 2.5))
     image.SetOrigin((-51.2, -38.4, -50.0))
     return image  # identity direction: i → patient left, j → posterior, k → superior (LPS)
+
+
+def make_ct_phantom(shift=(0, 0, 0), noise_seed: int = 7) -> sitk.Image:
+    """A 128 x 96 x 40 CT in HU: body, liver on the patient's right, spine posterior, a lesion near the top.
+    ``shift`` moves the organs and ``noise_seed`` draws other noise, for a set of phantom "patients"."""
+    body, liver, spine, lesion = _phantom_organs(shift)
+    hu = np.full(body.shape, -1000.0, dtype=np.float32)
+    hu[body] = 40.0
+    hu[liver & body] = 60.0
+    hu[spine & body] = 700.0
+    hu[lesion & body] = 120.0
+    hu += np.random.default_rng(noise_seed).normal(0.0, 8.0, hu.shape).astype(np.float32)
+    return _phantom_image(np.round(hu), np.int16)
+
+
+def make_ct_phantom_label(shift=(0, 0, 0)) -> sitk.Image:
+    """The phantom's organs as a label (PHANTOM_LABELS), in the phantom's exact geometry."""
+    body, liver, spine, lesion = _phantom_organs(shift)
+    label = np.zeros(body.shape, dtype=np.uint8)
+    label[liver & body] = PHANTOM_LABELS["liver"]
+    label[spine & body] = PHANTOM_LABELS["spine"]
+    label[lesion & body] = PHANTOM_LABELS["lesion"]
+    return _phantom_image(label, np.uint8)
 
 
 def build(out: Path) -> Path:

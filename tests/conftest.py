@@ -123,6 +123,21 @@ def write_mni_subjects(
     return folder
 
 
+PHANTOM_SHIFTS = [(0, 0, 0), (6, -4, 2), (-5, 3, -3), (3, 5, 1), (-4, -3, 3), (5, 2, -2)]
+
+
+def write_phantom_subjects(folder: Path, count: int = 4) -> Path:
+    """A MONAI Label datastore of CT phantom "patients" (organs shifted, other noise) with liver, spine and
+    lesion labels in labels/final/ (values as build_datastore.PHANTOM_LABELS)."""
+    labels = folder / "labels" / "final"
+    labels.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        shift = PHANTOM_SHIFTS[n % len(PHANTOM_SHIFTS)]
+        sitk.WriteImage(build_datastore.make_ct_phantom(shift, noise_seed=7 + n), str(folder / f"phantom_{n}.nii.gz"))
+        sitk.WriteImage(build_datastore.make_ct_phantom_label(shift), str(labels / f"phantom_{n}.nii.gz"))
+    return folder
+
+
 @pytest.fixture()
 def mni_studies(tmp_path, mni_template) -> Path:
     return write_mni_subjects(tmp_path / "studies", mni_template)

@@ -29,6 +29,7 @@ from lib.datastore import CheckedLocalDatastore  # noqa: E402
 from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  # noqa: E402
 from lib.instances_infer import InstancesInfer  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
+from lib.interactive_train import InteractiveTrain  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
 from lib.access_control import SiteAccess, install_access_control  # noqa: E402
@@ -49,6 +50,7 @@ from medicosam_app.prefetch import Prefetcher  # noqa: E402
 from medicosam_app.active_learning import UncertaintyRanker  # noqa: E402
 from medicosam_app.semantic.schedule import build_scheduler, run_in_background  # noqa: E402
 from medicosam_app.services import (  # noqa: E402
+    build_finetuner,
     build_model_provider,
     build_retrainer,
     build_semantic_segmenter,
@@ -61,6 +63,7 @@ from medicosam_app.volume_segmenter import VolumeSegmenter  # noqa: E402
 logger = logging.getLogger(__name__)
 
 SEMANTIC = "medicosam_semantic"
+INTERACTIVE = "medicosam_interactive"
 DEFAULT_STRATEGY = "random"  # what MONAI Label picks when a next-sample request names none
 
 
@@ -99,7 +102,8 @@ class MedicoSAMApp(MONAILabelApp):
         self.semantic = build_semantic_segmenter(self.settings, embedder, volumes)
         self.instances = InstanceSegmenter(self.models, embedder, self.semantic, volumes)
         self.retrainer = build_retrainer(self.settings, self.models, embedder)
-        self._schedule_stop = None
+        self.finetuner = build_finetuner(self.settings, self.models, embedder)
+        self._schedule_stops: List[Any] = []
         self.audit = AuditLog(self.settings.audit_dir)  # also written by training processes (see train())
         super().__init__(
             app_dir=app_dir,
@@ -153,6 +157,9 @@ class MedicoSAMApp(MONAILabelApp):
         serving = self.semantic.store.serving()
         if serving:
             version += f"; semantic decoder {serving}"
+        interactive = self.finetuner.store.serving()
+        if interactive:
+            version += f"; interactive decoder {interactive}"
         user = current_user()
         return SegmentationAuthor(
             algorithm="MedicoSAM", model_version=version, software_version=f"MedicoSAM Label {__version__}",
@@ -161,14 +168,17 @@ class MedicoSAMApp(MONAILabelApp):
 
     def init_infers(self) -> Dict[str, Any]:
         return {
-            "medicosam_interactive": InteractiveInfer(self.segmenter),
+            INTERACTIVE: InteractiveInfer(self.segmenter),
             "medicosam_3d": PropagationInfer(self.volume_segmenter),
             SEMANTIC: SemanticInfer(self.semantic, self.settings.classes, self.instances),
             "medicosam_instances": InstancesInfer(self.instances),
         }
 
     def init_trainers(self) -> Dict[str, Any]:
-        return {SEMANTIC: SemanticTrain(self.retrainer, self.settings.training, dict(self.conf or {}), self.studies)}
+        return {
+            SEMANTIC: SemanticTrain(self.retrainer, self.settings.training, dict(self.conf or {}), self.studies),
+            INTERACTIVE: InteractiveTrain(self.finetuner, self.settings.finetune),
+        }
 
     def init_strategies(self) -> Dict[str, Any]:
         return {
@@ -194,10 +204,11 @@ class MedicoSAMApp(MONAILabelApp):
         serve_ohif(fastapi_app)
         self._lock_down(fastapi_app)
         self.models.start_loading()
-        scheduler = build_scheduler(self.settings.retrain_schedule, lambda: self._retrain_if_new_labels("schedule", 1))
-        if scheduler is not None:
-            self._schedule_stop = run_in_background(scheduler)
-            logger.info("Semantic retraining scheduled: %s", self.settings.retrain_schedule)
+        for model, schedule in ((SEMANTIC, self.settings.retrain_schedule), (INTERACTIVE, self.settings.finetune_schedule)):
+            scheduler = build_scheduler(schedule, lambda model=model: self._train_if_new_labels(model, "schedule", 1))
+            if scheduler is not None:
+                self._schedule_stops.append(run_in_background(scheduler))
+                logger.info("%s training scheduled: %s", model, schedule)
         PromptShutdown(on_stop=[self._stop_background_work]).install()
 
     def _lock_down(self, fastapi_app: Any) -> None:
@@ -229,22 +240,27 @@ class MedicoSAMApp(MONAILabelApp):
         """On SIGTERM: no new prefetch encodes or scheduled rounds (see lib/shutdown.py for the rest)."""
         if self.segmenter.prefetcher is not None:
             self.segmenter.prefetcher.stop(timeout=0)
-        if self._schedule_stop is not None:
-            self._schedule_stop.set()
+        for stop in self._schedule_stops:
+            stop.set()
 
     def on_save_label(self, image_id: str, label_id: str) -> Dict[str, Any]:
         result = super().on_save_label(image_id, label_id) or {}
-        every = self.settings.retrain_after_labels
-        if every > 0:
-            started = self._retrain_if_new_labels(f"{every} new labels", every)
-            if started:
-                result["retraining"] = started
+        for model, every, key in (
+            (SEMANTIC, self.settings.retrain_after_labels, "retraining"),
+            (INTERACTIVE, self.settings.finetune_after_labels, "finetuning"),
+        ):
+            if every > 0:
+                started = self._train_if_new_labels(model, f"{every} new labels", every)
+                if started:
+                    result[key] = started
         return result
 
-    def _retrain_if_new_labels(self, why: str, needed: int) -> str:
-        """Queue a training round when at least ``needed`` final labels are new and none is running."""
+    def _train_if_new_labels(self, model: str, why: str, needed: int) -> str:
+        """Queue a training round of ``model`` when at least ``needed`` final labels are new to it and no
+        training is running (MONAI Label runs one at a time; the next label save or schedule tick retries)."""
+        learner = self.retrainer if model == SEMANTIC else self.finetuner
         try:
-            new = len(self.retrainer.new_labels(labelled_studies(self.datastore())))
+            new = len(learner.new_labels(labelled_studies(self.datastore())))
         except Exception:  # a trigger must never fail the label save that called it
             logger.exception("Could not count new labels")
             return ""
@@ -253,8 +269,8 @@ class MedicoSAMApp(MONAILabelApp):
         running, _ = AsyncTask.status("train", check_if_running=True)
         if running:
             return ""
-        self.async_training(SEMANTIC, params={SEMANTIC: {"min_new_labels": needed}}, enqueue=True)
-        logger.info("Semantic retraining started (%s): %d new labels", why, new)
+        self.async_training(model, params={model: {"min_new_labels": needed}}, enqueue=True)
+        logger.info("%s training started (%s): %d new labels", model, why, new)
         return f"started: {new} new labels"
 
     # -- the names a request may use, checked before MONAI Label answers 500 or starts a background task --
@@ -300,7 +316,7 @@ class MedicoSAMApp(MONAILabelApp):
         started = time.perf_counter()
         result = super().train(request)
         self._audit_training(request, result, time.perf_counter() - started)
-        if isinstance(result, dict) and result.get("promoted"):
+        if isinstance(result, dict) and result.get("promoted") and request.get("model") == SEMANTIC:
             scores = self.scoring({"method": "medicosam_dice"})
             logger.info("Dice of %s on labelled images: %s", result.get("version"),
                         {k: v.get("mean") for k, v in scores.items() if isinstance(v, dict)})
@@ -315,14 +331,15 @@ class MedicoSAMApp(MONAILabelApp):
             endpoint=f"POST /train/{request.get('model')}", task=str(request.get("model")),
             user=request.get("requested_by") or "server", latency_s=round(seconds, 3),
         )
+        version_key = "interactive_version" if request.get("model") == INTERACTIVE else "semantic_version"
         try:
             self.audit.append(AuditRecord(
-                event="train", status=str(result.get("status")), model={"semantic_version": result.get("version")},
+                event="train", status=str(result.get("status")), model={version_key: result.get("version")},
                 result={k: result.get(k) for k in ("new_labels", "promoted", "reason")}, **common,
             ))
             if result.get("promoted"):
                 self.audit.append(AuditRecord(
-                    event="promote", status="ok", model={"semantic_version": result.get("version")},
+                    event="promote", status="ok", model={version_key: result.get("version")},
                     detail=str(result.get("reason")), **common,
                 ))
         except OSError:

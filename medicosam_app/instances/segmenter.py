@@ -73,6 +73,7 @@ class InstanceResult:
     semantic_version: Optional[str] = None
     details: Dict[str, Any] = field(default_factory=dict)
     latencies: Dict[str, float] = field(default_factory=dict)
+    decoder_version: Optional[str] = None  # the interactive finetuning version that drew (None: the checkpoint's)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class InstanceSegmenter:
                 result.details["not_drawn_beyond_max_instances"] = max(0, len(proposals) - options.max_instances)
                 result.latencies["semantic"] = semantic.latencies.get("segment", 0.0)
         result.latencies["total"] = round(time.perf_counter() - started, 4)
+        result.decoder_version = predictor.decoder_version
         return result
 
     def refine_semantic(self, image_path: os.PathLike, drawing: PropagationSettings = PropagationSettings(), min_voxels: int = 10) -> RefinedSemantic:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import ClassVar, Dict, Tuple
 
-from ..errors import InvalidRequestError
+from ..options import Options
 
 
 # Bounds of each numeric option: a request cannot occupy the server for days or exhaust its memory, and a
 # validation share is always held out (a candidate with nothing to validate on is never promoted).
-LIMITS: Dict[str, tuple] = {
+LIMITS: Dict[str, Tuple[float, float]] = {
     "epochs": (0, 1000),
     "learning_rate": (0.0, 1.0),
     "batch_size": (1, 256),
@@ -24,8 +23,11 @@ LIMITS: Dict[str, tuple] = {
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
+class TrainingConfig(Options):
     """What a run may be told, from the server's ``--conf``/train request or the command line."""
+
+    LIMITS: ClassVar[Dict[str, Tuple[float, float]]] = LIMITS
+    POSITIVE: ClassVar[Tuple[str, ...]] = ("learning_rate",)
 
     epochs: int = 20
     learning_rate: float = 1e-4  # medico-sam's
@@ -36,32 +38,3 @@ class TrainingConfig:
     seed: int = 0
     warm_start: bool = True  # continue from the serving version when its shape fits
     initial_features: int = 64  # decoder width; the published decoder has 64
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], base: Optional["TrainingConfig"] = None) -> "TrainingConfig":
-        """Known keys from ``values`` (strings accepted) over ``base``; anything malformed is a 422."""
-        base = base or cls()
-        updates = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in values or values[f.name] in (None, ""):
-                continue
-            raw = values[f.name]
-            try:
-                if f.type in ("bool", bool):
-                    updates[f.name] = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
-                else:
-                    updates[f.name] = (int if f.type in ("int", int) else float)(raw)
-            except (TypeError, ValueError) as error:
-                raise InvalidRequestError(f"Training option {f.name}={raw!r} is not a valid {f.type}.") from error
-        config = dataclasses.replace(base, **updates)
-        for name, (low, high) in LIMITS.items():
-            value = getattr(config, name)
-            if not (low <= value <= high) or (name == "learning_rate" and value == 0):
-                raise InvalidRequestError(
-                    f"Training option {name}={value!r} is out of range: it must lie in [{low}, {high}]"
-                    + (" and be above 0." if name == "learning_rate" else ".")
-                )
-        return config
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)

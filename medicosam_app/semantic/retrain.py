@@ -100,11 +100,7 @@ class SemanticRetrainer:
 
     def learned(self) -> Dict[str, str]:
         """image id → label hash of the data every stored version was trained on (latest wins)."""
-        seen: Dict[str, str] = {}
-        for version in self.store.ids():
-            for item in self.store.metadata(version).get("data", []):
-                seen[item["image_id"]] = item["label_hash"]
-        return seen
+        return self.store.learned_labels()
 
     def new_labels(self, studies: Sequence[LabelledStudy]) -> List[LabelledStudy]:
         """Labels no version has learned from yet (new images, or labels saved again with changes)."""

@@ -36,10 +36,14 @@ class TrainingBusyError(MedicoSamError):
 
 
 class VersionStore:
-    """Versions of the semantic decoder on disk, the serving pointer, promotion and rollback."""
+    """Versions of a trained model part on disk, the serving pointer, promotion and rollback.
 
-    def __init__(self, root: os.PathLike) -> None:
+    The semantic decoder and the interactive prompt encoder + mask decoder each have a store of their own;
+    ``what`` names the model in messages."""
+
+    def __init__(self, root: os.PathLike, what: str = "semantic model") -> None:
         self.root = Path(root)
+        self.what = what
         self.versions_dir = self.root / "versions"
         self.serving_file = self.root / "serving.json"
 
@@ -54,7 +58,7 @@ class VersionStore:
     def metadata(self, version: str) -> Dict[str, Any]:
         path = self._folder(version) / "metadata.json"
         if not path.is_file():
-            raise InvalidRequestError(f"No semantic model version '{version}'; known: {', '.join(self.ids()) or 'none'}.", 404)
+            raise InvalidRequestError(f"No {self.what} version '{version}'; known: {', '.join(self.ids()) or 'none'}.", 404)
         return json.loads(path.read_text())
 
     def list(self) -> List[Dict[str, Any]]:
@@ -78,6 +82,14 @@ class VersionStore:
         except FileNotFoundError:
             return None, 0
         return self.serving(), stamp
+
+    def learned_labels(self) -> Dict[str, str]:
+        """image id → label hash of the data every stored version was trained on (latest wins)."""
+        seen: Dict[str, str] = {}
+        for version in self.ids():
+            for item in self.metadata(version).get("data", []):
+                seen[item["image_id"]] = item["label_hash"]
+        return seen
 
     def latest(self) -> Optional[str]:
         ids = self.ids()

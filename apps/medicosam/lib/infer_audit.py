@@ -19,6 +19,7 @@ def audit_inference(
     checkpoint_xxh128: Optional[str] = None,
     semantic_version: Optional[str] = None,
     slice_index: Optional[int] = None,
+    interactive_version: Optional[str] = None,
 ) -> None:
     """Adds the request's details to its audit line. For a click only the clicked slice is summarised
     (hash and count of that slice's mask; the rest of the volume is empty by construction), so the record
@@ -28,7 +29,8 @@ def audit_inference(
         summary["slice_range"] = [slice_index, slice_index] if summary["voxels"] else None
     else:
         summary = label_summary(label, axis=axis)
-    model = {"checkpoint_xxh128": checkpoint_xxh128, "semantic_version": semantic_version}
+    model = {"checkpoint_xxh128": checkpoint_xxh128, "semantic_version": semantic_version,
+             "interactive_version": interactive_version}
     add_audit_details(
         task=task,
         image=request.get("image_id") or request.get("image"),

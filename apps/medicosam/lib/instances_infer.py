@@ -71,6 +71,7 @@ class InstancesInfer(InferTask):
         audit_inference(
             "medicosam_instances", request, result.instances.label, axis=options.axis,
             checkpoint_xxh128=self.segmenter.models.status.get("xxh128"), semantic_version=result.semantic_version,
+            interactive_version=result.decoder_version,
         )
         latencies = dict(result.latencies, write=round(time.perf_counter() - write_started, 4))
         latencies["total"] = round(time.perf_counter() - started, 4)
@@ -79,6 +80,7 @@ class InstancesInfer(InferTask):
             "mode": options.mode,
             "axis": options.axis,
             "instances": result.instances.records,
+            "interactive_version": result.decoder_version,
             "latencies": latencies,
             **result.details,
         }

@@ -54,7 +54,7 @@ class InteractiveInfer(InferTask):
             path = write_result(result.label, result.volume, result_format)
         audit_inference(
             "medicosam_interactive", request, result.label, axis=result.axis, slice_index=result.slice_index,
-            checkpoint_xxh128=self.segmenter.models.status.get("xxh128"),
+            checkpoint_xxh128=self.segmenter.models.status.get("xxh128"), interactive_version=result.decoder_version,
         )
         latencies = dict(result.latencies)
         latencies["write"] = round(time.perf_counter() - write_started, 4)
@@ -66,5 +66,6 @@ class InteractiveInfer(InferTask):
             "slice": result.slice_index,
             "axis": result.axis,
             "predicted_iou": round(result.predicted_iou, 4),
+            "interactive_version": result.decoder_version,
             "latencies": latencies,
         }

@@ -78,7 +78,7 @@ class PropagationInfer(InferTask):
         result = outcome.result
         audit_inference(
             "medicosam_3d", request, outcome.label, axis=axis,
-            checkpoint_xxh128=self.segmenter.models.status.get("xxh128"),
+            checkpoint_xxh128=self.segmenter.models.status.get("xxh128"), interactive_version=outcome.decoder_version,
         )
         latencies = dict(outcome.latencies)
         latencies["write"] = round(time.perf_counter() - write_started, 4)
@@ -97,5 +97,6 @@ class PropagationInfer(InferTask):
             "low_confidence_slices": result.low_confidence_slices,
             "stopped": result.stops,
             "recomputed_slices": result.recomputed,
+            "interactive_version": outcome.decoder_version,
             "latencies": latencies,
         }

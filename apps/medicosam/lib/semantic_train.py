@@ -50,25 +50,28 @@ def max_processes() -> int:
 
 @dataclass(frozen=True)
 class TrainingRound:
-    """What one ``POST /train/medicosam_semantic`` asks for, checked."""
+    """What one ``POST /train/<model>`` asks for, checked: the options of the trainer's config type
+    (:class:`TrainingConfig` for the semantic decoder, ``FinetuneConfig`` for the interactive one)."""
 
-    config: TrainingConfig
+    config: Any
     nproc: int  # processes (one per GPU); more than one runs under torchrun
     min_new_labels: int
     force: bool
 
     @classmethod
-    def from_request(cls, request: Mapping[str, Any], defaults: TrainingConfig) -> "TrainingRound":
-        """Every option of the request over ``defaults``; a malformed one is a 422 that names it."""
+    def from_request(cls, request: Mapping[str, Any], defaults: Any, distributed: bool = True) -> "TrainingRound":
+        """Every option of the request over ``defaults``; a malformed one is a 422 that names it.
+        Without ``distributed`` the round runs in one process and ``nproc`` may only be 1."""
         options = dict(request)
-        for field in dataclasses.fields(TrainingConfig):
+        config_type = type(defaults)
+        for field in dataclasses.fields(config_type):
             if field.type in ("bool", bool) and options.get(field.name) is not None:
                 # TrainingConfig reads any unknown word as false; here it must be a real true/false.
                 options[field.name] = parse_bool(options[field.name], field.name)
         return cls(
-            config=TrainingConfig.from_mapping(options, base=defaults),
-            nproc=parse_int(options.get("nproc"), "nproc", minimum=1, maximum=max_processes(),
-                            default=torch.cuda.device_count() or 1),
+            config=config_type.from_mapping(options, base=defaults),
+            nproc=parse_int(options.get("nproc"), "nproc", minimum=1, maximum=max_processes() if distributed else 1,
+                            default=(torch.cuda.device_count() or 1) if distributed else 1),
             min_new_labels=parse_int(options.get("min_new_labels"), "min_new_labels", minimum=0, default=1),
             force=parse_bool(options.get("force"), "force", default=False),
         )

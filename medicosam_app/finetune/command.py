@@ -1,0 +1,52 @@
+"""``python -m medicosam_app finetune``: one interactive finetuning round from a datastore folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict
+
+from .config import FinetuneConfig
+
+FLAGS = ("epochs", "learning_rate", "batch_size", "sub_iterations", "max_slices_per_image", "val_fraction", "seed")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--studies", required=True, help="datastore folder (images, and labels/final/)")
+    parser.add_argument("--min-new-labels", type=int, default=1, help="train only if this many labels are new (default 1)")
+    parser.add_argument("--force", action="store_true", help="train even without new labels")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--batch-size", type=int, help="objects per optimiser step")
+    parser.add_argument("--sub-iterations", type=int, help="predictions per simulated session (default 8)")
+    parser.add_argument("--max-slices-per-image", type=int)
+    parser.add_argument("--val-fraction", type=float, help="share of images held out for the gate")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--no-warm-start", action="store_true", help="start from the checkpoint's decoder")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace, conf: Dict[str, str]) -> int:
+    from ..semantic.studies import find_labelled_studies
+    from ..services import build_finetuner, build_model_provider, build_slice_embedder
+    from ..settings import Settings
+
+    settings = Settings.from_conf(conf)
+    overrides = {key: getattr(args, key) for key in FLAGS if getattr(args, key) is not None}
+    if args.no_warm_start:
+        overrides["warm_start"] = False
+    config = FinetuneConfig.from_mapping(overrides, base=settings.finetune)
+    if not Path(args.studies).is_dir():
+        print(f"finetune: {args.studies} is not a datastore folder", file=sys.stderr)
+        return 2
+    models = build_model_provider(settings)
+    embedder = build_slice_embedder(settings, models, memory_mb=256)
+    summary = build_finetuner(settings, models, embedder).run(
+        find_labelled_studies(Path(args.studies)), config, min_new_labels=args.min_new_labels, force=args.force,
+        progress=not args.quiet,
+    )
+    print(json.dumps(summary.to_dict()) if args.json else summary.line())
+    return 0

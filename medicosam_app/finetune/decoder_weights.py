@@ -1,0 +1,67 @@
+"""The part of SAM that interactive finetuning changes: the prompt encoder and the mask decoder.
+
+A version stores only these (a few MB for ViT-B); a predictor for a version shares the loaded image
+encoder, so serving or gating a version costs no second copy of the 90M-parameter encoder and keeps
+every cached embedding valid.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, List, Optional
+
+import torch
+from segment_anything.modeling import Sam
+
+from ..predictor import PromptPredictor
+
+TRAINED_PARTS = ("prompt_encoder", "mask_decoder")
+
+
+def decoder_state(sam: Sam) -> Dict[str, torch.Tensor]:
+    """A CPU copy of the prompt encoder's and mask decoder's weights, keyed as in the SAM checkpoint."""
+    state = {}
+    for part in TRAINED_PARTS:
+        for name, value in getattr(sam, part).state_dict().items():
+            state[f"{part}.{name}"] = value.detach().cpu().clone()
+    return state
+
+
+def load_decoder_state(sam: Sam, state: Dict[str, torch.Tensor]) -> None:
+    """Load a :func:`decoder_state` into ``sam``; a state of another shape or with missing keys is refused."""
+    for part in TRAINED_PARTS:
+        prefix = f"{part}."
+        getattr(sam, part).load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+def trainable_parameters(sam: Sam) -> List[torch.nn.Parameter]:
+    """Freeze the image encoder; return the prompt encoder's and mask decoder's parameters."""
+    for parameter in sam.image_encoder.parameters():
+        parameter.requires_grad_(False)
+    parameters = []
+    for part in TRAINED_PARTS:
+        for parameter in getattr(sam, part).parameters():
+            parameter.requires_grad_(True)
+            parameters.append(parameter)
+    return parameters
+
+
+def sam_with_own_decoder(sam: Sam) -> Sam:
+    """A SAM that shares ``sam``'s image encoder (same module, same weights) but owns a copy of its prompt
+    encoder and mask decoder, to train or to load a version into without touching the served model."""
+    return Sam(
+        image_encoder=sam.image_encoder,
+        prompt_encoder=copy.deepcopy(sam.prompt_encoder),
+        mask_decoder=copy.deepcopy(sam.mask_decoder),
+        pixel_mean=sam.pixel_mean.flatten().tolist(),
+        pixel_std=sam.pixel_std.flatten().tolist(),
+    ).to(sam.pixel_mean.device)
+
+
+def predictor_with_decoder(
+    base: PromptPredictor, state: Dict[str, torch.Tensor], version: Optional[str] = None
+) -> PromptPredictor:
+    """A predictor that encodes exactly as ``base`` (shared encoder, same precision) and decodes with ``state``."""
+    sam = sam_with_own_decoder(base.sam)
+    load_decoder_state(sam, state)
+    return PromptPredictor(sam, base.device, base.precision, decoder_version=version)

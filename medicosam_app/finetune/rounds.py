@@ -1,0 +1,170 @@
+"""One finetuning round: accepted labels the interactive model has not learned from → simulated sessions
+→ a new version → the evaluation gate → served or kept aside.
+
+The server's trainer (``POST /train/medicosam_interactive``), its label-count trigger and schedule, and
+``python -m medicosam_app finetune`` all call :meth:`InteractiveFinetuner.run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from ..errors import InvalidRequestError
+from ..model_provider import ModelProvider
+from ..semantic.retrain import split_studies
+from ..semantic.studies import LabelledStudy
+from ..semantic.versions import TrainingBusyError, VersionStore
+from ..slice_embedder import SliceEmbedder
+from .config import FinetuneConfig
+from .decoder_weights import load_decoder_state, predictor_with_decoder, sam_with_own_decoder
+from .gate import gate_settings, run_gate
+from .samples import prepare_objects
+from .training import finetune
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneSummary:
+    status: str  # "trained", "nothing-to-do", "busy"
+    new_labels: int = 0
+    version: Optional[str] = None
+    promoted: bool = False
+    reason: str = ""
+    metrics: Dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        if self.status != "trained":
+            return f"finetune: {self.status}: {self.reason}"
+        verdict = "promoted" if self.promoted else "kept, not promoted"
+        return f"finetune: {self.version} from {self.new_labels} new labels, {verdict} ({self.reason})"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in ("status", "new_labels", "version", "promoted", "reason", "metrics")}
+
+
+class InteractiveFinetuner:
+    """Finetunes the prompt encoder and mask decoder from labelled studies into a :class:`VersionStore`."""
+
+    def __init__(
+        self, store: VersionStore, embedder: SliceEmbedder, models: ModelProvider, classes: Dict[str, int],
+        device: Optional[str] = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.models = models
+        self.classes = dict(classes)
+        self.device = device
+
+    def new_labels(self, studies: Sequence[LabelledStudy]) -> List[LabelledStudy]:
+        """Labels no version has learned from yet (new images, or labels saved again with changes)."""
+        seen = self.store.learned_labels()
+        return [s for s in studies if seen.get(s.image_id) != s.label_hash]
+
+    def run(
+        self,
+        studies: Sequence[LabelledStudy],
+        config: FinetuneConfig = FinetuneConfig(),
+        min_new_labels: int = 1,
+        force: bool = False,
+        progress: bool = True,
+    ) -> FinetuneSummary:
+        try:
+            lock = self.store.acquire_training_lock()
+        except TrainingBusyError as error:
+            return FinetuneSummary("busy", reason=str(error))
+        try:
+            if not studies:
+                return FinetuneSummary("nothing-to-do", reason="no image has a final label yet")
+            new = len(self.new_labels(studies))
+            if new < max(1, min_new_labels) and not force:
+                return FinetuneSummary(
+                    "nothing-to-do", new_labels=new,
+                    reason=f"{new} new labels since {self.store.latest() or 'the start'}, {max(1, min_new_labels)} needed",
+                )
+            return self._train(studies, config, new, progress)
+        finally:
+            lock.release()
+
+    def _train(self, studies: Sequence[LabelledStudy], config: FinetuneConfig, new_labels: int, progress: bool) -> FinetuneSummary:
+        started = time.time()
+        base = self.models.base_predictor()
+        device = torch.device(self.device) if self.device else base.device
+        train_studies, val_studies = split_studies(studies, config.val_fraction)
+        train, skipped = prepare_objects(
+            train_studies, self.classes, self.embedder, config.axis, config.max_slices_per_image,
+            config.max_objects_per_slice, progress,
+        )
+        val, val_skipped = prepare_objects(
+            val_studies, self.classes, self.embedder, config.axis, config.gate_slices_per_image,
+            config.max_objects_per_slice, progress,
+        )
+        skipped += val_skipped
+        if not train:
+            raise InvalidRequestError(
+                "No object to finetune on in the training images"
+                + (": " + "; ".join(f"{i}: {r}" for i, r in skipped) if skipped else " (no labelled component of 20 pixels or more)."),
+                422,
+            )
+
+        serving = self.store.serving()
+        serving_state = self._loadable(serving)
+        sam = sam_with_own_decoder(base.sam)
+        init = "checkpoint"
+        if config.warm_start and serving_state is not None:
+            load_decoder_state(sam, serving_state)
+            init = serving
+        outcome = finetune(sam, train, val, self.embedder, config, device, progress)
+
+        serving_predictor = predictor_with_decoder(base, serving_state) if serving_state is not None else base
+        verdict = run_gate(
+            predictor_with_decoder(base, outcome.state), serving_predictor, serving or "the checkpoint's decoder",
+            self.embedder, val_studies, self.classes, gate_settings(config.gate_slices_per_image, config.axis, config.seed),
+        )
+        skipped_ids = {image_id for image_id, _ in skipped}
+        metrics = {
+            "gate": verdict.to_dict(),
+            "best_epoch": outcome.best_epoch,
+            "history": outcome.history,
+            "seconds_per_epoch": round(outcome.seconds_per_epoch, 2),
+            "train_objects": len(train),
+            "val_objects": len(val),
+        }
+        metadata = {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "seconds": round(time.time() - started, 1),
+            "parent": serving,
+            "init": init,
+            "encoder_checkpoint": self.models.checkpoint_hash,
+            "encoder_key": self.models.encoder_key,
+            "preprocessing": self.embedder.intensity.key,
+            "labels": self.classes,
+            "train_images": sorted({s.image_id for s in train}),
+            "val_images": sorted(s.image_id for s in val_studies if s.image_id not in skipped_ids),
+            "data": [{"image_id": s.image_id, "label_hash": s.label_hash} for s in studies if s.image_id not in skipped_ids],
+            "skipped": [{"image_id": i, "reason": r} for i, r in skipped],
+            "metrics": metrics,
+            "config": config.to_dict(),
+            "device": str(device),
+            "promoted": verdict.promote,
+            "promotion": verdict.reason,
+        }
+        version = self.store.add(outcome.state, metadata)
+        if verdict.promote:
+            self.store.promote(version, verdict.reason)
+        logger.info("Interactive decoder %s: %s", version, verdict.reason)
+        return FinetuneSummary("trained", new_labels, version, verdict.promote, verdict.reason, metrics)
+
+    def _loadable(self, version: Optional[str]) -> Optional[Dict[str, torch.Tensor]]:
+        """A version's weights when it was trained on the loaded checkpoint's encoder, else None."""
+        if version is None:
+            return None
+        if self.store.metadata(version).get("encoder_checkpoint") != self.models.checkpoint_hash:
+            logger.warning("Interactive version %s was trained for another checkpoint; starting from the checkpoint", version)
+            return None
+        return self.store.load_state(version)

@@ -1,0 +1,157 @@
+"""The finetuning loop: simulated interactive sessions on cached embeddings, Dice + IoU-regression loss.
+
+Per object and step: open with a jittered box or a random inside point (even odds), predict, add one
+positive click from the misses and one negative from the extras (micro-sam's rule), and repeat for
+``sub_iterations`` predictions; each correction sees the previous logits with probability
+``mask_prompt_probability``. The loss of each prediction is soft Dice against the truth plus the squared
+error of SAM's predicted IoU against the real one; a lone opening point asks for three masks and learns
+from the best of them, as SAM was trained. Only the prompt encoder and mask decoder learn.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+from tqdm import tqdm
+
+from ..errors import MedicoSamError
+from ..evaluation.clicks import RandomErrorClicks
+from ..predictor import decode_prompts, logits_to_image
+from ..slice_embedder import SliceEmbedder
+from .config import FinetuneConfig
+from .decoder_weights import decoder_state, trainable_parameters
+from .prompting import jittered_box, random_inside
+from .samples import ObjectSample
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneOutcome:
+    state: Dict[str, torch.Tensor]  # the best epoch's prompt encoder + mask decoder
+    best_epoch: int
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    seconds_per_epoch: float = 0.0
+
+
+def prediction_losses(logits: torch.Tensor, predicted_iou: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Per mask: soft Dice loss + (predicted IoU − real IoU)². ``logits`` (M, H, W), ``predicted_iou`` (M,)."""
+    probabilities = torch.sigmoid(logits)
+    overlap = (probabilities * truth).flatten(1).sum(1)
+    dice = (2 * overlap + 1e-6) / (probabilities.flatten(1).sum(1) + truth.sum() + 1e-6)
+    with torch.no_grad():
+        binary = logits > 0
+        real_iou = (binary & (truth > 0)).flatten(1).sum(1) / ((binary | (truth > 0)).flatten(1).sum(1)).clamp(min=1)
+    return (1 - dice) + (predicted_iou - real_iou.float()) ** 2
+
+
+def session_loss(
+    sam: Sam, dense_pe: torch.Tensor, features: torch.Tensor, sample: ObjectSample, config: FinetuneConfig,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    """The mean loss of one simulated session on one object."""
+    truth_np = sample.mask
+    truth = torch.from_numpy(truth_np.astype(np.float32)).to(features.device)
+    rule = RandomErrorClicks()
+    box = jittered_box(truth_np, config.box_jitter, rng) if rng.random() < 0.5 else None
+    clicks = [] if box is not None else [random_inside(truth_np, rng)]
+    previous = None
+    total = features.new_zeros(())
+    for iteration in range(config.sub_iterations):
+        xy = np.array([(c.x, c.y) for c in clicks], dtype=float).reshape(-1, 2)
+        labels = np.array([int(c.positive) for c in clicks], dtype=int)
+        low, iou = decode_prompts(
+            sam, features, dense_pe, sample.original_size, xy, labels, box, previous,
+            multimask=iteration == 0 and box is None,
+        )
+        logits = logits_to_image(low[0], sam.image_encoder.img_size, sample.original_size)
+        losses = prediction_losses(logits, iou[0], truth)
+        best = int(torch.argmin(losses.detach()))
+        total = total + losses[best]
+        if iteration + 1 < config.sub_iterations:
+            prediction = (logits[best] > 0).detach().cpu().numpy()
+            clicks = clicks + rule(truth_np, prediction, rng)
+            previous = low[0, best : best + 1].detach() if rng.random() < config.mask_prompt_probability else None
+    return total / config.sub_iterations
+
+
+def _features(embedder: SliceEmbedder, sample: ObjectSample, device: torch.device) -> torch.Tensor:
+    def missing():
+        raise MedicoSamError(
+            f"Features of {sample.image_id} slice {sample.slice_index} vanished from the embedding cache during "
+            "finetuning; raise embedding_disk_mb so the training set fits."
+        )
+
+    embedding, _ = embedder.embeddings.get_or_encode(sample.key, missing)
+    return embedding.features.to(device).clone()  # a normal tensor: cached ones may come from inference mode
+
+
+def mean_loss(
+    sam: Sam, dense_pe: torch.Tensor, samples: Sequence[ObjectSample], embedder: SliceEmbedder, config: FinetuneConfig,
+    device: torch.device, seed: int,
+) -> float:
+    """The loss over ``samples`` without learning, with prompts drawn from ``seed`` (the same every epoch)."""
+    if not samples:
+        return math.nan
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        losses = [float(session_loss(sam, dense_pe, _features(embedder, s, device), s, config, rng)) for s in samples]
+    return float(np.mean(losses))
+
+
+def finetune(
+    sam: Sam,
+    train: Sequence[ObjectSample],
+    val: Sequence[ObjectSample],
+    embedder: SliceEmbedder,
+    config: FinetuneConfig,
+    device: torch.device,
+    progress: bool = True,
+) -> FinetuneOutcome:
+    """Train ``sam``'s prompt encoder and mask decoder in place; return the weights of the epoch with the
+    lowest validation loss (the last epoch without validation objects)."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    sam.to(device)
+    parameters = trainable_parameters(sam)
+    optimiser = torch.optim.AdamW(parameters, lr=config.learning_rate)
+    with torch.no_grad():
+        dense_pe = sam.prompt_encoder.get_dense_pe()
+    untrained = mean_loss(sam, dense_pe, val, embedder, config, device, config.seed + 1)
+    best_loss, best_epoch, best_state = untrained, 0, decoder_state(sam)
+    history: List[Dict[str, Any]] = [{"epoch": 0, "val_loss": round(untrained, 5)}]
+    epoch_seconds = []
+    bar = tqdm(range(1, config.epochs + 1), desc="Finetuning the interactive decoder", unit="epoch", disable=not progress)
+    for epoch in bar:
+        started = time.perf_counter()
+        sam.train()
+        order = rng.permutation(len(train))
+        losses = []
+        for first in range(0, len(order), config.batch_size):
+            batch = [train[i] for i in order[first : first + config.batch_size]]
+            loss = sum(session_loss(sam, dense_pe, _features(embedder, s, device), s, config, rng) for s in batch) / len(batch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+        sam.eval()
+        epoch_seconds.append(time.perf_counter() - started)
+        val_loss = mean_loss(sam, dense_pe, val, embedder, config, device, config.seed + 1)
+        train_loss = float(np.mean(losses)) if losses else math.nan
+        history.append({"epoch": epoch, "train_loss": round(train_loss, 5), "val_loss": round(val_loss, 5),
+                        "seconds": round(epoch_seconds[-1], 2)})
+        if not val or val_loss <= best_loss:  # "<=": the later epoch on ties
+            best_loss, best_epoch, best_state = val_loss, epoch, decoder_state(sam)
+        bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}")
+        logger.info("finetune epoch %d/%d: train loss %.4f, validation loss %.4f (%.1f s)", epoch, config.epochs,
+                    train_loss, val_loss, epoch_seconds[-1])
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    return FinetuneOutcome(best_state, best_epoch, history, float(np.mean(epoch_seconds)) if epoch_seconds else 0.0)

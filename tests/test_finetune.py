@@ -1,0 +1,121 @@
+"""Interactive finetuning: the decoder weights it changes, its prompts and loss, the served version's hot
+swap, and real rounds on the CT phantom and the MNI sample with tiny models (no test doubles)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_phantom_subjects
+from medicosam_app.__main__ import main
+from medicosam_app.finetune.config import FinetuneConfig
+from medicosam_app.finetune.decoder_weights import (
+    decoder_state,
+    load_decoder_state,
+    predictor_with_decoder,
+    sam_with_own_decoder,
+)
+from medicosam_app.finetune.prompting import jittered_box, random_inside
+from medicosam_app.finetune.serving import ServedDecoder
+from medicosam_app.finetune.training import prediction_losses
+from medicosam_app.model_provider import ModelProvider
+from medicosam_app.predictor import PromptPredictor
+from medicosam_app.sam_builder import load_sam
+from medicosam_app.semantic.versions import VersionStore
+
+
+@pytest.fixture()
+def base_predictor(tiny_checkpoint):
+    sam, _ = load_sam(tiny_checkpoint)
+    return PromptPredictor(sam, torch.device("cpu"), "fp32")
+
+
+def test_a_version_predictor_shares_the_encoder_and_owns_its_decoder(base_predictor):
+    state = decoder_state(base_predictor.sam)
+    assert state and all(k.startswith(("prompt_encoder.", "mask_decoder.")) for k in state)
+    changed = {k: v + 0.5 if v.is_floating_point() else v for k, v in state.items()}
+    version = predictor_with_decoder(base_predictor, changed, "v0007")
+    assert version.sam.image_encoder is base_predictor.sam.image_encoder
+    assert version.decoder_version == "v0007" and base_predictor.decoder_version is None
+    assert torch.equal(decoder_state(base_predictor.sam)["mask_decoder.iou_token.weight"], state["mask_decoder.iou_token.weight"])
+    assert torch.equal(decoder_state(version.sam)["mask_decoder.iou_token.weight"], changed["mask_decoder.iou_token.weight"])
+    copy = sam_with_own_decoder(base_predictor.sam)
+    load_decoder_state(copy, changed)
+    with pytest.raises(RuntimeError):  # a state of another shape is refused, not half loaded
+        load_decoder_state(copy, {k: v[..., :1] if v.ndim else v for k, v in state.items()})
+
+
+def test_training_prompts_stay_on_the_object_and_in_the_image():
+    mask = np.zeros((30, 40), dtype=bool)
+    mask[0:10, 30:40] = True  # in the top-right corner: jitter must clip at the border
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x0, y0, x1, y1 = jittered_box(mask, 0.3, rng)
+        assert 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 30 and x1 - x0 >= 1 and y1 - y0 >= 1
+        click = random_inside(mask, rng)
+        assert mask[click.y, click.x] and click.positive
+    assert jittered_box(mask, 0.0, rng).tolist() == [30, 0, 40, 10]
+
+
+def test_the_loss_is_low_for_a_right_mask_with_a_right_iou_and_high_otherwise():
+    truth = torch.zeros(20, 20)
+    truth[5:15, 5:15] = 1
+    right = (truth * 40 - 20)[None]  # logits: +20 inside, -20 outside
+    wrong = -right
+    assert float(prediction_losses(right, torch.tensor([1.0]), truth)[0]) < 1e-3
+    assert float(prediction_losses(right, torch.tensor([0.0]), truth)[0]) == pytest.approx(1.0, abs=1e-3)  # IoU 1 predicted 0
+    assert float(prediction_losses(wrong, torch.tensor([0.0]), truth)[0]) > 0.99
+
+
+def _store_with_versions(root, base, checkpoint_hash):
+    store = VersionStore(root, what="interactive model")
+    state = decoder_state(base.sam)
+    bumped = {k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}
+    lock = store.acquire_training_lock()
+    try:
+        first = store.add(state, {"encoder_checkpoint": checkpoint_hash})
+        second = store.add(bumped, {"encoder_checkpoint": checkpoint_hash})
+        foreign = store.add(state, {"encoder_checkpoint": "another checkpoint"})
+    finally:
+        lock.release()
+    return store, first, second, foreign
+
+
+def test_the_served_decoder_follows_promotion_and_rollback_and_refuses_foreign_versions(tiny_checkpoint, tmp_path):
+    models = ModelProvider(checkpoint=str(tiny_checkpoint), precision="fp32", cache_dir=str(tmp_path),
+                           interactive_versions=VersionStore(tmp_path / "interactive", what="interactive model"))
+    base = models.base_predictor()
+    assert models.predictor() is base and models.interactive_version is None
+    store, first, second, foreign = _store_with_versions(tmp_path / "interactive", base, models.checkpoint_hash)
+    store.promote(first, "test")
+    served = models.predictor()
+    assert served is not base and served.decoder_version == first and models.interactive_version == first
+    assert models.predictor() is served  # no reload while the pointer is unchanged
+    store.promote(second, "test")
+    assert models.predictor().decoder_version == second
+    store.rollback()
+    assert models.predictor().decoder_version == first
+    store.promote(foreign, "test")
+    assert models.predictor() is base
+    assert "another checkpoint" in models.status["interactive_decoder"]["problem"]
+    store.promote(second, "test")
+    store.weights_path(second).write_bytes(b"damaged")
+    assert models.predictor() is base  # a damaged version never takes clicks down
+    assert "could not be loaded" in models.status["interactive_decoder"]["problem"]
+
+
+def test_served_decoder_is_one_predictor_per_pointer_change(base_predictor, tmp_path):
+    store = VersionStore(tmp_path, what="interactive model")
+    served = ServedDecoder(store)
+    assert served.predictor(base_predictor, "h") is base_predictor and served.status()["serving"] is None
+
+
+def test_finetune_options_are_checked():
+    assert FinetuneConfig.from_mapping({"epochs": "3", "learning_rate": "0.01"}).epochs == 3
+    with pytest.raises(Exception, match="sub_iterations"):
+        FinetuneConfig.from_mapping({"sub_iterations": 0})
+    with pytest.raises(Exception, match="learning_rate"):
+        FinetuneConfig.from_mapping({"learning_rate": 0})
