@@ -150,7 +150,7 @@ class InteractiveSegmenter:
             slice_index=index,
             predicted_iou=prediction.predicted_iou,
             embedding_source=source,
-            decoder_version=predictor.decoder_version,
+            decoder_version=getattr(predictor, "decoder_version", None),
             latencies={
                 "pre": round(loaded - started, 4),
                 "encode": round(encoded - loaded, 4),

@@ -148,7 +148,7 @@ class VolumeSegmenter:
             volume=volume,
             axis=axis,
             result=result,
-            decoder_version=predictor.decoder_version,
+            decoder_version=getattr(predictor, "decoder_version", None),
             latencies={
                 "encode": round(timings["encode"], 4),
                 "decode": round(timings["decode"], 4),

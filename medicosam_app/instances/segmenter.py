@@ -121,7 +121,7 @@ class InstanceSegmenter:
                 result.details["not_drawn_beyond_max_instances"] = max(0, len(proposals) - options.max_instances)
                 result.latencies["semantic"] = semantic.latencies.get("segment", 0.0)
         result.latencies["total"] = round(time.perf_counter() - started, 4)
-        result.decoder_version = predictor.decoder_version
+        result.decoder_version = getattr(predictor, "decoder_version", None)
         return result
 
     def refine_semantic(self, image_path: os.PathLike, drawing: PropagationSettings = PropagationSettings(), min_voxels: int = 10) -> RefinedSemantic:
