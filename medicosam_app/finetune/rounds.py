@@ -22,7 +22,7 @@ from ..semantic.versions import TrainingBusyError, VersionStore
 from ..slice_embedder import SliceEmbedder
 from .config import FinetuneConfig
 from .decoder_weights import load_decoder_state, predictor_with_decoder, sam_with_own_decoder
-from .gate import gate_settings, run_gate
+from .gate import GateVerdict, gate_settings, run_gate
 from .samples import prepare_objects
 from .training import finetune
 
@@ -121,11 +121,15 @@ class InteractiveFinetuner:
             init = serving
         outcome = finetune(sam, train, val, self.embedder, config, device, progress)
 
-        serving_predictor = predictor_with_decoder(base, serving_state) if serving_state is not None else base
-        verdict = run_gate(
-            predictor_with_decoder(base, outcome.state), serving_predictor, serving or "the checkpoint's decoder",
-            self.embedder, val_studies, self.classes, gate_settings(config.gate_slices_per_image, config.axis, config.seed),
-        )
+        if outcome.best_epoch == 0 and init == serving and serving is not None and config.epochs > 0:
+            # No epoch beat the serving decoder it started from: the "candidate" is that decoder again.
+            verdict = GateVerdict(False, f"no epoch improved the validation loss of {serving}, which it started from", {}, None)
+        else:
+            serving_predictor = predictor_with_decoder(base, serving_state) if serving_state is not None else base
+            verdict = run_gate(
+                predictor_with_decoder(base, outcome.state), serving_predictor, serving or "the checkpoint's decoder",
+                self.embedder, val_studies, self.classes, gate_settings(config.gate_slices_per_image, config.axis, config.seed),
+            )
         skipped_ids = {image_id for image_id, _ in skipped}
         metrics = {
             "gate": verdict.to_dict(),

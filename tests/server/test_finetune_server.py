@@ -1,0 +1,116 @@
+"""Interactive finetuning through the real server: ``POST /train/medicosam_interactive`` trains a version in
+MONAI Label's training process, the gate decides, and the running server's clicks pick up the served
+version, an administrator's promotion and a rollback without a restart; answers and the audit trail name it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from conftest import write_phantom_subjects
+
+from .harness import REPO, running_server, wait_for_model
+
+pytestmark = pytest.mark.server
+INTERACTIVE = "medicosam_interactive"
+LABELS = "liver,spine,lesion"
+
+
+@pytest.fixture(scope="module")
+def server(tiny256_checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    studies = write_phantom_subjects(root / "studies", count=4)
+    env = {
+        "MEDICOSAM_CHECKPOINT": str(tiny256_checkpoint), "MEDICOSAM_LABELS": LABELS, "MEDICOSAM_PREFETCH_RADIUS": "0",
+        "MEDICOSAM_CACHE_DIR": str(root / "cache"), "MEDICOSAM_RETRAIN_AFTER_LABELS": "0",
+        "MEDICOSAM_FINETUNE_EPOCHS": "3", "MEDICOSAM_FINETUNE_LEARNING_RATE": "0.005",
+        "MEDICOSAM_FINETUNE_SUB_ITERATIONS": "3", "MEDICOSAM_FINETUNE_MAX_SLICES_PER_IMAGE": "4",
+        "MEDICOSAM_FINETUNE_GATE_SLICES_PER_IMAGE": "3", "MEDICOSAM_FINETUNE_VAL_FRACTION": "0.3",
+    }
+    with running_server(studies, root / "server.log", env=env) as url:
+        assert wait_for_model(url)["available"]
+        yield url, root, env
+
+
+def _click(url, image="phantom_0", client="annotator-1"):
+    response = requests.post(
+        f"{url}/infer/{INTERACTIVE}", params={"image": image, "output": "json"},
+        files={"params": (None, json.dumps({"foreground": [[40, 40, 18]], "client_id": client, "reset_state": True}))},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _train(url, **options):
+    deadline = time.monotonic() + 300
+    while requests.get(f"{url}/train/", params={"check_if_running": True}, timeout=10).status_code == 200:
+        assert time.monotonic() < deadline, "an earlier training round never finished"
+        time.sleep(1)
+    before = len(_stats(url)["versions"])
+    response = requests.post(f"{url}/train/{INTERACTIVE}", json=options, timeout=30)
+    assert response.status_code == 200, response.text
+    while time.monotonic() < deadline:
+        stats = _stats(url)
+        if len(stats["versions"]) > before:
+            return stats
+        time.sleep(1)
+    raise AssertionError("no interactive version appeared")
+
+
+def _stats(url):
+    return requests.get(f"{url}/info/", timeout=10).json()["train_stats"][INTERACTIVE]
+
+
+def _models(root, *args):
+    done = subprocess.run(
+        [sys.executable, "-m", "medicosam_app", "models", *args, "--kind", "interactive", "--cache-dir", str(root / "cache")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_info_lists_the_trainer_and_clicks_use_the_checkpoints_decoder_before_any_round(server):
+    url = server[0]
+    info = requests.get(f"{url}/info/", timeout=10).json()
+    assert INTERACTIVE in info["trainers"] and info["train_stats"][INTERACTIVE]["serving"] is None
+    assert info["models"][INTERACTIVE]["model_status"]["interactive_decoder"]["serving"] is None
+    assert _click(url)["interactive_version"] is None
+
+
+def test_a_train_request_finetunes_gates_and_the_running_server_serves_it(server):
+    url, root, _ = server
+    stats = _train(url, force=True)
+    first = stats["versions"][0]
+    assert first["version"] == "v0001" and first["promoted"], first
+    assert first["gate_candidate"]["dice_final"] > first["gate_serving"]["dice_final"]
+    meta = json.loads((root / "cache" / "interactive" / "versions" / "v0001" / "metadata.json").read_text())
+    assert meta["metrics"]["train_objects"] > 0 and meta["config"]["epochs"] == 3 and meta["parent"] is None
+    assert sorted(meta["train_images"] + meta["val_images"]) == [f"phantom_{n}" for n in range(4)]
+    answer = _click(url)
+    assert answer["interactive_version"] == "v0001"
+    records = [json.loads(line) for f in sorted((root / "cache" / "audit").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert any(r.get("event") == "infer" and (r.get("model") or {}).get("interactive_version") == "v0001" for r in records)
+    assert any(r.get("event") == "train" and (r.get("model") or {}).get("interactive_version") == "v0001" for r in records)
+
+
+def test_a_worse_version_is_stored_not_served_and_promotion_and_rollback_reach_the_running_server(server):
+    url, root, _ = server
+    # From the checkpoint's decoder with a learning rate far too high: whatever epoch it keeps, it is worse
+    # on the held-out images than v0001, and the gate keeps it aside.
+    stats = _train(url, force=True, learning_rate=1.0, epochs=2, warm_start=False)
+    second = stats["versions"][1]
+    assert second["version"] == "v0002" and not second["promoted"] and stats["serving"] == "v0001"
+    assert "lower" in second["promotion"] or "higher" in second["promotion"], second["promotion"]
+    assert _click(url)["interactive_version"] == "v0001"
+    assert "v0002" in _models(root, "list")
+    _models(root, "promote", "v0002")
+    assert _click(url)["interactive_version"] == "v0002"  # no restart
+    _models(root, "rollback")
+    assert _click(url)["interactive_version"] == "v0001"
