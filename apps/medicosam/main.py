@@ -150,16 +150,18 @@ class MedicoSAMApp(MONAILabelApp):
     def segmentation_author(self) -> SegmentationAuthor:
         """What a DICOM SEG says made it: the MedicoSAM checkpoint (name and hash) and the serving decoder."""
         status = self.models.status
-        if status.get("available"):
-            version = f"{status['checkpoint']} xxh128:{status['xxh128'][:16]}"
-        else:
-            version = "MedicoSAM checkpoint not loaded"
+        hash16 = str(status.get("xxh128", ""))[:16]
+        parts = [f"{status['checkpoint']} xxh128:{hash16}" if status.get("available") else "MedicoSAM checkpoint not loaded"]
         serving = self.semantic.store.serving()
         if serving:
-            version += f"; semantic decoder {serving}"
+            parts.append(f"semantic decoder {serving}")
         interactive = self.finetuner.store.serving()
         if interactive:
-            version += f"; interactive decoder {interactive}"
+            parts.append(f"interactive decoder {interactive}")
+        version = "; ".join(parts)
+        if len(version) > 64 and status.get("available"):
+            # AlgorithmVersion is a DICOM LO (64 characters; a PACS may refuse more): the hash names the checkpoint.
+            version = "; ".join([f"xxh128:{hash16}"] + [p.replace(" decoder", "") for p in parts[1:]])
         user = current_user()
         return SegmentationAuthor(
             algorithm="MedicoSAM", model_version=version, software_version=f"MedicoSAM Label {__version__}",

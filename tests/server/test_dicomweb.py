@@ -55,9 +55,27 @@ def pacs(tmp_path_factory):
         yield url, uids, root
 
 
+def serve_checkpoint_decoder_as_a_version(checkpoint, interactive_dir):
+    """An interactive version holding the checkpoint's own decoder weights, promoted: the server then names
+    an interactive version in what it writes (training itself is tested in test_finetune_server.py)."""
+    from medicosam_app.checkpoints import file_xxh128
+    from medicosam_app.finetune.decoder_weights import decoder_state
+    from medicosam_app.sam_builder import load_sam
+    from medicosam_app.semantic.versions import VersionStore
+
+    store = VersionStore(interactive_dir, what="interactive model")
+    lock = store.acquire_training_lock()
+    try:
+        version = store.add(decoder_state(load_sam(checkpoint)[0]), {"encoder_checkpoint": file_xxh128(checkpoint)})
+    finally:
+        lock.release()
+    store.promote(version, "test fixture")
+
+
 @pytest.fixture(scope="module")
 def server(pacs, phantom_checkpoint):
     url, _, root = pacs
+    serve_checkpoint_decoder_as_a_version(phantom_checkpoint, root / "cache" / "interactive")
     env = {"MEDICOSAM_CHECKPOINT": str(phantom_checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0",
            "MEDICOSAM_RETRAIN_AFTER_LABELS": "0"}
     with running_server(url, root / "server.log", env=env) as server_url:
@@ -145,6 +163,7 @@ def test_final_label_becomes_a_dicom_seg_in_orthanc_and_comes_back_voxel_exact(s
     algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
     assert algorithm.AlgorithmName == "MedicoSAM"
     assert algorithm.AlgorithmVersion.startswith("tiny_sam.pt xxh128:")
+    assert algorithm.AlgorithmVersion.endswith("; interactive decoder v0001")
     assert "MedicoSAM" in seg.SeriesDescription and "tiny_sam.pt" in seg.SeriesDescription
 
     # Decoded independently with highdicom against the source instances in GDCM's slice order.
