@@ -12,7 +12,9 @@ from ..errors import MedicoSamError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--studies", required=True, help="datastore folder: images and labels/final/")
+    parser.add_argument("--studies", required=True,
+                        help="datastore folder (images and labels/final/), or a DICOMweb URL: every series with a "
+                        "DICOM SEG, the newest SEG as its label")
     parser.add_argument("--protocol", choices=["medicosam", "cvpr25"], default="medicosam",
                         help="correction rule: medicosam (micro-sam's: a random point in the false negatives and one in "
                         "the false positives per round) or cvpr25 (one click at the centre of the largest error)")
@@ -35,13 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, conf: Dict[str, str]) -> int:
+    from ..dicom.labelled_series import local_studies
     from ..semantic.studies import find_labelled_studies
     from ..services import build_model_provider, build_slice_embedder
     from ..settings import Settings
     from .report import table, write_csv
     from .runner import EvaluationSettings, Evaluator
 
-    studies_dir = Path(args.studies)
+    settings = Settings.from_conf(conf)
+    studies_dir = local_studies(args.studies, settings.dicom_cache_dir, progress=not args.quiet)
     if not studies_dir.is_dir():
         print(f"evaluate: {args.studies} is not a datastore folder (images, and labels/final/)", file=sys.stderr)
         return 2
@@ -59,7 +63,6 @@ def run(args: argparse.Namespace, conf: Dict[str, str]) -> int:
         print(f"evaluate: no image in {studies_dir} has a final label (labels/final/<id>.nii.gz); nothing to evaluate.",
               file=sys.stderr)
         return 2
-    settings = Settings.from_conf(conf)
     classes = settings.classes.label_names()
 
     def evaluate(settings_for_model: Settings, role: str):

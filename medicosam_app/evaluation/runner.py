@@ -159,6 +159,10 @@ class Evaluator:
     def _image(
         self, image_id: str, volume: Volume, label: np.ndarray, classes: Dict[str, int], settings: EvaluationSettings, bar: tqdm
     ) -> List[ObjectResult]:
+        uncovered = sorted(set(np.unique(label).tolist()) - set(classes.values()) - {0})
+        if uncovered:
+            logger.warning("%s: label values %s belong to no class of %s and are not evaluated (set --labels)",
+                           image_id, uncovered, classes)
         view = SliceView.create(volume.shape, volume.direction, settings.axis)
         slices = foreground_slices(np.isin(label, list(classes.values())), view, settings.max_slices_per_image)
         objects = slice_objects(image_id, label, view, classes, slices, settings.min_object_pixels)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Dict
 
 from .config import FinetuneConfig
@@ -14,7 +13,8 @@ FLAGS = ("epochs", "learning_rate", "batch_size", "sub_iterations", "max_slices_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--studies", required=True, help="datastore folder (images, and labels/final/)")
+    parser.add_argument("--studies", required=True,
+                        help="datastore folder (images, and labels/final/), or a DICOMweb URL (series with a DICOM SEG)")
     parser.add_argument("--min-new-labels", type=int, default=1, help="train only if this many labels are new (default 1)")
     parser.add_argument("--force", action="store_true", help="train even without new labels")
     parser.add_argument("--epochs", type=int)
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, conf: Dict[str, str]) -> int:
+    from ..dicom.labelled_series import local_studies
     from ..semantic.studies import find_labelled_studies
     from ..services import build_finetuner, build_model_provider, build_slice_embedder
     from ..settings import Settings
@@ -39,13 +40,14 @@ def run(args: argparse.Namespace, conf: Dict[str, str]) -> int:
     if args.no_warm_start:
         overrides["warm_start"] = False
     config = FinetuneConfig.from_mapping(overrides, base=settings.finetune)
-    if not Path(args.studies).is_dir():
+    studies = local_studies(args.studies, settings.dicom_cache_dir, progress=not args.quiet)
+    if not studies.is_dir():
         print(f"finetune: {args.studies} is not a datastore folder", file=sys.stderr)
         return 2
     models = build_model_provider(settings)
     embedder = build_slice_embedder(settings, models, memory_mb=256)
     summary = build_finetuner(settings, models, embedder).run(
-        find_labelled_studies(Path(args.studies)), config, min_new_labels=args.min_new_labels, force=args.force,
+        find_labelled_studies(studies), config, min_new_labels=args.min_new_labels, force=args.force,
         progress=not args.quiet,
     )
     print(json.dumps(summary.to_dict()) if args.json else summary.line())

@@ -196,6 +196,26 @@ def test_a_fresh_server_reads_the_seg_back_from_orthanc_voxel_exact(server, pacs
     assert np.allclose(back.GetDirection(), reference.GetDirection())
 
 
+def test_evaluate_reads_labelled_series_from_the_pacs(server, pacs, phantom_checkpoint, tmp_path):
+    """``evaluate --studies <DICOMweb URL>``: the series with a SEG, converted once into a local folder."""
+    from medicosam_app.__main__ import main
+
+    url, uids, _ = pacs
+    arguments = ["evaluate", "--studies", url, "--checkpoint", str(phantom_checkpoint), "--cache-dir", str(tmp_path),
+                 "--precision", "fp32", "--labels", "liver,spine", "--no-3d", "--start", "box",
+                 "--max-slices-per-image", "2", "--iterations", "2", "--quiet", "--json", str(tmp_path / "run.json")]
+    assert main(arguments) == 0
+    document = json.loads((tmp_path / "run.json").read_text())
+    assert document["images"] == [uids["Phantom CT"]] and document["objects"]
+    assert {o["class_name"] for o in document["objects"]} <= {"liver", "spine"}
+    converted = next((tmp_path / "dicomweb" / "labelled").glob(f"*/{uids['Phantom CT']}.nii.gz"))
+    stamp = converted.stat().st_mtime_ns
+    assert main(arguments) == 0 and converted.stat().st_mtime_ns == stamp  # not downloaded again
+    label = sitk.ReadImage(str(converted.parent / "labels" / "final" / converted.name))
+    reference = gdcm_series_image(pacs[2] / "dicom" / "phantom_ct")
+    assert np.array_equal(sitk.GetArrayFromImage(label).transpose(2, 1, 0), _asymmetric_label(reference.GetSize()))
+
+
 @pytest.mark.parametrize("series, status, message", [
     ("CT with a gap", 422, "missing 1 slice(s)"),
     ("CT uneven", 422, "uneven slice spacing"),
