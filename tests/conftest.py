@@ -123,7 +123,7 @@ def write_mni_subjects(
     return folder
 
 
-PHANTOM_SHIFTS = [(0, 0, 0), (6, -4, 2), (-5, 3, -3), (3, 5, 1), (-4, -3, 3), (5, 2, -2)]
+PHANTOM_SHIFTS = [(0, 0, 0), (2, -1, 1), (-2, 1, -1), (1, 2, 0), (-1, -2, 1), (2, 1, -1)]
 
 
 def write_phantom_subjects(folder: Path, count: int = 4) -> Path:

@@ -119,3 +119,96 @@ def test_finetune_options_are_checked():
         FinetuneConfig.from_mapping({"sub_iterations": 0})
     with pytest.raises(Exception, match="learning_rate"):
         FinetuneConfig.from_mapping({"learning_rate": 0})
+
+
+def _finetune(studies, checkpoint, cache, *extra, labels="grey_matter,white_matter"):
+    return main([
+        "finetune", "--studies", str(studies), "--checkpoint", str(checkpoint), "--cache-dir", str(cache),
+        "--precision", "fp32", "--labels", labels, "--quiet", "--json", *extra,
+    ])
+
+
+def test_a_finetune_round_on_the_mni_sample_raises_held_out_dice_and_is_versioned(
+    mni_studies, tiny256_checkpoint, tmp_path, capsys
+):
+    quick = ["--epochs", "4", "--learning-rate", "0.005", "--sub-iterations", "3", "--max-slices-per-image", "4",
+             "--gate-slices-per-image", "3"]
+    assert _finetune(mni_studies, tiny256_checkpoint, tmp_path / "cache", *quick) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "trained" and summary["version"] == "v0001" and summary["new_labels"] == 3
+    gate = summary["metrics"]["gate"]
+    # Real training: on the held-out subject the first prediction of each object is clearly better than the
+    # checkpoint's decoder's, and the corrections end better too.
+    assert gate["candidate"]["dice_first"] > gate["serving"]["dice_first"] + 0.05, gate
+    assert gate["candidate"]["dice_final"] > gate["serving"]["dice_final"], gate
+    assert summary["promoted"] and gate["candidate"]["objects"] == gate["serving"]["objects"] > 0
+    store = VersionStore(tmp_path / "cache" / "interactive", what="interactive model")
+    meta = store.metadata("v0001")
+    assert meta["encoder_checkpoint"] and meta["metrics"]["seconds_per_epoch"] > 0 and len(meta["metrics"]["history"]) == 5
+    assert {d["image_id"] for d in meta["data"]} == {"subject_0", "subject_1", "subject_2"}
+    assert store.serving() == "v0001"
+
+    assert _finetune(mni_studies, tiny256_checkpoint, tmp_path / "cache", *quick) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["status"] == "nothing-to-do" and "0 new labels since v0001" in again["reason"]
+    assert main(["models", "list", "--kind", "interactive", "--cache-dir", str(tmp_path / "cache")]) == 0
+    listing = capsys.readouterr().out
+    assert listing.startswith("* v0001") and "NoC@90" in listing
+
+    # The served version is what evaluate measures (same objects, prompts and embeddings as the gate's).
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--studies", str(mni_studies), "--checkpoint", str(tiny256_checkpoint), "--cache-dir",
+                 str(tmp_path / "cache"), "--precision", "fp32", "--quiet", "--no-3d", "--json", str(out),
+                 "--max-slices-per-image", "2"]) == 0
+    assert json.loads(out.read_text())["objects"]
+
+
+def test_a_round_while_another_holds_the_lock_is_busy_and_bad_options_are_refused(mni_studies, tiny256_checkpoint, tmp_path, capsys):
+    store = VersionStore(tmp_path / "cache" / "interactive", what="interactive model")
+    lock = store.acquire_training_lock()
+    try:
+        assert _finetune(mni_studies, tiny256_checkpoint, tmp_path / "cache", "--epochs", "1") == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["status"] == "busy"
+    finally:
+        lock.release()
+    assert _finetune(mni_studies, tiny256_checkpoint, tmp_path / "cache", "--sub-iterations", "0") == 1
+    assert "sub_iterations" in capsys.readouterr().err
+
+
+def _evaluate(studies, checkpoint, cache, out, labels):
+    assert main(["evaluate", "--studies", str(studies), "--checkpoint", str(checkpoint), "--cache-dir", str(cache),
+                 "--precision", "fp32", "--labels", labels, "--no-3d", "--max-slices-per-image", "4", "--quiet",
+                 "--json", str(out)]) == 0
+    flat = [o for o in json.loads(out.read_text())["objects"] if o["dimension"] == "2d"]
+    return {
+        "objects": len(flat),
+        "dice_first": float(np.mean([o["dice"][0] for o in flat])),
+        "noc85": float(np.mean([o["noc"]["85"] for o in flat])),
+        "noc90": float(np.mean([o["noc"]["90"] for o in flat])),
+    }
+
+
+def test_finetuning_on_ct_phantoms_lowers_the_clicks_on_a_held_out_patient(tiny256_checkpoint, tmp_path, capsys):
+    """Four phantom patients (organs shifted, other noise); phantom_2 is the one the hash split holds out. The
+    spine, evaluated on phantom_2 alone before and after one round with the same prompts and embeddings."""
+    import shutil
+
+    studies = write_phantom_subjects(tmp_path / "studies", count=4)
+    held_out = tmp_path / "held_out"
+    (held_out / "labels" / "final").mkdir(parents=True)
+    shutil.copy(studies / "phantom_2.nii.gz", held_out)
+    shutil.copy(studies / "labels" / "final" / "phantom_2.nii.gz", held_out / "labels" / "final")
+    spine, cache = '{"spine": 2}', tmp_path / "cache"
+    before = _evaluate(held_out, tiny256_checkpoint, cache, tmp_path / "before.json", spine)
+    assert _finetune(studies, tiny256_checkpoint, cache, "--epochs", "15", "--learning-rate", "0.005",
+                     "--sub-iterations", "4", "--max-slices-per-image", "8", "--gate-slices-per-image", "4",
+                     labels=spine) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["promoted"] and "phantom_2" in VersionStore(cache / "interactive").metadata("v0001")["val_images"]
+    after = _evaluate(held_out, tiny256_checkpoint, cache, tmp_path / "after.json", spine)
+    assert after["objects"] == before["objects"] > 0
+    assert after["dice_first"] > before["dice_first"] + 0.3, (before, after)
+    # Random tiny encoders limit how far a 2-layer decoder gets: 85 % is reached in a few clicks after the
+    # round (never before), 90 % within 20 prompts neither before nor after on this patient.
+    assert after["noc85"] < before["noc85"] - 5, (before, after)
+    assert after["noc90"] <= before["noc90"], (before, after)

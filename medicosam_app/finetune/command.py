@@ -9,7 +9,8 @@ from typing import Dict
 
 from .config import FinetuneConfig
 
-FLAGS = ("epochs", "learning_rate", "batch_size", "sub_iterations", "max_slices_per_image", "val_fraction", "seed")
+FLAGS = ("epochs", "learning_rate", "batch_size", "sub_iterations", "max_slices_per_image", "gate_slices_per_image",
+         "val_fraction", "seed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="objects per optimiser step")
     parser.add_argument("--sub-iterations", type=int, help="predictions per simulated session (default 8)")
     parser.add_argument("--max-slices-per-image", type=int)
+    parser.add_argument("--gate-slices-per-image", type=int, help="foreground slices per held-out image the gate evaluates")
     parser.add_argument("--val-fraction", type=float, help="share of images held out for the gate")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--no-warm-start", action="store_true", help="start from the checkpoint's decoder")

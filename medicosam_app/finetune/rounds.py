@@ -119,7 +119,7 @@ class InteractiveFinetuner:
         if config.warm_start and serving_state is not None:
             load_decoder_state(sam, serving_state)
             init = serving
-        outcome = finetune(sam, train, val, self.embedder, config, device, progress)
+        outcome = finetune(sam, train, val, self.embedder.embeddings, config, device, progress)
 
         if outcome.best_epoch == 0 and init == serving and serving is not None and config.epochs > 0:
             # No epoch beat the serving decoder it started from: the "candidate" is that decoder again.

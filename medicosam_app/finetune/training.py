@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..errors import MedicoSamError
 from ..evaluation.clicks import RandomErrorClicks
 from ..predictor import decode_prompts, logits_to_image
-from ..slice_embedder import SliceEmbedder
+from ..embeddings import EmbeddingCache
 from .config import FinetuneConfig
 from .decoder_weights import decoder_state, trainable_parameters
 from .prompting import jittered_box, random_inside
@@ -82,27 +82,27 @@ def session_loss(
     return total / config.sub_iterations
 
 
-def _features(embedder: SliceEmbedder, sample: ObjectSample, device: torch.device) -> torch.Tensor:
+def _features(embeddings: EmbeddingCache, sample: ObjectSample, device: torch.device) -> torch.Tensor:
     def missing():
         raise MedicoSamError(
             f"Features of {sample.image_id} slice {sample.slice_index} vanished from the embedding cache during "
             "finetuning; raise embedding_disk_mb so the training set fits."
         )
 
-    embedding, _ = embedder.embeddings.get_or_encode(sample.key, missing)
+    embedding, _ = embeddings.get_or_encode(sample.key, missing)
     return embedding.features.to(device).clone()  # a normal tensor: cached ones may come from inference mode
 
 
 def mean_loss(
-    sam: Sam, dense_pe: torch.Tensor, samples: Sequence[ObjectSample], embedder: SliceEmbedder, config: FinetuneConfig,
-    device: torch.device, seed: int,
+    sam: Sam, dense_pe: torch.Tensor, samples: Sequence[ObjectSample], embeddings: EmbeddingCache,
+    config: FinetuneConfig, device: torch.device, seed: int,
 ) -> float:
     """The loss over ``samples`` without learning, with prompts drawn from ``seed`` (the same every epoch)."""
     if not samples:
         return math.nan
     rng = np.random.default_rng(seed)
     with torch.no_grad():
-        losses = [float(session_loss(sam, dense_pe, _features(embedder, s, device), s, config, rng)) for s in samples]
+        losses = [float(session_loss(sam, dense_pe, _features(embeddings, s, device), s, config, rng)) for s in samples]
     return float(np.mean(losses))
 
 
@@ -110,7 +110,7 @@ def finetune(
     sam: Sam,
     train: Sequence[ObjectSample],
     val: Sequence[ObjectSample],
-    embedder: SliceEmbedder,
+    embeddings: EmbeddingCache,
     config: FinetuneConfig,
     device: torch.device,
     progress: bool = True,
@@ -124,7 +124,7 @@ def finetune(
     optimiser = torch.optim.AdamW(parameters, lr=config.learning_rate)
     with torch.no_grad():
         dense_pe = sam.prompt_encoder.get_dense_pe()
-    untrained = mean_loss(sam, dense_pe, val, embedder, config, device, config.seed + 1)
+    untrained = mean_loss(sam, dense_pe, val, embeddings, config, device, config.seed + 1)
     best_loss, best_epoch, best_state = untrained, 0, decoder_state(sam)
     history: List[Dict[str, Any]] = [{"epoch": 0, "val_loss": round(untrained, 5)}]
     epoch_seconds = []
@@ -136,14 +136,14 @@ def finetune(
         losses = []
         for first in range(0, len(order), config.batch_size):
             batch = [train[i] for i in order[first : first + config.batch_size]]
-            loss = sum(session_loss(sam, dense_pe, _features(embedder, s, device), s, config, rng) for s in batch) / len(batch)
+            loss = sum(session_loss(sam, dense_pe, _features(embeddings, s, device), s, config, rng) for s in batch) / len(batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             losses.append(float(loss.detach()))
         sam.eval()
         epoch_seconds.append(time.perf_counter() - started)
-        val_loss = mean_loss(sam, dense_pe, val, embedder, config, device, config.seed + 1)
+        val_loss = mean_loss(sam, dense_pe, val, embeddings, config, device, config.seed + 1)
         train_loss = float(np.mean(losses)) if losses else math.nan
         history.append({"epoch": epoch, "train_loss": round(train_loss, 5), "val_loss": round(val_loss, 5),
                         "seconds": round(epoch_seconds[-1], 2)})
