@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_phantom_subjects
+from conftest import write_mni_subjects, write_phantom_subjects
 from medicosam_app.__main__ import main
 from medicosam_app.finetune.config import FinetuneConfig
 from medicosam_app.finetune.decoder_weights import (
@@ -129,23 +129,27 @@ def _finetune(studies, checkpoint, cache, *extra, labels="grey_matter,white_matt
 
 
 def test_a_finetune_round_on_the_mni_sample_raises_held_out_dice_and_is_versioned(
-    mni_studies, tiny256_checkpoint, tmp_path, capsys
+    mni_template, tiny256_checkpoint, tmp_path, capsys
 ):
-    quick = ["--epochs", "4", "--learning-rate", "0.005", "--sub-iterations", "3", "--max-slices-per-image", "4",
-             "--gate-slices-per-image", "3"]
+    mni_studies = write_mni_subjects(tmp_path / "studies", mni_template, count=4, unlabelled=0)
+    quick = ["--epochs", "10", "--learning-rate", "0.005", "--sub-iterations", "4", "--max-slices-per-image", "8",
+             "--gate-slices-per-image", "8"]
     assert _finetune(mni_studies, tiny256_checkpoint, tmp_path / "cache", *quick) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["status"] == "trained" and summary["version"] == "v0001" and summary["new_labels"] == 3
+    assert summary["status"] == "trained" and summary["version"] == "v0001" and summary["new_labels"] == 4
     gate = summary["metrics"]["gate"]
     # Real training: on the held-out subject the first prediction of each object is clearly better than the
     # checkpoint's decoder's, and the corrections end better too.
-    assert gate["candidate"]["dice_first"] > gate["serving"]["dice_first"] + 0.05, gate
+    assert gate["candidate"]["dice_first"] > gate["serving"]["dice_first"] + 0.15, gate
     assert gate["candidate"]["dice_final"] > gate["serving"]["dice_final"], gate
+    # NoC@90 is no higher; whether a thin grey-matter ribbon reaches 90 % within 20 prompts with a random tiny
+    # encoder depends on the epoch count (benchmarks/finetune.py: 19.59 vs 20.00): too close to assert a drop.
+    assert gate["candidate"]["noc90"] <= gate["serving"]["noc90"], gate
     assert summary["promoted"] and gate["candidate"]["objects"] == gate["serving"]["objects"] > 0
     store = VersionStore(tmp_path / "cache" / "interactive", what="interactive model")
     meta = store.metadata("v0001")
-    assert meta["encoder_checkpoint"] and meta["metrics"]["seconds_per_epoch"] > 0 and len(meta["metrics"]["history"]) == 5
-    assert {d["image_id"] for d in meta["data"]} == {"subject_0", "subject_1", "subject_2"}
+    assert meta["encoder_checkpoint"] and meta["metrics"]["seconds_per_epoch"] > 0 and len(meta["metrics"]["history"]) == 11
+    assert {d["image_id"] for d in meta["data"]} == {f"subject_{n}" for n in range(4)}
     assert store.serving() == "v0001"
 
     assert _finetune(mni_studies, tiny256_checkpoint, tmp_path / "cache", *quick) == 0

@@ -84,6 +84,7 @@ class RefinedSemantic:
     label: np.ndarray
     redrawn_slices: int  # component slices MedicoSAM drew
     kept_slices: int  # component slices where drawing stopped, left as the semantic decoder had them
+    decoder_version: Optional[str] = None  # the interactive finetuning version that drew (None: the checkpoint's)
 
 
 class InstanceSegmenter:
@@ -146,7 +147,7 @@ class InstanceSegmenter:
                     pixels[seed] = 0  # the component's semantic voxels on this slice give way to MedicoSAM's mask
                     pixels[drawn[index] & (pixels == 0)] = proposal.class_value  # never over another structure
                     redrawn += 1
-        return RefinedSemantic(semantic, refined, redrawn, kept)
+        return RefinedSemantic(semantic, refined, redrawn, kept, getattr(predictor, "decoder_version", None))
 
     def _everything(self, volume: Volume, view: SliceView, options: InstanceOptions, predictor: Any) -> InstanceResult:
         index = view.num_slices // 2 if options.slice_index is None else options.slice_index

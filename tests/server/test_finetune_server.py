@@ -11,10 +11,11 @@ import time
 
 import pytest
 import requests
+import SimpleITK as sitk
 
 from conftest import write_phantom_subjects
 
-from .harness import REPO, running_server, wait_for_model
+from .harness import REPO, running_server, slicer_client, wait_for_model
 
 pytestmark = pytest.mark.server
 INTERACTIVE = "medicosam_interactive"
@@ -28,6 +29,7 @@ def server(tiny256_checkpoint, tmp_path_factory):
     env = {
         "MEDICOSAM_CHECKPOINT": str(tiny256_checkpoint), "MEDICOSAM_LABELS": LABELS, "MEDICOSAM_PREFETCH_RADIUS": "0",
         "MEDICOSAM_CACHE_DIR": str(root / "cache"), "MEDICOSAM_RETRAIN_AFTER_LABELS": "0",
+        "MEDICOSAM_FINETUNE_AFTER_LABELS": "1",
         "MEDICOSAM_FINETUNE_EPOCHS": "3", "MEDICOSAM_FINETUNE_LEARNING_RATE": "0.005",
         "MEDICOSAM_FINETUNE_SUB_ITERATIONS": "3", "MEDICOSAM_FINETUNE_MAX_SLICES_PER_IMAGE": "4",
         "MEDICOSAM_FINETUNE_GATE_SLICES_PER_IMAGE": "3", "MEDICOSAM_FINETUNE_VAL_FRACTION": "0.3",
@@ -47,11 +49,15 @@ def _click(url, image="phantom_0", client="annotator-1"):
     return response.json()
 
 
-def _train(url, **options):
-    deadline = time.monotonic() + 300
+def _no_training_running(url, deadline):
     while requests.get(f"{url}/train/", params={"check_if_running": True}, timeout=10).status_code == 200:
         assert time.monotonic() < deadline, "an earlier training round never finished"
         time.sleep(1)
+
+
+def _train(url, **options):
+    deadline = time.monotonic() + 300
+    _no_training_running(url, deadline)
     before = len(_stats(url)["versions"])
     response = requests.post(f"{url}/train/{INTERACTIVE}", json=options, timeout=30)
     assert response.status_code == 200, response.text
@@ -114,3 +120,27 @@ def test_a_worse_version_is_stored_not_served_and_promotion_and_rollback_reach_t
     assert _click(url)["interactive_version"] == "v0002"  # no restart
     _models(root, "rollback")
     assert _click(url)["interactive_version"] == "v0001"
+
+
+def test_a_corrected_label_starts_a_round_when_finetune_after_labels_is_reached(server, tmp_path):
+    url, root, _ = server
+    label = sitk.ReadImage(str(root / "studies" / "labels" / "final" / "phantom_1.nii.gz"))
+    array = sitk.GetArrayFromImage(label)
+    array[18, 40:44, 30:34] = 2  # the radiologist adds a few voxels: a new label for every version so far
+    corrected = sitk.GetImageFromArray(array)
+    corrected.CopyInformation(label)
+    sitk.WriteImage(corrected, str(tmp_path / "corrected.nii.gz"))
+    _no_training_running(url, time.monotonic() + 300)  # MONAI Label runs one round at a time
+    before = len(_stats(url)["versions"])
+    answer = slicer_client(url, tmp_path / "client").save_label(
+        "phantom_1", str(tmp_path / "corrected.nii.gz"), tag="final",
+        params={"label_info": [{"name": "liver", "idx": 1}, {"name": "spine", "idx": 2}, {"name": "lesion", "idx": 3}]},
+    )
+    assert answer.get("finetuning") == "started: 1 new labels", answer
+    deadline = time.monotonic() + 300
+    while len(_stats(url)["versions"]) == before:
+        assert time.monotonic() < deadline, "the triggered round stored no version"
+        time.sleep(1)
+    newest = _stats(url)["versions"][-1]
+    meta = json.loads((root / "cache" / "interactive" / "versions" / newest["version"] / "metadata.json").read_text())
+    assert any(d["image_id"] == "phantom_1" for d in meta["data"]) and meta["parent"] == "v0001"

@@ -58,7 +58,8 @@ class SemanticInfer(InferTask):
                 min_voxels = parse_int(request.get("min_voxels"), "min_voxels", 1, 1 << 30, default=10)
                 refined = self.instances.refine_semantic(request["image"], drawing, min_voxels)
                 result, label = refined.semantic, refined.label
-                extra = {"refined": True, "redrawn_slices": refined.redrawn_slices, "kept_slices": refined.kept_slices}
+                extra = {"refined": True, "redrawn_slices": refined.redrawn_slices, "kept_slices": refined.kept_slices,
+                         "interactive_version": refined.decoder_version}
             else:
                 result = self.segmenter.segment(request["image"])
                 label = result.label
