@@ -17,11 +17,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ..coordinates import SliceView
-from ..errors import InvalidRequestError, MedicoSamError
+from ..errors import InvalidRequestError
 from ..predictor import PromptPredictor
-from ..semantic.studies import LabelledStudy
+from ..semantic.studies import LabelledStudy, read_labelled
 from ..slice_embedder import SliceEmbedder
-from ..volume import Volume, read_volume
+from ..volume import Volume
 from .clicks import PROTOCOLS, STARTS, correction_rule
 from .objects import MIN_OBJECT_PIXELS, SliceObject, foreground_slices, slice_objects, volume_objects
 from .session import DEFAULT_ITERATIONS, DEFAULT_THRESHOLDS, MAX_CLICKS, ObjectTrace, simulate
@@ -140,16 +140,7 @@ class Evaluator:
         skipped: List[Tuple[str, str]] = []
         done_images: List[str] = []
         with tqdm(total=0, unit="object", desc=f"Evaluating ({settings.protocol})", disable=not progress) as bar:
-            for study in studies:
-                try:
-                    volume = read_volume(study.image_path)
-                    label = read_volume(study.label_path)
-                except MedicoSamError as error:
-                    skipped.append((study.image_id, str(error)))
-                    continue
-                if label.shape != volume.shape:
-                    skipped.append((study.image_id, f"label shape {label.shape} differs from image shape {volume.shape}"))
-                    continue
+            for study, volume, label in read_labelled(studies, skipped):
                 results += self._image(study.image_id, volume, label.array, classes, settings, bar)
                 done_images.append(study.image_id)
         for image_id, reason in skipped:

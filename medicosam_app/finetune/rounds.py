@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from ..errors import InvalidRequestError
 from ..model_provider import ModelProvider
-from ..semantic.retrain import split_studies
+from ..semantic.retrain import RetrainSummary, decide_round, split_studies
 from ..semantic.studies import LabelledStudy
 from ..semantic.versions import TrainingBusyError, VersionStore
 from ..slice_embedder import SliceEmbedder
@@ -29,23 +28,14 @@ from .training import finetune
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class FinetuneSummary:
-    status: str  # "trained", "nothing-to-do", "busy"
-    new_labels: int = 0
-    version: Optional[str] = None
-    promoted: bool = False
-    reason: str = ""
-    metrics: Dict[str, Any] = field(default_factory=dict)
+class FinetuneSummary(RetrainSummary):
+    """A round's outcome, as the semantic retraining reports it."""
 
     def line(self) -> str:
         if self.status != "trained":
             return f"finetune: {self.status}: {self.reason}"
         verdict = "promoted" if self.promoted else "kept, not promoted"
         return f"finetune: {self.version} from {self.new_labels} new labels, {verdict} ({self.reason})"
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {k: getattr(self, k) for k in ("status", "new_labels", "version", "promoted", "reason", "metrics")}
 
 
 class InteractiveFinetuner:
@@ -63,8 +53,7 @@ class InteractiveFinetuner:
 
     def new_labels(self, studies: Sequence[LabelledStudy]) -> List[LabelledStudy]:
         """Labels no version has learned from yet (new images, or labels saved again with changes)."""
-        seen = self.store.learned_labels()
-        return [s for s in studies if seen.get(s.image_id) != s.label_hash]
+        return self.store.new_labels(studies)
 
     def run(
         self,
@@ -79,15 +68,10 @@ class InteractiveFinetuner:
         except TrainingBusyError as error:
             return FinetuneSummary("busy", reason=str(error))
         try:
-            if not studies:
-                return FinetuneSummary("nothing-to-do", reason="no image has a final label yet")
-            new = len(self.new_labels(studies))
-            if new < max(1, min_new_labels) and not force:
-                return FinetuneSummary(
-                    "nothing-to-do", new_labels=new,
-                    reason=f"{new} new labels since {self.store.latest() or 'the start'}, {max(1, min_new_labels)} needed",
-                )
-            return self._train(studies, config, new, progress)
+            decision = decide_round(self.store, studies, min_new_labels, force, FinetuneSummary)
+            if decision.status != "go":
+                return decision  # type: ignore[return-value]
+            return self._train(studies, config, decision.new_labels, progress)
         finally:
             lock.release()
 

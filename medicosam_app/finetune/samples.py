@@ -12,11 +12,9 @@ from tqdm import tqdm
 
 from ..coordinates import SliceView
 from ..embedding_key import EmbeddingKey
-from ..errors import MedicoSamError
 from ..evaluation.objects import foreground_slices, slice_objects
-from ..semantic.studies import LabelledStudy
+from ..semantic.studies import LabelledStudy, read_labelled
 from ..slice_embedder import SliceEmbedder
-from ..volume import read_volume
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +45,7 @@ def prepare_objects(
     samples: List[ObjectSample] = []
     skipped: List[Tuple[str, str]] = []
     work = []
-    for study in studies:
-        try:
-            volume = read_volume(study.image_path)
-            label = read_volume(study.label_path)
-        except MedicoSamError as error:
-            skipped.append((study.image_id, str(error)))
-            continue
-        if label.shape != volume.shape:
-            skipped.append((study.image_id, f"label shape {label.shape} differs from image shape {volume.shape}"))
-            continue
+    for study, volume, label in read_labelled(studies, skipped):
         view = SliceView.create(volume.shape, volume.direction, axis)
         slices = foreground_slices(np.isin(label.array, list(classes.values())), view, max_slices_per_image)
         objects = slice_objects(study.image_id, label.array, view, classes, slices)

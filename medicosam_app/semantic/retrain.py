@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import xxhash
 
@@ -49,6 +49,22 @@ class RetrainSummary:
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: getattr(self, k) for k in ("status", "new_labels", "version", "promoted", "reason", "metrics")}
+
+
+def decide_round(
+    store: VersionStore, studies: Sequence[LabelledStudy], min_new_labels: int, force: bool,
+    summary: Type[RetrainSummary] = RetrainSummary,
+) -> RetrainSummary:
+    """``go`` (with the count of new labels) or why a round has nothing to do."""
+    if not studies:
+        return summary("nothing-to-do", reason="no image has a final label yet")
+    new = len(store.new_labels(studies))
+    if new < max(1, min_new_labels) and not force:
+        return summary(
+            "nothing-to-do", new_labels=new,
+            reason=f"{new} new labels since {store.latest() or 'the start'}, {max(1, min_new_labels)} needed",
+        )
+    return summary("go", new_labels=new)
 
 
 def is_validation_image(image_id: str, fraction: float) -> bool:
@@ -98,14 +114,9 @@ class SemanticRetrainer:
         self.released_decoder = released_decoder
         self.cache_dir = cache_dir
 
-    def learned(self) -> Dict[str, str]:
-        """image id → label hash of the data every stored version was trained on (latest wins)."""
-        return self.store.learned_labels()
-
     def new_labels(self, studies: Sequence[LabelledStudy]) -> List[LabelledStudy]:
         """Labels no version has learned from yet (new images, or labels saved again with changes)."""
-        seen = self.learned()
-        return [s for s in studies if seen.get(s.image_id) != s.label_hash]
+        return self.store.new_labels(studies)
 
     def run(
         self,
@@ -125,7 +136,7 @@ class SemanticRetrainer:
                 except TrainingBusyError as error:
                     decision = RetrainSummary("busy", reason=str(error))
                 if decision is None:
-                    decision = self._decide(studies, min_new_labels, force)
+                    decision = decide_round(self.store, studies, min_new_labels, force)
             decision = dist.broadcast(decision)
             if decision.status != "go":
                 return decision
@@ -133,17 +144,6 @@ class SemanticRetrainer:
         finally:
             if lock is not None:
                 lock.release()
-
-    def _decide(self, studies: Sequence[LabelledStudy], min_new_labels: int, force: bool) -> RetrainSummary:
-        if not studies:
-            return RetrainSummary("nothing-to-do", reason="no image has a final label yet")
-        new = len(self.new_labels(studies))
-        if new < max(1, min_new_labels) and not force:
-            return RetrainSummary(
-                "nothing-to-do", new_labels=new,
-                reason=f"{new} new labels since {self.store.latest() or 'the start'}, {max(1, min_new_labels)} needed",
-            )
-        return RetrainSummary("go", new_labels=new)
 
     def _train(
         self, studies: Sequence[LabelledStudy], config: TrainingConfig, new_labels: int, dist: DistContext, progress: bool

@@ -18,9 +18,8 @@ from ..coordinates import SamFrame, SliceView
 from ..embedding_key import EmbeddingKey
 from ..errors import MedicoSamError
 from ..slice_embedder import SliceEmbedder
-from ..volume import read_volume
 from .classes import SemanticClasses
-from .studies import LabelledStudy
+from .studies import LabelledStudy, read_labelled
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +66,7 @@ def prepare_samples(
     samples: List[SliceSample] = []
     skipped: List[Tuple[str, str]] = []
     work = []
-    for study in studies:
-        try:
-            volume = read_volume(study.image_path)
-            label = read_volume(study.label_path)
-        except MedicoSamError as error:
-            skipped.append((study.image_id, str(error)))
-            continue
-        if label.shape != volume.shape:
-            skipped.append((study.image_id, f"label shape {label.shape} differs from image shape {volume.shape}"))
-            continue
+    for study, volume, label in read_labelled(studies, skipped):
         view = SliceView.create(volume.shape, volume.direction, axis)
         indices = choose_slices(label.array, view, max_slices_per_image)
         targets = classes.to_indices(label.array)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import Iterator, List, Sequence, Tuple
 
 from ..checkpoints import file_xxh128
+from ..errors import MedicoSamError
 from ..precompute import VOLUME_SUFFIXES, find_images
+from ..volume import Volume, read_volume
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,19 @@ def find_labelled_studies(studies: Path, tag: str = "final") -> List[LabelledStu
 def unlabelled_images(studies: Path, tag: str = "final") -> List[Path]:
     labelled = {study.image_id for study in find_labelled_studies(studies, tag)}
     return [image for image in find_images(Path(studies)) if image_id_of(image) not in labelled]
+
+
+def read_labelled(studies: Sequence[LabelledStudy], skipped: List[Tuple[str, str]]) -> Iterator[Tuple[LabelledStudy, Volume, Volume]]:
+    """Each study with its image and label read and checked (same voxel grid), one at a time; a study that
+    cannot be used is added to ``skipped`` as ``(image_id, reason)`` and left out."""
+    for study in studies:
+        try:
+            volume = read_volume(study.image_path)
+            label = read_volume(study.label_path)
+        except MedicoSamError as error:
+            skipped.append((study.image_id, str(error)))
+            continue
+        if label.shape != volume.shape:
+            skipped.append((study.image_id, f"label shape {label.shape} differs from image shape {volume.shape}"))
+            continue
+        yield study, volume, label

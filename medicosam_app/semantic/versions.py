@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from filelock import FileLock, Timeout
@@ -90,6 +90,12 @@ class VersionStore:
             for item in self.metadata(version).get("data", []):
                 seen[item["image_id"]] = item["label_hash"]
         return seen
+
+    def new_labels(self, studies: Sequence[Any]) -> List[Any]:
+        """The studies (with ``image_id`` and ``label_hash``) no version has learned from yet: new images, or
+        labels saved again with changes."""
+        seen = self.learned_labels()
+        return [s for s in studies if seen.get(s.image_id) != s.label_hash]
 
     def latest(self) -> Optional[str]:
         ids = self.ids()
