@@ -113,6 +113,9 @@ class MedicoSAMApp(MONAILabelApp):
             description="Interactive MedicoSAM segmentation of CT and MRI",
             version=__version__,
         )
+        # MONAI Label would run every scoring method after each training round, in the training process too,
+        # where on_init_complete never runs; our Dice scoring runs only after a promoted semantic round (train()).
+        self._auto_update_scoring = False
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):

@@ -281,6 +281,12 @@ CASES = [
     Case("train enqueue maybe", "POST", "/train/medicosam_semantic", 422, "", query={"enqueue": "maybe"}),
     Case("train all with a list for a model", "POST", "/train/", 422, "medicosam_semantic",
          body={"medicosam_semantic": [1]}),
+    Case("finetune sub_iterations 0", "POST", "/train/medicosam_interactive", 422, "sub_iterations",
+         body={"sub_iterations": 0}),
+    Case("finetune box_jitter 2", "POST", "/train/medicosam_interactive", 422, "box_jitter", body={"box_jitter": 2}),
+    Case("finetune in two processes", "POST", "/train/medicosam_interactive", 422, "'nproc'", body={"nproc": 2}),
+    Case("finetune warm_start maybe", "POST", "/train/medicosam_interactive", 422, "'warm_start'",
+         body={"warm_start": "maybe"}),
     # -- sessions -------------------------------------------------------------------------------------
     Case("session empty file", "PUT", "/session/", 422, "is empty", files={"files": ("ct.nii.gz", b"")}),
     Case("session without files", "PUT", "/session/", 422, ""),
