@@ -24,7 +24,7 @@ def _settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--intensity", choices=["volume", "slice", "percentile", "window"])
     group.add_argument("--window-level", type=float)
     group.add_argument("--window-width", type=float)
-    group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     group.add_argument("--device", help="cpu, cuda, cuda:1 ...")
     group.add_argument("--no-download", action="store_true", help="never download the published weights")
 

@@ -123,7 +123,7 @@ class InteractiveSegmenter:
         prompt = slice_prompt(prompts, view, index)
         loaded = time.perf_counter()
 
-        embedding, source = self.embedder.embedding(volume, view, index)
+        embedding, source = self.embedder.embedding(volume, view, index, predictor)
         self.embedder.prefetch_around(context.prefetch_owner, volume, view, index)
         encoded = time.perf_counter()
 

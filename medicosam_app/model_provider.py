@@ -90,7 +90,7 @@ class ModelProvider:
             self._predictor = PromptPredictor(sam, device, precision)
             self._resolved, self._architecture = resolved, architecture
             logger.info("MedicoSAM %s loaded from %s on %s", architecture.name, resolved.path, self._predictor.device)
-        except (MedicoSamError, OSError, ValueError) as error:
+        except (MedicoSamError, OSError, ValueError, RuntimeError) as error:  # e.g. a forced precision without kernels
             self._error = str(error)
             logger.error("MedicoSAM model unavailable: %s", error)
         finally:
@@ -137,9 +137,18 @@ class ModelProvider:
 
     @property
     def encoder_key(self) -> str:
-        """Identifies the encoder's output in embedding cache keys: checkpoint hash and precision."""
-        precision = self.predictor().precision  # loads now (tools), or raises while a background load runs
-        return f"{self.checkpoint_hash}-{precision}"
+        """Identifies the served encoder's output in embedding cache keys (see :meth:`encoder_key_for`)."""
+        return self.encoder_key_for(self.predictor())  # loads now (tools), or raises while a background load runs
+
+    @property
+    def checkpoint_encoder_key(self) -> str:
+        """The key of the checkpoint's own encoder, whatever interactive version is served (semantic decoder)."""
+        return self.encoder_key_for(self.base_predictor())
+
+    def encoder_key_for(self, predictor: PromptPredictor) -> str:
+        """Checkpoint hash and precision, plus the digest of a finetuned encoder's change when there is one."""
+        key = f"{self.checkpoint_hash}-{predictor.precision}"
+        return f"{key}-{predictor.encoder_tag}" if predictor.encoder_tag else key
 
     @property
     def status(self) -> Dict[str, Any]:

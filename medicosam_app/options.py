@@ -12,10 +12,12 @@ T = TypeVar("T", bound="Options")
 
 class Options:
     """A frozen dataclass mixin: ``from_mapping`` takes known keys (strings accepted) over a base and checks
-    every numeric field against ``LIMITS`` (name → (low, high), inclusive); ``POSITIVE`` fields must be > 0."""
+    every numeric field against ``LIMITS`` (name → (low, high), inclusive); ``POSITIVE`` fields must be > 0;
+    text fields must be one of their ``CHOICES``."""
 
     LIMITS: ClassVar[Dict[str, Tuple[float, float]]] = {}
     POSITIVE: ClassVar[Tuple[str, ...]] = ()
+    CHOICES: ClassVar[Dict[str, Tuple[str, ...]]] = {}
 
     @classmethod
     def from_mapping(cls: Type[T], values: Mapping[str, Any], base: Optional[T] = None) -> T:
@@ -28,6 +30,8 @@ class Options:
             try:
                 if f.type in ("bool", bool):
                     updates[f.name] = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+                elif f.type in ("str", str):
+                    updates[f.name] = str(raw).strip().lower()
                 else:
                     updates[f.name] = (int if f.type in ("int", int) else float)(raw)
             except (TypeError, ValueError) as error:
@@ -39,6 +43,11 @@ class Options:
                 raise InvalidRequestError(
                     f"Training option {name}={value!r} is out of range: it must lie in [{low}, {high}]"
                     + (" and be above 0." if name in cls.POSITIVE else ".")
+                )
+        for name, choices in cls.CHOICES.items():
+            if getattr(config, name) not in choices:
+                raise InvalidRequestError(
+                    f"Training option {name}={getattr(config, name)!r} is not one of {', '.join(choices)}."
                 )
         return config
 

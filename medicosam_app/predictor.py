@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
 from .coordinates import SamFrame
+from .model.int8_encoder import int8_encoder
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class MaskPrediction:
     predicted_iou: float
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 def resolve_precision(precision: Optional[str], device: torch.device) -> str:
@@ -52,26 +53,34 @@ def resolve_precision(precision: Optional[str], device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be auto or one of {PRECISIONS}, not {precision!r}")
     if precision == "fp16" and device.type == "cpu":
-        raise ValueError("fp16 is for GPUs; use bf16 or fp32 on a CPU")
+        raise ValueError("fp16 is for GPUs; use bf16, int8 or fp32 on a CPU")
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError("int8 is dynamic quantisation for CPUs; use bf16 or fp16 on a GPU")
     return precision
 
 
 class PromptPredictor:
     """Encodes uint8 RGB images and decodes point / box / mask prompts with a SAM network.
 
-    ``precision`` applies to the image encoder only (autocast); its output is kept in float32 and the
-    small prompt/mask decoder always runs in float32.
+    ``precision`` applies to the image encoder only (autocast, or for ``int8`` a dynamically quantised
+    copy of the encoder); its output is kept in float32 and the small prompt/mask decoder always runs in
+    float32.
     """
 
     def __init__(
         self, sam: Sam, device: Optional[torch.device] = None, precision: Optional[str] = None,
-        decoder_version: Optional[str] = None,
+        decoder_version: Optional[str] = None, encoder_tag: Optional[str] = None,
     ) -> None:
         self.decoder_version = decoder_version  # the interactive finetuning version decoding (None: the checkpoint's)
+        # A digest of a finetuned encoder's weights (None: the checkpoint's encoder); its embeddings are cached
+        # under it, apart from the checkpoint's.
+        self.encoder_tag = encoder_tag
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.sam = sam.to(self.device).eval()
         self.image_size = sam.image_encoder.img_size
         self.precision = resolve_precision(precision, self.device)
+        # The module that embeds: the checkpoint's encoder, or its int8 copy (made once, shared).
+        self.encoder = int8_encoder(sam.image_encoder) if self.precision == "int8" else sam.image_encoder
         with torch.inference_mode():  # depends on the weights only: compute once, not per click
             self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
 
@@ -103,18 +112,14 @@ class PromptPredictor:
                 raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
             if rgb.shape != images[0].shape:
                 raise ValueError("a batch needs images of one size")
-        frame = self.frame(images[0].shape[:2])
-        pixels = torch.stack(
-            [torch.as_tensor(frame.transform.apply_image(rgb), device=self.device).permute(2, 0, 1) for rgb in images]
-        )
         with self._autocast():
-            features = self._image_encoder(self.sam.preprocess(pixels.float()), between_blocks)
+            features = self._image_encoder(encoder_input(self.sam, images, self.device), between_blocks)
         features = features.float()
         size = tuple(images[0].shape[:2])
         return [ImageEmbedding(features=features[i : i + 1].clone(), original_size=size) for i in range(len(images))]  # type: ignore[arg-type]
 
     def _image_encoder(self, x: torch.Tensor, between_blocks: Optional[Callable[[], None]]) -> torch.Tensor:
-        encoder = self.sam.image_encoder
+        encoder = self.encoder
         if between_blocks is None:
             return encoder(x)
         # ImageEncoderViT.forward, one block at a time.
@@ -127,7 +132,7 @@ class PromptPredictor:
         return encoder.neck(x.permute(0, 3, 1, 2))
 
     def _autocast(self):
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "int8"):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
@@ -186,6 +191,16 @@ class PromptPredictor:
     def upscale(self, low_res_logits: torch.Tensor, original_size: Tuple[int, int]) -> torch.Tensor:
         """SAM's (B, M, 256, 256) logits → (B, M, H, W) logits of the original image (see :func:`logits_to_image`)."""
         return logits_to_image(low_res_logits, self.image_size, original_size)
+
+
+def encoder_input(sam: Sam, images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+    """HxWx3 uint8 images of one size → the encoder's (B, 3, S, S) input: longest side resized to S,
+    normalised, padded (SAM's preprocessing). Encoder finetuning calls the encoder on it with gradients."""
+    frame = SamFrame(tuple(images[0].shape[:2]), sam.image_encoder.img_size)  # type: ignore[arg-type]
+    pixels = torch.stack(
+        [torch.as_tensor(frame.transform.apply_image(rgb), device=device).permute(2, 0, 1) for rgb in images]
+    )
+    return sam.preprocess(pixels.float())
 
 
 def decode_prompts(

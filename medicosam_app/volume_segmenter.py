@@ -84,7 +84,7 @@ def slice_segmenter(
 
     def segment(index: int, prompt: SlicePrompt, logits: Optional[torch.Tensor]) -> SliceMask:
         t0 = time.perf_counter()
-        embedding, _ = embedder.embedding(volume, view, index)
+        embedding, _ = embedder.embedding(volume, view, index, predictor)
         t1 = time.perf_counter()
         answer = predictor.predict(embedding, prompt.points_xy, prompt.point_labels, prompt.box_xyxy, mask_logits=logits)
         timings["encode"] = timings.get("encode", 0.0) + t1 - t0
@@ -128,7 +128,7 @@ class VolumeSegmenter:
         timings = {"encode": 0.0, "decode": 0.0}
         segment = slice_segmenter(self.embedder, predictor, volume, view, timings)
 
-        key = (context.client_id, context.image_id, context.label, axis, settings, volume.content_hash, self.models.encoder_key)
+        key = (context.client_id, context.image_id, context.label, axis, settings, volume.content_hash, self.models.encoder_key_for(predictor))
         if context.reset_state and context.remembered:
             self.memory.reset(context.client_id, context.image_id, context.label)
         earlier = self.memory.get(key) if context.remembered else None  # anonymous: from the prompts alone

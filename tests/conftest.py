@@ -73,6 +73,12 @@ class ModelsDouble:
     def predictor(self):
         return self._predictor
 
+    def base_predictor(self):
+        return self._predictor
+
+    def encoder_key_for(self, predictor):
+        return self.encoder_key
+
 
 # -- semantic model -------------------------------------------------------------------------------
 

@@ -71,6 +71,26 @@ def test_precision_defaults_to_float32_on_cpu_and_refuses_fp16_there():
         resolve_precision("fp16", torch.device("cpu"))
     with pytest.raises(ValueError, match="precision must be"):
         resolve_precision("int3", torch.device("cpu"))
+    assert resolve_precision("int8", torch.device("cpu")) == "int8"
+    with pytest.raises(ValueError, match="int8 is dynamic quantisation for CPUs"):
+        resolve_precision("int8", torch.device("cuda"))
+
+
+def test_int8_embeds_with_a_shared_quantised_copy_and_leaves_the_encoder_alone(sam):
+    """int8: the encoder's Linear layers quantised in a copy made once; the embedding stays close to fp32's."""
+    image = _images(1)[0]
+    reference = PromptPredictor(sam).encode(image).features
+    int8 = PromptPredictor(sam, precision="int8")
+    quantised = int8.encode(image).features
+    assert quantised.dtype == torch.float32 and quantised.shape == reference.shape
+    relative = float((quantised - reference).norm() / reference.norm())
+    assert relative < 0.1, relative
+    assert type(sam.image_encoder.blocks[0].attn.qkv) is torch.nn.Linear  # fp32 users keep the float layers
+    assert type(int8.encoder.blocks[0].attn.qkv) is not torch.nn.Linear
+    assert PromptPredictor(sam, precision="int8").encoder is int8.encoder  # one copy per encoder
+    calls = []
+    paused = int8.encode_batch([image], between_blocks=lambda: calls.append(1))[0]  # background prefetch's path
+    assert len(calls) == len(sam.image_encoder.blocks) and torch.equal(paused.features, quantised)
 
 
 def test_bf16_autocast_embedding_stays_close(sam):

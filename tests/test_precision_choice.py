@@ -7,9 +7,11 @@ import json
 import pytest
 import torch
 
+from medicosam_app.model.int8_encoder import int8_supported
 from medicosam_app.model.precision_choice import (
     ModelPrecisionProbe,
     PrecisionChoices,
+    candidate_precisions,
     choose_precision,
     decide,
     device_description,
@@ -27,7 +29,7 @@ class ProbeDouble:
 
     def block_seconds(self, precision):
         self.timed.append(precision)
-        if precision in self.failing:
+        if precision in self.failing or precision not in self.seconds:  # not given: as if it had no kernel here
             raise RuntimeError(f"no {precision} kernel")
         return self.seconds[precision]
 
@@ -74,19 +76,26 @@ def test_the_decision_is_remembered_per_machine_torch_and_checkpoint(tmp_path):
 
 
 def test_an_unreadable_remembered_decision_is_measured_again(tmp_path):
-    key = PrecisionChoices.key(device_description(torch.device("cpu")), "hash-a")
+    candidates = candidate_precisions(torch.device("cpu"))
+    key = PrecisionChoices.key(device_description(torch.device("cpu")), "hash-a", f";candidates={','.join(candidates)}")
     (tmp_path / f"{key}.json").write_text("{not json")
-    probe = ProbeDouble({"fp32": 1.0, "bf16": 2.0}, {})
+    probe = ProbeDouble({p: (1.0 if p == "fp32" else 2.0) for p in candidates}, {})
     assert choose_precision(None, torch.device("cpu"), "hash-a", tmp_path, probe=probe).chosen == "fp32"
-    assert probe.timed == ["fp32", "bf16"]
+    assert probe.timed == candidates
+
+
+def test_a_cpu_offers_int8_next_to_bf16_where_torch_has_quantised_kernels():
+    assert candidate_precisions(torch.device("cpu"))[:2] == ["fp32", "bf16"]
+    assert ("int8" in candidate_precisions(torch.device("cpu"))) == int8_supported()
 
 
 def test_the_real_probe_times_both_precisions_and_fp32_agrees_with_itself(tiny_checkpoint):
     sam = load_sam(tiny_checkpoint)[0]
     probe = ModelPrecisionProbe(sam, torch.device("cpu"))
-    assert probe.block_seconds("fp32") > 0 and probe.block_seconds("bf16") > 0
+    assert probe.block_seconds("fp32") > 0 and probe.block_seconds("bf16") > 0 and probe.block_seconds("int8") > 0
     assert probe.mask_iou("fp32") == 1.0
     assert 0.0 <= probe.mask_iou("bf16") <= 1.0
+    assert probe.mask_iou("int8") > 0.9  # int8 linear layers: the probe masks barely move
     # Measuring leaves the global random state alone (training after a model load must stay reproducible).
     torch.manual_seed(7)
     expected = torch.rand(3)
@@ -96,19 +105,46 @@ def test_the_real_probe_times_both_precisions_and_fp32_agrees_with_itself(tiny_c
     assert torch.equal(torch.rand(3), expected)
 
 
+class MatmulTimingsDouble(ModelPrecisionProbe):
+    """The real probe with given matmul timings (test double for the screen) that records which blocks it times."""
+
+    def __init__(self, sam, matmul_seconds):
+        super().__init__(sam, torch.device("cpu"))
+        self.matmul = matmul_seconds
+        self.timed_blocks = []
+
+    def _matmul_seconds(self, dtype):
+        return self.matmul[dtype]
+
+    def _time_blocks(self, precision):
+        self.timed_blocks.append(precision)
+        return super()._time_blocks(precision)
+
+
+def test_a_precision_whose_matmuls_are_far_slower_is_estimated_not_timed_block_by_block(tiny_checkpoint):
+    """bf16 on a CPU without bf16 units: timing ViT-B's blocks in it took many minutes at a first start."""
+    sam = load_sam(tiny_checkpoint)[0]
+    slow = MatmulTimingsDouble(sam, {torch.float32: 0.001, torch.bfloat16: 0.5})
+    assert slow.block_seconds("bf16") == pytest.approx(slow.block_seconds("fp32") * 500)
+    assert slow.timed_blocks == ["fp32"]  # bf16's blocks never ran
+    near = MatmulTimingsDouble(sam, {torch.float32: 0.001, torch.bfloat16: 0.002})
+    near.block_seconds("bf16")
+    assert near.timed_blocks == ["bf16"]  # close enough to fp32 to be worth timing properly
+
+
 def test_model_provider_auto_measures_once_and_shows_why(tiny_checkpoint, tmp_path):
     provider = ModelProvider(str(tiny_checkpoint), cache_dir=str(tmp_path), allow_download=False, precision="auto")
     predictor = provider.predictor()
     status = provider.status
     choice = status["precision_choice"]
-    assert set(choice["encoder_ms"]) == {"fp32", "bf16"} and choice["chosen"] == predictor.precision == status["precision"]
+    assert set(choice["encoder_ms"]) == set(candidate_precisions(torch.device("cpu"))) and choice["chosen"] == predictor.precision == status["precision"]
     assert not choice["from_cache"] and provider.encoder_key.endswith(f"-{predictor.precision}")
     assert list((tmp_path / "precision").glob("*.json"))
     second = ModelProvider(str(tiny_checkpoint), cache_dir=str(tmp_path), allow_download=False, precision="auto")
     assert second.predictor().precision == predictor.precision and second.status["precision_choice"]["from_cache"]
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_a_configured_precision_is_used_without_measuring(tiny_checkpoint, tmp_path, precision):
     provider = ModelProvider(str(tiny_checkpoint), cache_dir=str(tmp_path), allow_download=False, precision=precision)
     assert provider.predictor().precision == precision

@@ -126,7 +126,7 @@ class Evaluator:
 
     @property
     def predictor(self) -> PromptPredictor:
-        return self._predictor if self._predictor is not None else self.embedder.models.predictor()
+        return self._predictor if self._predictor is not None else self.embedder.predictor()
 
     def run(
         self,
@@ -167,7 +167,7 @@ class Evaluator:
             on_slice = [o for o in objects if o.slice_index == index]
             if not on_slice:
                 continue
-            embedding, _ = self.embedder.embedding(volume, view, index)
+            embedding, _ = self.embedder.embedding(volume, view, index, predictor)  # that predictor's encoder
 
             def decode(points, labels, box, logits):
                 answer = predictor.predict(embedding, points, labels, box, mask_logits=logits)

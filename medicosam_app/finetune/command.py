@@ -10,7 +10,7 @@ from typing import Dict
 from .config import FinetuneConfig
 
 FLAGS = ("epochs", "learning_rate", "batch_size", "sub_iterations", "max_slices_per_image", "gate_slices_per_image",
-         "val_fraction", "seed")
+         "val_fraction", "seed", "encoder", "lora_rank", "encoder_learning_rate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate-slices-per-image", type=int, help="foreground slices per held-out image the gate evaluates")
     parser.add_argument("--val-fraction", type=float, help="share of images held out for the gate")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--encoder", choices=["frozen", "lora", "full"],
+                        help="the image encoder: frozen (default: cached embeddings, fine on a CPU), or lora / full "
+                             "finetuning (a GPU's job; the new encoder's embeddings are cached under a key of their own)")
+    parser.add_argument("--lora-rank", type=int, help="rank of the LoRA factors on each attention block's qkv (default 4)")
+    parser.add_argument("--encoder-learning-rate", type=float, help="learning rate of the encoder's weights (default 1e-5)")
     parser.add_argument("--no-warm-start", action="store_true", help="start from the checkpoint's decoder")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Dict, Tuple
 
 from ..options import Options
+from .encoder_changes import ENCODER_MODES
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,11 @@ class FinetuneConfig(Options):
         "gate_slices_per_image": (1, 4096),
         "axis": (0, 2),
         "seed": (0, 2**31 - 1),
+        "lora_rank": (1, 256),
+        "encoder_learning_rate": (0.0, 1.0),
     }
-    POSITIVE: ClassVar[Tuple[str, ...]] = ("learning_rate",)
+    POSITIVE: ClassVar[Tuple[str, ...]] = ("learning_rate", "encoder_learning_rate")
+    CHOICES: ClassVar[Dict[str, Tuple[str, ...]]] = {"encoder": ENCODER_MODES}
 
     epochs: int = 10
     learning_rate: float = 1e-5  # micro-sam's finetuning rate for the decoder of a trained SAM
@@ -41,3 +45,8 @@ class FinetuneConfig(Options):
     axis: int = 2  # the slicing the interactive tasks use, so their cached embeddings are reused
     seed: int = 0
     warm_start: bool = True  # continue from the serving version rather than the checkpoint's decoder
+    # The image encoder: frozen (cached embeddings; a CPU can train), or lora / full (a GPU's job: every step
+    # runs the encoder forward and backward, and the new encoder's embeddings are cached under a key of their own).
+    encoder: str = "frozen"
+    lora_rank: int = 4
+    encoder_learning_rate: float = 1e-5

@@ -2,7 +2,8 @@
 
 A version stores only these (a few MB for ViT-B); a predictor for a version shares the loaded image
 encoder, so serving or gating a version costs no second copy of the 90M-parameter encoder and keeps
-every cached embedding valid.
+every cached embedding valid. (A version that finetuned the encoder too carries its change, see
+:mod:`.encoder_changes`, and gets its own encoder copy and embeddings.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from ..predictor import PromptPredictor
+from .encoder_changes import encoder_tag, encoder_with_change
 
 TRAINED_PARTS = ("prompt_encoder", "mask_decoder")
 
@@ -61,7 +63,12 @@ def sam_with_own_decoder(sam: Sam) -> Sam:
 def predictor_with_decoder(
     base: PromptPredictor, state: Dict[str, torch.Tensor], version: Optional[str] = None
 ) -> PromptPredictor:
-    """A predictor that encodes exactly as ``base`` (shared encoder, same precision) and decodes with ``state``."""
+    """A predictor that decodes with ``state`` and encodes as ``base`` (shared encoder, same precision), or,
+    when ``state`` changes the encoder (LoRA / full finetuning), with a copy of it carrying the change and
+    an ``encoder_tag`` that keeps its embeddings apart."""
     sam = sam_with_own_decoder(base.sam)
     load_decoder_state(sam, state)
-    return PromptPredictor(sam, base.device, base.precision, decoder_version=version)
+    tag = encoder_tag(state)
+    if tag is not None:
+        sam.image_encoder = encoder_with_change(base.sam.image_encoder, state).to(base.device)
+    return PromptPredictor(sam, base.device, base.precision, decoder_version=version, encoder_tag=tag)

@@ -21,6 +21,7 @@ from ..semantic.versions import TrainingBusyError, VersionStore
 from ..slice_embedder import SliceEmbedder
 from .config import FinetuneConfig
 from .decoder_weights import load_decoder_state, predictor_with_decoder, sam_with_own_decoder
+from .encoder_changes import changes_encoder
 from .gate import GateVerdict, gate_settings, run_gate
 from .samples import prepare_objects
 from .training import finetune
@@ -79,14 +80,26 @@ class InteractiveFinetuner:
         started = time.time()
         base = self.models.base_predictor()
         device = torch.device(self.device) if self.device else base.device
+        encoder_trains = config.encoder != "frozen"
+        if encoder_trains and device.type == "cpu":
+            logger.warning("Finetuning the image encoder (%s) on a CPU runs the encoder forward and backward for "
+                           "every slice of every step: expect hours for ViT-B; a GPU is the place for it.", config.encoder)
+        serving = self.store.serving()
+        serving_state = self._loadable(serving)
+        start_state = serving_state if config.warm_start and serving_state is not None else None
+        init = serving if start_state is not None else "checkpoint"
+        # Training reads the features of the encoder it starts from: the checkpoint's, or the serving
+        # version's when that one finetuned the encoder too.
+        start_predictor = predictor_with_decoder(base, start_state) if start_state is not None else base
+        embedder = self.embedder.using(start_predictor)
         train_studies, val_studies = split_studies(studies, config.val_fraction)
         train, skipped = prepare_objects(
-            train_studies, self.classes, self.embedder, config.axis, config.max_slices_per_image,
-            config.max_objects_per_slice, progress,
+            train_studies, self.classes, embedder, config.axis, config.max_slices_per_image,
+            config.max_objects_per_slice, progress, keep_images=encoder_trains,
         )
         val, val_skipped = prepare_objects(
-            val_studies, self.classes, self.embedder, config.axis, config.gate_slices_per_image,
-            config.max_objects_per_slice, progress,
+            val_studies, self.classes, embedder, config.axis, config.gate_slices_per_image,
+            config.max_objects_per_slice, progress, keep_images=encoder_trains,
         )
         skipped += val_skipped
         if not train:
@@ -96,22 +109,25 @@ class InteractiveFinetuner:
                 422,
             )
 
-        serving = self.store.serving()
-        serving_state = self._loadable(serving)
         sam = sam_with_own_decoder(base.sam)
-        init = "checkpoint"
-        if config.warm_start and serving_state is not None:
-            load_decoder_state(sam, serving_state)
-            init = serving
-        outcome = finetune(sam, train, val, self.embedder.embeddings, config, device, progress)
+        if start_state is not None:
+            load_decoder_state(sam, start_state)
+        encoder_start = {k: v for k, v in (start_state or {}).items() if changes_encoder({k: v})}
+        outcome = finetune(sam, train, val, embedder.embeddings, config, device, progress, encoder_start)
+        candidate = predictor_with_decoder(base, outcome.state)
 
         if outcome.best_epoch == 0 and init == serving and serving is not None and config.epochs > 0:
             # No epoch beat the serving decoder it started from: the "candidate" is that decoder again.
             verdict = GateVerdict(False, f"no epoch improved the validation loss of {serving}, which it started from", {}, None)
         else:
-            serving_predictor = predictor_with_decoder(base, serving_state) if serving_state is not None else base
+            if serving_state is None:
+                serving_predictor = base
+            elif start_state is serving_state:
+                serving_predictor = start_predictor
+            else:
+                serving_predictor = predictor_with_decoder(base, serving_state)
             verdict = run_gate(
-                predictor_with_decoder(base, outcome.state), serving_predictor, serving or "the checkpoint's decoder",
+                candidate, serving_predictor, serving or "the checkpoint's decoder",
                 self.embedder, val_studies, self.classes, gate_settings(config.gate_slices_per_image, config.axis, config.seed),
             )
         skipped_ids = {image_id for image_id, _ in skipped}
@@ -129,7 +145,9 @@ class InteractiveFinetuner:
             "parent": serving,
             "init": init,
             "encoder_checkpoint": self.models.checkpoint_hash,
-            "encoder_key": self.models.encoder_key,
+            "encoder_key": self.models.encoder_key_for(candidate),  # its embeddings' key
+            "encoder": config.encoder,  # what this round trained of the encoder
+            "encoder_tag": candidate.encoder_tag,  # None: the checkpoint's encoder, unchanged
             "preprocessing": self.embedder.intensity.key,
             "labels": self.classes,
             "train_images": sorted({s.image_id for s in train}),

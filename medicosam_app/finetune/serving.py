@@ -62,4 +62,6 @@ class ServedDecoder:
         return self._version
 
     def status(self) -> Dict[str, Any]:
-        return {"serving": self._version, "pointer": self.store.serving(), "problem": self._problem}
+        encoder = self._predictor.encoder_tag if self._predictor is not None else None
+        return {"serving": self._version, "pointer": self.store.serving(), "problem": self._problem,
+                "encoder": encoder or "checkpoint"}  # a finetuned encoder's digest, or the checkpoint's own

@@ -5,7 +5,8 @@ positive click from the misses and one negative from the extras (micro-sam's rul
 ``sub_iterations`` predictions; each correction sees the previous logits with probability
 ``mask_prompt_probability``. The loss of each prediction is soft Dice against the truth plus the squared
 error of SAM's predicted IoU against the real one; a lone opening point asks for three masks and learns
-from the best of them, as SAM was trained. Only the prompt encoder and mask decoder learn.
+from the best of them, as SAM was trained. The prompt encoder and mask decoder learn; with ``encoder lora``
+or ``full`` the image encoder learns too (see :mod:`.encoder_changes`), run on each step's slices.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,10 +24,11 @@ from tqdm import tqdm
 
 from ..errors import MedicoSamError
 from ..evaluation.clicks import RandomErrorClicks
-from ..predictor import decode_prompts, logits_to_image
+from ..predictor import decode_prompts, encoder_input, logits_to_image
 from ..embeddings import EmbeddingCache
 from .config import FinetuneConfig
 from .decoder_weights import decoder_state, trainable_parameters
+from .encoder_changes import encoder_change, trainable_encoder
 from .prompting import jittered_box, random_inside
 from .samples import ObjectSample
 
@@ -35,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FinetuneOutcome:
-    state: Dict[str, torch.Tensor]  # the best epoch's prompt encoder + mask decoder
+    state: Dict[str, torch.Tensor]  # the best epoch's prompt encoder + mask decoder (+ encoder change, if any)
     best_epoch: int
     history: List[Dict[str, Any]] = field(default_factory=list)
     seconds_per_epoch: float = 0.0
@@ -82,6 +84,22 @@ def session_loss(
     return total / config.sub_iterations
 
 
+def batch_features(
+    sam: Sam, batch: Sequence[ObjectSample], embeddings: EmbeddingCache, device: torch.device, encoder_trains: bool
+) -> List[torch.Tensor]:
+    """Encoder features of each object's slice: the cached embedding, or with a training encoder the encoder
+    run now on the slice (once per slice of the batch, with gradients unless called under ``no_grad``)."""
+    if not encoder_trains:
+        return [_features(embeddings, sample, device) for sample in batch]
+    computed: Dict[Any, torch.Tensor] = {}
+    for sample in batch:
+        if sample.key not in computed:
+            if sample.image is None:
+                raise ValueError("an encoder that trains needs the slices' images (prepare_objects(keep_images=True))")
+            computed[sample.key] = sam.image_encoder(encoder_input(sam, [sample.image], device))
+    return [computed[sample.key] for sample in batch]
+
+
 def _features(embeddings: EmbeddingCache, sample: ObjectSample, device: torch.device) -> torch.Tensor:
     def missing():
         raise MedicoSamError(
@@ -101,8 +119,12 @@ def mean_loss(
     if not samples:
         return math.nan
     rng = np.random.default_rng(seed)
+    encoder_trains = config.encoder != "frozen"
     with torch.no_grad():
-        losses = [float(session_loss(sam, dense_pe, _features(embeddings, s, device), s, config, rng)) for s in samples]
+        losses = [
+            float(session_loss(sam, dense_pe, batch_features(sam, [s], embeddings, device, encoder_trains)[0], s, config, rng))
+            for s in samples
+        ]
     return float(np.mean(losses))
 
 
@@ -114,18 +136,39 @@ def finetune(
     config: FinetuneConfig,
     device: torch.device,
     progress: bool = True,
+    encoder_start: Optional[Dict[str, torch.Tensor]] = None,
 ) -> FinetuneOutcome:
-    """Train ``sam``'s prompt encoder and mask decoder in place; return the weights of the epoch with the
-    lowest validation loss (the last epoch without validation objects)."""
+    """Train ``sam``'s prompt encoder and mask decoder in place (and with ``config.encoder`` lora/full a copy
+    of its image encoder, starting from ``encoder_start``'s change); return the weights of the epoch with
+    the lowest validation loss (the last epoch without validation objects).
+
+    ``encoder_start``: the encoder change of the version training starts from (empty: the checkpoint's
+    encoder). A frozen encoder keeps it as it is, and the new version carries it on."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    sam.to(device)
+    encoder_start = dict(encoder_start or {})
+    encoder_trains = config.encoder != "frozen"
     parameters = trainable_parameters(sam)
-    optimiser = torch.optim.AdamW(parameters, lr=config.learning_rate)
+    groups: List[Dict[str, Any]] = [{"params": parameters, "lr": config.learning_rate}]
+    encoder = None
+    if encoder_trains:
+        encoder, encoder_parameters = trainable_encoder(sam.image_encoder, config.encoder, config.lora_rank, encoder_start)
+        sam.image_encoder = encoder
+        groups.append({"params": encoder_parameters, "lr": config.encoder_learning_rate})
+        parameters = parameters + encoder_parameters
+        logger.info("Finetuning the image encoder too (%s, %d trainable weights)", config.encoder,
+                    sum(p.numel() for p in encoder_parameters))
+    sam.to(device)
+    optimiser = torch.optim.AdamW(groups)
+
+    def current_state() -> Dict[str, torch.Tensor]:
+        change = encoder_change(encoder, config.encoder) if encoder is not None else encoder_start
+        return {**decoder_state(sam), **change}
+
     with torch.no_grad():
         dense_pe = sam.prompt_encoder.get_dense_pe()
     untrained = mean_loss(sam, dense_pe, val, embeddings, config, device, config.seed + 1)
-    best_loss, best_epoch, best_state = untrained, 0, decoder_state(sam)
+    best_loss, best_epoch, best_state = untrained, 0, current_state()
     history: List[Dict[str, Any]] = [{"epoch": 0, "val_loss": round(untrained, 5)}]
     epoch_seconds = []
     bar = tqdm(range(1, config.epochs + 1), desc="Finetuning the interactive decoder", unit="epoch", disable=not progress)
@@ -136,7 +179,8 @@ def finetune(
         losses = []
         for first in range(0, len(order), config.batch_size):
             batch = [train[i] for i in order[first : first + config.batch_size]]
-            loss = sum(session_loss(sam, dense_pe, _features(embeddings, s, device), s, config, rng) for s in batch) / len(batch)
+            features = batch_features(sam, batch, embeddings, device, encoder_trains)
+            loss = sum(session_loss(sam, dense_pe, f, s, config, rng) for f, s in zip(features, batch)) / len(batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -148,7 +192,7 @@ def finetune(
         history.append({"epoch": epoch, "train_loss": round(train_loss, 5), "val_loss": round(val_loss, 5),
                         "seconds": round(epoch_seconds[-1], 2)})
         if not val or val_loss <= best_loss:  # "<=": the later epoch on ties
-            best_loss, best_epoch, best_state = val_loss, epoch, decoder_state(sam)
+            best_loss, best_epoch, best_state = val_loss, epoch, current_state()
         bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}")
         logger.info("finetune epoch %d/%d: train loss %.4f, validation loss %.4f (%.1f s)", epoch, config.epochs,
                     train_loss, val_loss, epoch_seconds[-1])

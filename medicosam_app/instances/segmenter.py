@@ -156,7 +156,7 @@ class InstanceSegmenter:
                 f"'slice' {index} is outside the image: slices along axis {'ijk'[view.axis]} run 0..{view.num_slices - 1}."
             )
         t0 = time.perf_counter()
-        embedding, source = self.embedder.embedding(volume, view, index)
+        embedding, source = self.embedder.embedding(volume, view, index, predictor)
         t1 = time.perf_counter()
         display = self.embedder.display_slice(volume, view, index)
         settings = options.grid

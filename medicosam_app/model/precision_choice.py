@@ -1,7 +1,7 @@
 """``precision auto``: the encoder precision chosen by measuring the machine, not by a fixed rule.
 
 Machines differ more than a rule can say: on an Intel Xeon with AMX bf16 matrix products run 5.7× faster
-than fp32, on an AMD EPYC without it 6× slower. So ``auto`` times one encoder block of each kind (windowed
+than fp32, on an AMD EPYC without it 6× slower, where int8 linear layers gain ~1.4× instead. So ``auto`` times one encoder block of each kind (windowed
 and global attention; the encoder's time is their times by their counts) in every precision the device
 offers. A precision faster than fp32 is then checked end to end on a fixed probe slice: the masks its
 embedding gives for a set of point and box prompts must agree with fp32's (mean mask IoU ≥
@@ -29,10 +29,13 @@ from segment_anything.modeling import Sam
 
 from ..atomic_files import write_json_atomic
 from ..predictor import PRECISIONS, PromptPredictor
+from .int8_encoder import int8_supported
 
 logger = logging.getLogger(__name__)
 
 MIN_MASK_IOU = 0.98
+SCREEN_RATIO = 4.0  # an autocast precision whose matmuls are this much slower than fp32's is not timed further
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def device_description(device: torch.device) -> str:
@@ -57,7 +60,9 @@ def candidate_precisions(device: torch.device) -> List[str]:
     """fp32 first, then what the device computes natively in lower precision."""
     if device.type == "cuda":
         return ["fp32"] + (["bf16"] if torch.cuda.is_bf16_supported() else []) + ["fp16"]
-    return ["fp32", "bf16"]  # fp16 autocast on a CPU is neither supported by every kernel nor faster
+    # fp16 autocast on a CPU is neither supported by every kernel nor faster; int8 is dynamic quantisation of
+    # the encoder's linear layers, which integer units (VNNI, AVX2) run where bf16 has no units.
+    return ["fp32", "bf16"] + (["int8"] if int8_supported() else [])
 
 
 @dataclass
@@ -157,15 +162,48 @@ class ModelPrecisionProbe:
         self.repeats = repeats
         self.timer = timer
         self._reference: Optional[List[np.ndarray]] = None
+        self._seconds: Dict[str, float] = {}
 
     def _predictor(self, precision: str) -> PromptPredictor:
         return PromptPredictor(self.sam, self.device, precision)
 
     @torch.inference_mode()
     def block_seconds(self, precision: str) -> float:
-        """The encoder's blocks, estimated from one block of each kind (windowed, global) times its count."""
-        encoder = self.sam.image_encoder
+        """The encoder's blocks, estimated from one block of each kind (windowed, global) times its count.
+
+        An autocast precision whose matrix products alone run more than ``SCREEN_RATIO`` times slower than
+        fp32's (bf16 on a CPU without bf16 units: ~500×) is not timed block by block, which would take
+        many minutes for ViT-B: its estimate is fp32's time by that ratio, enough to rank it last."""
+        if precision in self._seconds:
+            return self._seconds[precision]
+        if precision in AUTOCAST_DTYPES:
+            ratio = self._matmul_seconds(AUTOCAST_DTYPES[precision]) / self._matmul_seconds(torch.float32)
+            if ratio > SCREEN_RATIO:
+                logger.info("%s matrix products run %.0f× slower than fp32 here: not timed further", precision, ratio)
+                self._seconds[precision] = self.block_seconds("fp32") * ratio
+                return self._seconds[precision]
+        self._seconds[precision] = self._time_blocks(precision)
+        return self._seconds[precision]
+
+    def _matmul_seconds(self, dtype: torch.dtype) -> float:
+        """One (64 × C)·(C × 4C) product, the shape of an MLP layer on a few tokens, after a warm-up."""
+        width = self.sam.image_encoder.neck[0].in_channels
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randn(64, width, generator=generator).to(self.device, dtype)
+        b = torch.randn(width, 4 * width, generator=generator).to(self.device, dtype)
+        a @ b
+        times = []
+        for _ in range(3):
+            self._synchronize()
+            started = self.timer()
+            a @ b
+            self._synchronize()
+            times.append(self.timer() - started)
+        return max(min(times), 1e-9)
+
+    def _time_blocks(self, precision: str) -> float:
         predictor = self._predictor(precision)  # moves the network to the device
+        encoder = predictor.encoder  # the module that embeds in this precision (int8: the quantised copy)
         side = encoder.img_size // encoder.patch_embed.proj.kernel_size[0]
         # A generator of its own: measuring must not move the global random state training runs on.
         generator = torch.Generator().manual_seed(0)
@@ -254,13 +292,15 @@ def choose_precision(
 ) -> PrecisionChoice:
     """The remembered decision for this machine and model, or a new measurement (then remembered)."""
     description = device_description(device)
+    candidates = candidate_precisions(device)
     choices = PrecisionChoices(folder)
-    key = choices.key(description, checkpoint_xxh128, variant)
+    # The candidates are part of the key: a release that offers a new precision measures again.
+    key = choices.key(description, checkpoint_xxh128, f"{variant};candidates={','.join(candidates)}")
     remembered = choices.load(key)
     if remembered is not None:
         return remembered
     started = time.perf_counter()
-    choice = decide(candidate_precisions(device), probe or ModelPrecisionProbe(sam, device))
+    choice = decide(candidates, probe or ModelPrecisionProbe(sam, device))
     choice.device, choice.torch, choice.checkpoint_xxh128 = description, torch.__version__, checkpoint_xxh128
     choice.measured_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     logger.info("Encoder precision: %s (%s; measured in %.1f s: encoder ms %s)", choice.chosen, choice.reason,

@@ -107,7 +107,7 @@ class SemanticRetrainer:
         cache_dir: Optional[str] = None,
     ) -> None:
         self.store = store
-        self.embedder = embedder
+        self.embedder = embedder.using_checkpoint_encoder()  # the semantic decoder reads the checkpoint's encoder
         self.models = models
         self.classes = classes
         self.device = device
@@ -204,7 +204,7 @@ class SemanticRetrainer:
             "parent": serving,
             "init": init,
             "encoder_checkpoint": self.models.checkpoint_hash,
-            "encoder_key": self.models.encoder_key,
+            "encoder_key": self.models.checkpoint_encoder_key,
             "preprocessing": self.embedder.intensity.key,
             "decoder_shape": shape.to_dict(),
             "labels": self.classes.label_names(),
@@ -225,7 +225,7 @@ class SemanticRetrainer:
         return RetrainSummary("trained", new_labels, version, promote, reason, {"val_dice": candidate, **metrics})
 
     def _shape(self, config: TrainingConfig) -> DecoderShape:
-        sam = self.models.predictor().sam
+        sam = self.models.base_predictor().sam
         return DecoderShape(
             num_classes=self.classes.num_classes,
             embed_dim=int(sam.image_encoder.neck[0].out_channels),
@@ -245,7 +245,7 @@ class SemanticRetrainer:
     def load_version(self, version: str, device) -> Optional[UNETRDecoder]:
         """A stored version's decoder, or None when it was trained for other classes or another encoder."""
         meta = self.store.metadata(version)
-        if meta.get("labels") != self.classes.label_names() or meta.get("encoder_key") != self.models.encoder_key:
+        if meta.get("labels") != self.classes.label_names() or meta.get("encoder_key") != self.models.checkpoint_encoder_key:
             return None
         decoder = UNETRDecoder(DecoderShape.from_dict(meta["decoder_shape"]))
         decoder.load_state_dict(self.store.load_state(version))

@@ -66,7 +66,9 @@ class SemanticSegmenter:
         downscale: int = 1,
     ) -> None:
         self.store = store
-        self.embedder = embedder
+        # The checkpoint's encoder, even while an interactive version with an encoder of its own is served:
+        # the decoder learned on its features.
+        self.embedder = embedder.using_checkpoint_encoder()
         self.volumes = volumes or VolumeCache(0)
         self.batch_size = max(1, int(batch_size))
         self.axis = axis
@@ -97,7 +99,7 @@ class SemanticSegmenter:
 
     def _load(self, version: str) -> ServedDecoder:
         meta = self.store.metadata(version)
-        encoder_key = self.embedder.models.encoder_key
+        encoder_key = self.embedder.models.checkpoint_encoder_key
         if meta.get("encoder_key") != encoder_key:
             raise NoSemanticModelError(
                 f"Semantic model {version} was trained on another encoder ({meta.get('encoder_key')}, now {encoder_key}); "
@@ -105,7 +107,7 @@ class SemanticSegmenter:
             )
         decoder = UNETRDecoder(DecoderShape.from_dict(meta["decoder_shape"]))
         decoder.load_state_dict(self.store.load_state(version))
-        device = self.embedder.models.predictor().device
+        device = self.embedder.predictor().device
         return ServedDecoder(version, decoder.to(device).eval(), SemanticClasses.from_mapping(meta["labels"]), meta)
 
     def segment(self, image_path: str, with_confidence: bool = False) -> SemanticResult:

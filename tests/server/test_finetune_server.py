@@ -144,3 +144,27 @@ def test_a_corrected_label_starts_a_round_when_finetune_after_labels_is_reached(
     newest = _stats(url)["versions"][-1]
     meta = json.loads((root / "cache" / "interactive" / "versions" / newest["version"] / "metadata.json").read_text())
     assert any(d["image_id"] == "phantom_1" for d in meta["data"]) and meta["parent"] == "v0001"
+
+
+def test_a_version_with_a_finetuned_encoder_is_served_with_its_own_embeddings_and_rolled_back(server):
+    """``encoder: lora`` (a GPU's job for ViT-B; seconds with the tiny model): the round stores LoRA factors;
+    served, the running server embeds with the changed encoder under a key of its own, and a rollback
+    returns to the checkpoint's encoder and its embeddings."""
+    url, root, _ = server
+    stats = _train(url, force=True, encoder="lora", lora_rank=2, encoder_learning_rate=0.005, epochs=2)
+    newest = stats["versions"][-1]
+    meta = json.loads((root / "cache" / "interactive" / "versions" / newest["version"] / "metadata.json").read_text())
+    assert meta["encoder"] == "lora" and meta["encoder_tag"].startswith("lora-"), meta
+    before = stats["serving"]
+    if not newest["promoted"]:
+        _models(root, "promote", newest["version"])
+    answer = _click(url, client="annotator-2")
+    assert answer["interactive_version"] == newest["version"]
+    decoder = requests.get(f"{url}/info/", timeout=10).json()["models"][INTERACTIVE]["model_status"]["interactive_decoder"]
+    assert decoder["serving"] == newest["version"] and decoder["encoder"] == meta["encoder_tag"]
+    # The click's slice was embedded by the new encoder: its embeddings live under the new encoder key.
+    assert any(meta["encoder_tag"] in str(p) for p in (root / "cache" / "embeddings").rglob("*")), "no new-encoder embedding"
+    _models(root, "rollback")
+    assert _click(url, client="annotator-2")["interactive_version"] == before
+    decoder = requests.get(f"{url}/info/", timeout=10).json()["models"][INTERACTIVE]["model_status"]["interactive_decoder"]
+    assert decoder["serving"] == before and decoder["encoder"] == "checkpoint"  # earlier versions: decoder only

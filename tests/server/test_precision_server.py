@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 import requests
+import torch
 
 from conftest import asymmetric_array, write_volume
+
+from medicosam_app.model.precision_choice import candidate_precisions
 
 from .harness import running_server, wait_for_model
 
@@ -20,8 +23,9 @@ def test_auto_precision_is_measured_shown_and_remembered(tiny_checkpoint, tmp_pa
     with running_server(tmp_path / "studies", tmp_path / "first.log", env=env) as url:
         status = wait_for_model(url)
         choice = status["precision_choice"]
-        assert status["available"] and status["precision"] == choice["chosen"] in ("fp32", "bf16")
-        assert set(choice["encoder_ms"]) == {"fp32", "bf16"} and choice["reason"] and not choice["from_cache"]
+        assert status["available"] and status["precision"] == choice["chosen"] in ("fp32", "bf16", "int8")
+        assert set(choice["encoder_ms"]) == set(candidate_precisions(torch.device("cpu")))
+        assert choice["reason"] and not choice["from_cache"]
         assert choice["device"].startswith("cpu: ") and choice["torch"]
         response = requests.post(f"{url}/infer/medicosam_interactive", params={"image": "image", "output": "json"},
                                  files={"params": (None, '{"foreground": [[30, 7, 5]]}')}, timeout=60)
