@@ -151,12 +151,14 @@ def test_a_version_with_a_finetuned_encoder_is_served_with_its_own_embeddings_an
     served, the running server embeds with the changed encoder under a key of its own, and a rollback
     returns to the checkpoint's encoder and its embeddings."""
     url, root, _ = server
+    _no_training_running(url, time.monotonic() + 300)
+    before = _stats(url)["serving"]  # a decoder-only version
     stats = _train(url, force=True, encoder="lora", lora_rank=2, encoder_learning_rate=0.005, epochs=2)
     newest = stats["versions"][-1]
     meta = json.loads((root / "cache" / "interactive" / "versions" / newest["version"] / "metadata.json").read_text())
     assert meta["encoder"] == "lora" and meta["encoder_tag"].startswith("lora-"), meta
-    before = stats["serving"]
-    if not newest["promoted"]:
+    _no_training_running(url, time.monotonic() + 300)  # the round has finished, its gate promoted or not
+    if _stats(url)["serving"] != newest["version"]:
         _models(root, "promote", newest["version"])
     answer = _click(url, client="annotator-2")
     assert answer["interactive_version"] == newest["version"]
