@@ -1,10 +1,13 @@
 """Interactive finetuning: time per epoch at MedicoSAM's real shape, and evaluate's table before and after.
 
     python benchmarks/finetune.py [--device cpu|cuda] [--objects 16] [--sub-iterations 8] [--skip-small-case]
+                                  [--encoder frozen|lora|full]
 
 Speed: a ViT-B-shaped SAM with random weights; ``--objects`` synthetic objects (discs and boxes of varied
-size) on 512² slices whose embeddings are already cached (random features: finetuning never runs the
-encoder). One epoch of simulated sessions, timed, so ``objects × epochs`` of a site's data can be priced.
+size) on 512² slices whose embeddings are already cached (random features: with the default frozen encoder
+finetuning never runs the encoder). One epoch of simulated sessions, timed, so ``objects × epochs`` of a
+site's data can be priced. ``--encoder lora|full`` times the encoder's finetuning instead: every object's
+slice then goes through the encoder forward and backward (use few objects on a CPU).
 
 Small case (unless ``--skip-small-case``): the MNI sample 4× smaller (four subjects, one held out by the
 gate's hash split), a tiny SAM with random weights. ``evaluate``'s table with the checkpoint's decoder, one
@@ -41,7 +44,8 @@ from medicosam_app.sam_builder import build_sam  # noqa: E402
 
 
 def synthetic_objects(count: int, size: int = 512):
-    """Discs and boxes of varied size and place on ``size``² slices, each slice with its own cached features."""
+    """Discs and boxes of varied size and place on ``size``² slices, each slice with its own cached features
+    and its image (the object bright on noise) for an encoder that trains."""
     rng = np.random.default_rng(0)
     embeddings = EmbeddingCache(max_bytes=4 << 30)
     samples = []
@@ -56,7 +60,8 @@ def synthetic_objects(count: int, size: int = 512):
         key = EmbeddingKey(f"synthetic{n}", 2, 0, "bench", "bench", "r0+c1+")
         features = torch.randn(1, 256, 64, 64)
         embeddings.put(key, ImageEmbedding(features=features, original_size=(size, size)))
-        samples.append(ObjectSample(f"synthetic{n}", 0, key, mask))
+        grey = np.clip(rng.normal(60, 15, mask.shape) + 140 * mask, 0, 255).astype(np.uint8)
+        samples.append(ObjectSample(f"synthetic{n}", 0, key, mask, np.repeat(grey[:, :, None], 3, axis=2)))
     return samples, embeddings
 
 
@@ -64,14 +69,16 @@ def speed(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     sam = build_sam(VIT_B_SAM).to(device)
     samples, embeddings = synthetic_objects(args.objects)
-    config = FinetuneConfig(epochs=1, sub_iterations=args.sub_iterations, batch_size=8)
+    config = FinetuneConfig(epochs=1, sub_iterations=args.sub_iterations, batch_size=8, encoder=args.encoder)
     started = time.perf_counter()
     outcome = finetune(sam, samples, [], embeddings, config, device, progress=False)
     total = time.perf_counter() - started
     per_prediction = outcome.seconds_per_epoch / (args.objects * args.sub_iterations)
-    print(f"ViT-B decoder, {args.objects} objects × {args.sub_iterations} predictions, 512² slices, {device}: "
-          f"{outcome.seconds_per_epoch:.1f} s per epoch ({per_prediction * 1000:.0f} ms per prediction, forward + "
-          f"backward); {total:.1f} s with set-up", flush=True)
+    trained = "decoder" if args.encoder == "frozen" else f"decoder + encoder ({args.encoder})"
+    print(f"ViT-B {trained}, {args.objects} objects × {args.sub_iterations} predictions, 512² slices, {device}: "
+          f"{outcome.seconds_per_epoch:.1f} s per epoch ({per_prediction * 1000:.0f} ms per prediction, "
+          f"{outcome.seconds_per_epoch / args.objects:.1f} s per object, forward + backward); {total:.1f} s with set-up",
+          flush=True)
 
 
 def small(args: argparse.Namespace) -> None:
@@ -98,6 +105,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=16)
     parser.add_argument("--sub-iterations", type=int, default=8)
     parser.add_argument("--skip-small-case", action="store_true")
+    parser.add_argument("--encoder", choices=["frozen", "lora", "full"], default="frozen")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     speed(args)
