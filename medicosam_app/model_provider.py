@@ -147,8 +147,11 @@ class ModelProvider:
 
     def encoder_key_for(self, predictor: PromptPredictor) -> str:
         """Checkpoint hash and precision, plus the digest of a finetuned encoder's change when there is one."""
-        key = f"{self.checkpoint_hash}-{predictor.precision}"
-        return f"{key}-{predictor.encoder_tag}" if predictor.encoder_tag else key
+        return self.encoder_key_of(predictor.precision, predictor.encoder_tag)
+
+    def encoder_key_of(self, precision: str, encoder_tag: Optional[str] = None) -> str:
+        key = f"{self.checkpoint_hash}-{precision}"
+        return f"{key}-{encoder_tag}" if encoder_tag else key
 
     @property
     def status(self) -> Dict[str, Any]:

@@ -66,3 +66,13 @@ def test_one_training_run_at_a_time(tmp_path):
     finally:
         held.release()
     VersionStore(tmp_path).acquire_training_lock().release()
+
+
+def test_a_semantic_version_serves_whatever_precision_its_checkpoint_is_embedded_in():
+    """A new precision choice (precision auto picking int8 after an upgrade) must not retire trained decoders."""
+    from medicosam_app.semantic.versions import trained_on_checkpoint
+
+    assert trained_on_checkpoint({"encoder_checkpoint": "abc", "encoder_key": "abc-fp32"}, "abc")
+    assert trained_on_checkpoint({"encoder_key": "abc-bf16"}, "abc")  # written before encoder_checkpoint was
+    assert not trained_on_checkpoint({"encoder_checkpoint": "other", "encoder_key": "other-fp32"}, "abc")
+    assert not trained_on_checkpoint({}, "abc")

@@ -9,10 +9,13 @@ every cached embedding valid. (A version that finetuned the encoder too carries 
 from __future__ import annotations
 
 import copy
+import threading
+import weakref
 from typing import Dict, List, Optional
 
 import torch
 from segment_anything.modeling import Sam
+from torch import nn
 
 from ..predictor import PromptPredictor
 from .encoder_changes import encoder_tag, encoder_with_change
@@ -70,5 +73,24 @@ def predictor_with_decoder(
     load_decoder_state(sam, state)
     tag = encoder_tag(state)
     if tag is not None:
-        sam.image_encoder = encoder_with_change(base.sam.image_encoder, state).to(base.device)
+        sam.image_encoder = changed_encoder(base.sam.image_encoder, state, tag).to(base.device)
     return PromptPredictor(sam, base.device, base.precision, decoder_version=version, encoder_tag=tag)
+
+
+# Changed encoders by base encoder and tag, alive while any predictor uses them: the gate, the served version
+# and a round's start share one copy (and so one int8 copy) of a 90M-parameter encoder instead of one each.
+_changed_encoders: "weakref.WeakKeyDictionary[nn.Module, weakref.WeakValueDictionary[str, nn.Module]]" = (
+    weakref.WeakKeyDictionary()
+)
+_changed_lock = threading.Lock()
+
+
+def changed_encoder(base_encoder: nn.Module, state: Dict[str, torch.Tensor], tag: str) -> nn.Module:
+    """The checkpoint's encoder with ``state``'s change (whose digest is ``tag``), made once while in use."""
+    with _changed_lock:
+        by_tag = _changed_encoders.setdefault(base_encoder, weakref.WeakValueDictionary())
+        encoder = by_tag.get(tag)
+        if encoder is None:
+            encoder = encoder_with_change(base_encoder, state)
+            by_tag[tag] = encoder
+        return encoder

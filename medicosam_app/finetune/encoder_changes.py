@@ -90,8 +90,19 @@ def trainable_encoder(
     return trained, parameters
 
 
+def continues(start: Dict[str, torch.Tensor], mode: str, rank: int) -> bool:
+    """Whether a round in ``mode`` can start from the encoder of the version whose state is ``start``: a
+    frozen encoder keeps any change, ``full`` starts from any, ``lora`` only from none or LoRA of this rank
+    (its factors are relative to the checkpoint's encoder)."""
+    if mode in ("frozen", "full") or not changes_encoder(start):
+        return True
+    downs = [v for k, v in start.items() if k.startswith(LORA_PREFIX) and k.endswith(".down")]
+    return bool(downs) and not any(k.startswith(FULL_PREFIX) for k in start) and all(d.shape[0] == rank for d in downs)
+
+
 def encoder_change(trained: nn.Module, mode: str) -> Dict[str, torch.Tensor]:
-    """What a version stores of a :func:`trainable_encoder` after training (CPU copies)."""
+    """What a version stores of a :func:`trainable_encoder` after training (CPU copies). LoRA factors that
+    change nothing (B still zero) are no change: the version then keeps the checkpoint's embeddings."""
     if mode == "full":
         return {FULL_PREFIX + k: v.detach().cpu().clone() for k, v in trained.state_dict().items()}
     change: Dict[str, torch.Tensor] = {}
@@ -102,6 +113,8 @@ def encoder_change(trained: nn.Module, mode: str) -> Dict[str, torch.Tensor]:
         change[f"{LORA_PREFIX}{name}.qkv.down"] = adapted.down.detach().cpu().clone()
         change[f"{LORA_PREFIX}{name}.qkv.up"] = adapted.up.detach().cpu().clone()
         change[f"{LORA_PREFIX}{name}.qkv.scale"] = torch.tensor(adapted.scale)
+    if all(not bool(v.any()) for k, v in change.items() if k.endswith(".up")):
+        return {}
     return change
 
 

@@ -21,7 +21,7 @@ from ..semantic.versions import TrainingBusyError, VersionStore
 from ..slice_embedder import SliceEmbedder
 from .config import FinetuneConfig
 from .decoder_weights import load_decoder_state, predictor_with_decoder, sam_with_own_decoder
-from .encoder_changes import changes_encoder
+from .encoder_changes import changes_encoder, continues, encoder_tag
 from .gate import GateVerdict, gate_settings, run_gate
 from .samples import prepare_objects
 from .training import finetune
@@ -87,6 +87,12 @@ class InteractiveFinetuner:
         serving = self.store.serving()
         serving_state = self._loadable(serving)
         start_state = serving_state if config.warm_start and serving_state is not None else None
+        if start_state is not None and not continues(start_state, config.encoder, config.lora_rank):
+            # Its decoder learned on an encoder this round cannot start from (LoRA on a fully finetuned
+            # encoder, or LoRA of another rank): start from the checkpoint, decoder and encoder alike.
+            logger.warning("Interactive version %s changed the encoder in a way a %s round (rank %d) cannot continue; "
+                           "starting from the checkpoint", serving, config.encoder, config.lora_rank)
+            start_state = None
         init = serving if start_state is not None else "checkpoint"
         # Training reads the features of the encoder it starts from: the checkpoint's, or the serving
         # version's when that one finetuned the encoder too.
@@ -114,7 +120,7 @@ class InteractiveFinetuner:
             load_decoder_state(sam, start_state)
         encoder_start = {k: v for k, v in (start_state or {}).items() if changes_encoder({k: v})}
         outcome = finetune(sam, train, val, embedder.embeddings, config, device, progress, encoder_start)
-        candidate = predictor_with_decoder(base, outcome.state)
+        candidate_tag = encoder_tag(outcome.state)
 
         if outcome.best_epoch == 0 and init == serving and serving is not None and config.epochs > 0:
             # No epoch beat the serving decoder it started from: the "candidate" is that decoder again.
@@ -127,7 +133,7 @@ class InteractiveFinetuner:
             else:
                 serving_predictor = predictor_with_decoder(base, serving_state)
             verdict = run_gate(
-                candidate, serving_predictor, serving or "the checkpoint's decoder",
+                predictor_with_decoder(base, outcome.state), serving_predictor, serving or "the checkpoint's decoder",
                 self.embedder, val_studies, self.classes, gate_settings(config.gate_slices_per_image, config.axis, config.seed),
             )
         skipped_ids = {image_id for image_id, _ in skipped}
@@ -145,9 +151,9 @@ class InteractiveFinetuner:
             "parent": serving,
             "init": init,
             "encoder_checkpoint": self.models.checkpoint_hash,
-            "encoder_key": self.models.encoder_key_for(candidate),  # its embeddings' key
+            "encoder_key": self.models.encoder_key_of(base.precision, candidate_tag),  # its embeddings' key
             "encoder": config.encoder,  # what this round trained of the encoder
-            "encoder_tag": candidate.encoder_tag,  # None: the checkpoint's encoder, unchanged
+            "encoder_tag": candidate_tag,  # None: the checkpoint's encoder, unchanged
             "preprocessing": self.embedder.intensity.key,
             "labels": self.classes,
             "train_images": sorted({s.image_id for s in train}),

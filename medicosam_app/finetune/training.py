@@ -120,11 +120,13 @@ def mean_loss(
         return math.nan
     rng = np.random.default_rng(seed)
     encoder_trains = config.encoder != "frozen"
+    features: Dict[Any, torch.Tensor] = {}  # a training encoder runs once per slice, not once per object
+    losses = []
     with torch.no_grad():
-        losses = [
-            float(session_loss(sam, dense_pe, batch_features(sam, [s], embeddings, device, encoder_trains)[0], s, config, rng))
-            for s in samples
-        ]
+        for sample in samples:
+            if sample.key not in features:
+                features[sample.key] = batch_features(sam, [sample], embeddings, device, encoder_trains)[0]
+            losses.append(float(session_loss(sam, dense_pe, features[sample.key], sample, config, rng)))
     return float(np.mean(losses))
 
 
@@ -168,7 +170,9 @@ def finetune(
     with torch.no_grad():
         dense_pe = sam.prompt_encoder.get_dense_pe()
     untrained = mean_loss(sam, dense_pe, val, embeddings, config, device, config.seed + 1)
-    best_loss, best_epoch, best_state = untrained, 0, current_state()
+    # Epoch 0 is the start exactly (its encoder change as it was: a full copy of an unchanged encoder would
+    # otherwise look like a new encoder and cost every embedding).
+    best_loss, best_epoch, best_state = untrained, 0, {**decoder_state(sam), **encoder_start}
     history: List[Dict[str, Any]] = [{"epoch": 0, "val_loss": round(untrained, 5)}]
     epoch_seconds = []
     bar = tqdm(range(1, config.epochs + 1), desc="Finetuning the interactive decoder", unit="epoch", disable=not progress)

@@ -26,7 +26,7 @@ from .slices import SliceSample, prepare_samples
 from .studies import LabelledStudy
 from .config import TrainingConfig
 from .training import evaluate, train_decoder
-from .versions import TrainingBusyError, VersionStore
+from .versions import TrainingBusyError, VersionStore, trained_on_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class SemanticRetrainer:
     def load_version(self, version: str, device) -> Optional[UNETRDecoder]:
         """A stored version's decoder, or None when it was trained for other classes or another encoder."""
         meta = self.store.metadata(version)
-        if meta.get("labels") != self.classes.label_names() or meta.get("encoder_key") != self.models.checkpoint_encoder_key:
+        if meta.get("labels") != self.classes.label_names() or not trained_on_checkpoint(meta, self.models.checkpoint_hash):
             return None
         decoder = UNETRDecoder(DecoderShape.from_dict(meta["decoder_shape"]))
         decoder.load_state_dict(self.store.load_state(version))

@@ -22,7 +22,7 @@ from ..volume_cache import VolumeCache
 from .classes import SemanticClasses
 from .network import DOWNSCALES, DecoderShape, UNETRDecoder, logits_to_slice
 from .slices import input_size
-from .versions import VersionStore
+from .versions import VersionStore, trained_on_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,10 @@ class SemanticSegmenter:
 
     def _load(self, version: str) -> ServedDecoder:
         meta = self.store.metadata(version)
-        encoder_key = self.embedder.models.checkpoint_encoder_key
-        if meta.get("encoder_key") != encoder_key:
+        checkpoint = self.embedder.models.checkpoint_hash
+        if not trained_on_checkpoint(meta, checkpoint):
             raise NoSemanticModelError(
-                f"Semantic model {version} was trained on another encoder ({meta.get('encoder_key')}, now {encoder_key}); "
+                f"Semantic model {version} was trained on another encoder ({meta.get('encoder_key')}, now {checkpoint}); "
                 "retrain it for the loaded MedicoSAM checkpoint, or roll back to a matching version."
             )
         decoder = UNETRDecoder(DecoderShape.from_dict(meta["decoder_shape"]))

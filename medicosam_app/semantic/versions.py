@@ -165,3 +165,11 @@ class VersionStore:
     def _write_pointer(self, version: str, stack: List[str], events: List[Dict[str, Any]], what: str) -> None:
         events = list(events) + [{"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": what}]
         write_json_atomic(self.serving_file, {"version": version, "stack": stack, "events": events[-200:]})
+
+
+def trained_on_checkpoint(meta: Dict[str, Any], checkpoint_hash: str) -> bool:
+    """Whether a semantic version learned on this checkpoint's encoder. The precision is not compared: int8,
+    bf16 and fp32 features of one encoder agree (``precision auto`` checks that before choosing), so a new
+    precision choice must not retire every trained decoder."""
+    trained_on = meta.get("encoder_checkpoint") or str(meta.get("encoder_key", "")).split("-")[0]
+    return trained_on == checkpoint_hash

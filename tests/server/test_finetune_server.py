@@ -39,11 +39,11 @@ def server(tiny256_checkpoint, tmp_path_factory):
         yield url, root, env
 
 
-def _click(url, image="phantom_0", client="annotator-1"):
+def _click(url, image="phantom_0", client="annotator-1", **extra):
+    params = {"foreground": [[40, 40, 18]], "client_id": client, "reset_state": True, **extra}
     response = requests.post(
         f"{url}/infer/{INTERACTIVE}", params={"image": image, "output": "json"},
-        files={"params": (None, json.dumps({"foreground": [[40, 40, 18]], "client_id": client, "reset_state": True}))},
-        timeout=120,
+        files={"params": (None, json.dumps(params))}, timeout=120,
     )
     assert response.status_code == 200, response.text
     return response.json()
@@ -149,24 +149,31 @@ def test_a_corrected_label_starts_a_round_when_finetune_after_labels_is_reached(
 def test_a_version_with_a_finetuned_encoder_is_served_with_its_own_embeddings_and_rolled_back(server):
     """``encoder: lora`` (a GPU's job for ViT-B; seconds with the tiny model): the round stores LoRA factors;
     served, the running server embeds with the changed encoder under a key of its own, and a rollback
-    returns to the checkpoint's encoder and its embeddings."""
+    returns to the checkpoint's encoder and its embeddings. The clicks are sagittal (axis 0): neither
+    training nor the gate (axis 2) embeds those slices, so where each embedding came from is the click's."""
     url, root, _ = server
+    sagittal = {"client": "annotator-2", "axis": 0}
     _no_training_running(url, time.monotonic() + 300)
     before = _stats(url)["serving"]  # a decoder-only version
-    stats = _train(url, force=True, encoder="lora", lora_rank=2, encoder_learning_rate=0.005, epochs=2)
+    _click(url, **sagittal)  # the checkpoint's encoder embeds this slice
+    assert _click(url, **sagittal)["latencies"]["embedding_source"] == "memory"
+    # From the checkpoint (warm_start false), so the kept epoch surely differs from the start and the factors
+    # are not zero: a round whose best epoch is its start stores no encoder change.
+    stats = _train(url, force=True, encoder="lora", lora_rank=2, encoder_learning_rate=0.005, epochs=3, warm_start=False)
     newest = stats["versions"][-1]
     meta = json.loads((root / "cache" / "interactive" / "versions" / newest["version"] / "metadata.json").read_text())
     assert meta["encoder"] == "lora" and meta["encoder_tag"].startswith("lora-"), meta
     _no_training_running(url, time.monotonic() + 300)  # the round has finished, its gate promoted or not
     if _stats(url)["serving"] != newest["version"]:
         _models(root, "promote", newest["version"])
-    answer = _click(url, client="annotator-2")
+    answer = _click(url, **sagittal)
     assert answer["interactive_version"] == newest["version"]
+    assert answer["latencies"]["embedding_source"] == "encoded"  # the checkpoint's embedding is not reused
     decoder = requests.get(f"{url}/info/", timeout=10).json()["models"][INTERACTIVE]["model_status"]["interactive_decoder"]
     assert decoder["serving"] == newest["version"] and decoder["encoder"] == meta["encoder_tag"]
-    # The click's slice was embedded by the new encoder: its embeddings live under the new encoder key.
-    assert any(meta["encoder_tag"] in str(p) for p in (root / "cache" / "embeddings").rglob("*")), "no new-encoder embedding"
+    assert _click(url, **sagittal)["latencies"]["embedding_source"] == "memory"  # the new encoder's, cached
     _models(root, "rollback")
-    assert _click(url, client="annotator-2")["interactive_version"] == before
+    answer = _click(url, **sagittal)
+    assert answer["interactive_version"] == before and answer["latencies"]["embedding_source"] == "memory"
     decoder = requests.get(f"{url}/info/", timeout=10).json()["models"][INTERACTIVE]["model_status"]["interactive_decoder"]
     assert decoder["serving"] == before and decoder["encoder"] == "checkpoint"  # earlier versions: decoder only
