@@ -242,3 +242,39 @@ def test_finetuning_brings_the_liver_of_a_held_out_patient_to_90_percent_dice_in
     assert before["noc90"] > 15, before  # measured here: 20 (never) before, 1.0 after
     assert after["noc90"] < before["noc90"] - 10, (before, after)
     assert after["dice_first"] > before["dice_first"] + 0.5, (before, after)
+
+
+def test_a_version_loading_slowly_does_not_stall_other_requests(tiny_checkpoint, tmp_path, monkeypatch):
+    """The request that sees a promotion first loads it; requests meanwhile keep the previous predictor (a
+    version with its own encoder takes seconds to load for ViT-B)."""
+    import threading
+    import time
+
+    import medicosam_app.finetune.serving as serving
+
+    models = ModelProvider(checkpoint=str(tiny_checkpoint), precision="fp32", cache_dir=str(tmp_path),
+                           interactive_versions=VersionStore(tmp_path / "interactive", what="interactive model"))
+    base = models.base_predictor()
+    store, first, second, _ = _store_with_versions(tmp_path / "interactive", base, models.checkpoint_hash)
+    store.promote(first, "test")
+    assert models.predictor().decoder_version == first
+    started, release = threading.Event(), threading.Event()
+    real = serving.predictor_with_decoder
+
+    def slow_predictor_with_decoder_double(*args, **kwargs):  # test double: the real load, held until released
+        started.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(serving, "predictor_with_decoder", slow_predictor_with_decoder_double)
+    store.promote(second, "test")
+    loaded = {}
+    loader = threading.Thread(target=lambda: loaded.setdefault("p", models.predictor()))
+    loader.start()
+    assert started.wait(10)
+    began = time.perf_counter()
+    meanwhile = models.predictor()
+    assert meanwhile.decoder_version == first and time.perf_counter() - began < 1.0  # not stalled behind the load
+    release.set()
+    loader.join(10)
+    assert loaded["p"].decoder_version == second and models.predictor().decoder_version == second

@@ -2,8 +2,9 @@
 
 Every request asks :meth:`ServedDecoder.predictor`; it costs one ``stat`` of the serving pointer unless a
 promotion or rollback changed it, in which case the version's weights are loaded once into a predictor that
-shares the loaded image encoder (cached embeddings stay valid). Requests already running finish with the
-predictor they started with.
+shares the loaded image encoder (cached embeddings stay valid), or carries its own changed encoder. Requests
+already running finish with the predictor they started with, and requests arriving while a version loads
+keep the previous one, so a promotion never stalls other annotators' clicks.
 """
 
 from __future__ import annotations
@@ -27,15 +28,28 @@ class ServedDecoder:
         self._predictor: Optional[PromptPredictor] = None
         self._version: Optional[str] = None
         self._problem: Optional[str] = None
+        self._loading: Optional[Tuple[Any, ...]] = None  # the pointer a request is loading now
 
     def predictor(self, base: PromptPredictor, checkpoint_hash: str) -> PromptPredictor:
+        """The serving version's predictor. The request that first sees a new pointer loads it (outside the
+        lock: a version with its own encoder takes seconds); requests meanwhile keep the previous predictor."""
         key = (self.store.serving_token(), id(base), checkpoint_hash)
-        if key == self._key and self._predictor is not None:
-            return self._predictor
         with self._lock:
-            if key != self._key or self._predictor is None:
-                self._predictor, self._version, self._problem = self._load(base, checkpoint_hash, key[0][0])
-                self._key = key
+            if key == self._key and self._predictor is not None:
+                return self._predictor
+            if self._loading == key:  # another request is loading this very pointer
+                return self._predictor if self._predictor is not None else base
+            self._loading = key
+        try:
+            loaded = self._load(base, checkpoint_hash, key[0][0])
+        except BaseException:
+            with self._lock:
+                self._loading = None
+            raise
+        with self._lock:
+            self._loading = None
+            self._predictor, self._version, self._problem = loaded
+            self._key = key
             return self._predictor
 
     def _load(self, base: PromptPredictor, checkpoint_hash: str, version: Optional[str]):
