@@ -245,6 +245,7 @@ class SemanticRetrainer:
     def load_version(self, version: str, device) -> Optional[UNETRDecoder]:
         """A stored version's decoder, or None when it was trained for other classes or another encoder."""
         meta = self.store.metadata(version)
+        self.models.base_predictor()  # loaded before its hash is asked
         if meta.get("labels") != self.classes.label_names() or not trained_on_checkpoint(meta, self.models.checkpoint_hash):
             return None
         decoder = UNETRDecoder(DecoderShape.from_dict(meta["decoder_shape"]))

@@ -99,6 +99,7 @@ class SemanticSegmenter:
 
     def _load(self, version: str) -> ServedDecoder:
         meta = self.store.metadata(version)
+        self.embedder.predictor()  # the checkpoint's: loaded now in a tool or a scoring process, 503 while loading
         checkpoint = self.embedder.models.checkpoint_hash
         if not trained_on_checkpoint(meta, checkpoint):
             raise NoSemanticModelError(
