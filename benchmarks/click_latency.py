@@ -52,9 +52,10 @@ def timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def bare_timings(checkpoint: Path, image: Path, k: int, point_xy, device) -> Dict[str, float]:
+def bare_timings(checkpoint: Path, image: Path, k: int, point_xy, device, precision: str) -> Dict[str, float]:
     """Encoder and decoder alone, after one warm-up, with the server's default settings."""
-    settings = Settings.from_conf({"checkpoint": str(checkpoint), "download": "false", "embedding_disk_dir": "off", **({"device": device} if device else {})})
+    conf = {"checkpoint": str(checkpoint), "download": "false", "embedding_disk_dir": "off", "precision": precision}
+    settings = Settings.from_conf({**conf, **({"device": device} if device else {})})
     models = build_model_provider(settings)
     embedder = build_slice_embedder(settings, models)
     volume = read_volume(image)
@@ -104,10 +105,13 @@ def ours(args, folder: Path, studies: Path, image_id: str, shape, k: int, points
     view = SliceView.create(volume.shape, volume.direction, 2)
     point_xy = view.voxel_to_xy(view_point)
     print(f"[ours] bare encoder/decoder in-process ({args.arch}) ...", flush=True)
-    bare = bare_timings(checkpoint, studies / f"{image_id}.nii.gz", k, point_xy, args.device)
+    bare = bare_timings(checkpoint, studies / f"{image_id}.nii.gz", k, point_xy, args.device, args.precision)
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
 
-    env = {"MEDICOSAM_CHECKPOINT": str(checkpoint), "MEDICOSAM_PREFETCH_RADIUS": str(args.prefetch_radius)}
+    # The same precision as the bare run: with "auto" the server reads the choice the bare run remembered in
+    # the shared cache folder (the test harness would otherwise force fp32).
+    env = {"MEDICOSAM_CHECKPOINT": str(checkpoint), "MEDICOSAM_PREFETCH_RADIUS": str(args.prefetch_radius),
+           "MEDICOSAM_PRECISION": args.precision}
     if args.device:
         env["MEDICOSAM_DEVICE"] = args.device
     print("[ours] starting the server ...", flush=True)
@@ -131,9 +135,11 @@ def ours(args, folder: Path, studies: Path, image_id: str, shape, k: int, points
         print(f"[ours] {args.clicks} warm clicks ...", flush=True)
         server_side: list = []
         warm = click_series(click, points, k, server_side)
-        model_status = requests.get(f"{url}/info/", timeout=10).json()["models"]["medicosam_interactive"]["model_status"]
+        interactive_info = requests.get(f"{url}/info/", timeout=10).json()["models"]["medicosam_interactive"]
+        model_status = interactive_info["model_status"]
     phases = {key: statistics.median(entry[key] for entry in server_side) for key in ("pre", "encode", "decode", "post", "write", "total")}
-    return {"bare": bare, "cold": cold, "colds": colds, "info": info, "warm": warm, "device": model_status["device"], "phases": phases}
+    return {"bare": bare, "cold": cold, "colds": colds, "info": info, "warm": warm, "device": model_status["device"],
+            "precision": model_status["precision"], "malloc": interactive_info.get("malloc_tuning"), "phases": phases}
 
 
 def sam2_baseline(args, folder: Path, studies: Path, image_id: str, k: int, points) -> Dict[str, object]:
@@ -170,6 +176,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="a 3D image (default: MNI152 T1 sample)")
     parser.add_argument("--skip-sam2", action="store_true")
+    parser.add_argument("--precision", default="auto", help="server setting for both runs (default: auto)")
     parser.add_argument("--prefetch-radius", type=int, default=16, help="server setting (0: no background encoding)")
     args = parser.parse_args()
     if not args.image.exists():
@@ -195,7 +202,9 @@ def main() -> None:
     bare_total = bare["encode"] + bare["decode"]
     print()
     print(f"image {args.image.name} {shape}, slice {k}, model {args.arch} (random weights), device {result['device']}, "
-          f"precision {bare['precision']}, {torch.get_num_threads()} CPU threads, prefetch radius {args.prefetch_radius}")
+          f"precision {bare['precision']} (server: {result['precision']}), {torch.get_num_threads()} CPU threads, "
+          f"prefetch radius {args.prefetch_radius}")
+    print(f"server malloc tuning: {result['malloc']}")
     print(f"bare encoder (median of 3):   {bare['encode'] * 1000:9.1f} ms")
     print(f"bare decoder:                 {bare['decode'] * 1000:9.1f} ms")
     print(f"cold click (median of 3):     {result['cold'] * 1000:9.1f} ms = {result['cold'] / bare_total:.2f} x (encoder + decoder)"

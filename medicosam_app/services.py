@@ -11,6 +11,7 @@ from .embeddings import EmbeddingCache
 from .finetune.rounds import InteractiveFinetuner
 from .model_provider import ModelProvider
 from .prefetch import Prefetcher
+from .runtime.heap import keep_large_buffers
 from .semantic.retrain import SemanticRetrainer
 from .semantic.segmenter import SemanticSegmenter
 from .semantic.versions import VersionStore
@@ -20,6 +21,8 @@ from .volume_cache import VolumeCache
 
 
 def build_model_provider(settings: Settings) -> ModelProvider:
+    if settings.malloc_tuning:  # before the model's threads start: see runtime/heap.py
+        keep_large_buffers()
     weights = MEDICOSAM_VIT_B
     if settings.weights_url:  # a hospital's own mirror: same file, same hash
         weights = dataclasses.replace(weights, url=settings.weights_url)

@@ -36,6 +36,7 @@ class Settings:
     encode_batch_size: int
     precision: str
     fused_attention: bool
+    malloc_tuning: bool  # keep large tensors in the heap (see runtime/heap.py)
     classes: SemanticClasses  # the semantic model's labels
     semantic_dir: Path  # versions of the semantic decoder
     released_decoder: Optional[str]  # the released UNETR decoder file (else <cache_dir>/vit_b_medicosam_decoder.pt)
@@ -92,6 +93,7 @@ class Settings:
             encode_batch_size=int(get("encode_batch_size", "MEDICOSAM_ENCODE_BATCH_SIZE", "1")),
             precision=str(get("precision", "MEDICOSAM_PRECISION", "auto")),
             fused_attention=flag("fused_attention", "MEDICOSAM_FUSED_ATTENTION", True),
+            malloc_tuning=flag("malloc_tuning", "MEDICOSAM_MALLOC_TUNING", True),
             classes=SemanticClasses.parse(str(get("labels", "MEDICOSAM_LABELS", DEFAULT_CLASSES))),
             semantic_dir=Path(
                 get("semantic_dir", "MEDICOSAM_SEMANTIC_DIR", "") or Path(cache_dir or default_cache_dir()) / "semantic"

@@ -16,4 +16,8 @@ done
 if [ "$studies" = sample-data/datastore ]; then
   .venv/bin/python sample-data/build_datastore.py --out "$studies" >/dev/null
 fi
+# One malloc arena for every thread, so the encoder's large tensors stay in the heap between passes
+# (medicosam_app/runtime/heap.py); --conf malloc_tuning false or MEDICOSAM_MALLOC_TUNING=false leaves malloc as it is.
+tunables=$(.venv/bin/python -m medicosam_app.runtime.heap "${args[@]}")
+if [ -n "$tunables" ]; then export GLIBC_TUNABLES="$tunables"; fi
 exec .venv/bin/python -m monailabel.main start_server --app apps/medicosam --studies "$studies" --host 127.0.0.1 "${args[@]}"

@@ -13,6 +13,8 @@ from typing import Dict, Iterator, List, Optional
 
 import requests
 
+from medicosam_app.runtime.heap import glibc_tunables
+
 REPO = Path(__file__).resolve().parents[2]
 SLICER_MODULE = Path(sys.prefix) / "monailabel" / "plugins" / "slicer" / "MONAILabel"
 
@@ -57,6 +59,10 @@ def running_server(
     # fp32 run need the same precision everywhere (test_precision_server.py runs auto).
     environment["MEDICOSAM_PRECISION"] = "fp32"
     environment.update(env or {})
+    # As scripts/start_server.sh starts it: every thread on one malloc arena (medicosam_app/runtime/heap.py).
+    tunables = glibc_tunables(command, environment)
+    if tunables:
+        environment["GLIBC_TUNABLES"] = tunables
     url = f"http://127.0.0.1:{port}"
     with running_process("server", command, log_file, f"{url}{ready_path}", timeout=180, env=environment):
         yield url

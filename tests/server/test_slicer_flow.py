@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from conftest import OBLIQUE_AXIAL_DIRECTION, asymmetric_array, write_volume
 from medicosam_app.interactive import ClickContext, InteractiveSegmenter
 from medicosam_app.model_provider import ModelProvider
+from medicosam_app.runtime.heap import is_glibc
 
 from .harness import running_server, slicer_client, wait_for_model
 
@@ -63,6 +64,8 @@ def test_info_offers_a_2d_deepgrow_model_that_is_ready(client):
     assert model["model_status"]["available"] is True
     assert "custom finetune" in model["model_status"]["warning"]  # the test checkpoint is not the published one
     assert set(client.datastore()["objects"]) == {"oblique", "other"}
+    if is_glibc():  # started as scripts/start_server.sh starts it: every thread on one malloc arena
+        assert model["malloc_tuning"]["applied"] is True and model["malloc_tuning"]["all_threads"] is True
 
 
 def test_image_download_serves_the_file_slicer_indexes(server, studies, tmp_path):

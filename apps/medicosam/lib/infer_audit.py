@@ -25,7 +25,10 @@ def audit_inference(
     (hash and count of that slice's mask; the rest of the volume is empty by construction), so the record
     costs microseconds, not a pass over a whole CT."""
     if slice_index is not None:
-        summary = label_summary(np.take(label, slice_index, axis=axis), axis=0)
+        selector = [slice(None)] * label.ndim
+        selector[axis] = slice_index
+        # Basic indexing is a view; np.take copied through the whole Fortran-ordered volume (12 ms a click).
+        summary = label_summary(label[tuple(selector)], axis=0)
         summary["slice_range"] = [slice_index, slice_index] if summary["voxels"] else None
     else:
         summary = label_summary(label, axis=axis)

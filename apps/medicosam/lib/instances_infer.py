@@ -68,12 +68,13 @@ class InstancesInfer(InferTask):
             result = self.segmenter.segment(request["image"], options)
             write_started = time.perf_counter()
             path = write_result(result.instances.label, result.volume, result_format)
+            written = time.perf_counter()
         audit_inference(
             "medicosam_instances", request, result.instances.label, axis=options.axis,
             checkpoint_xxh128=self.segmenter.models.status.get("xxh128"), semantic_version=result.semantic_version,
             interactive_version=result.decoder_version,
         )
-        latencies = dict(result.latencies, write=round(time.perf_counter() - write_started, 4))
+        latencies = dict(result.latencies, write=round(written - write_started, 4))
         latencies["total"] = round(time.perf_counter() - started, 4)
         answer: Dict[str, Any] = {
             "label_names": result.instances.label_names,

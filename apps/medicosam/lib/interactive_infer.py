@@ -10,6 +10,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.interactive import ClickContext, InteractiveSegmenter
 from medicosam_app.request_values import parse_int
+from medicosam_app.runtime.heap import heap_tuning_state
 
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference
@@ -35,6 +36,7 @@ class InteractiveInfer(InferTask):
         info = super().info()
         info["model_status"] = self.segmenter.models.status
         info["embedding_cache"] = self.segmenter.embeddings.stats
+        info["malloc_tuning"] = heap_tuning_state()
         if self.segmenter.prefetcher is not None:
             info["prefetch"] = self.segmenter.prefetcher.stats
         return info
@@ -52,12 +54,13 @@ class InteractiveInfer(InferTask):
             result = self.segmenter.segment(request["image"], request, context, axis=axis)
             write_started = time.perf_counter()
             path = write_result(result.label, result.volume, result_format)
+            written = time.perf_counter()
         audit_inference(
             "medicosam_interactive", request, result.label, axis=result.axis, slice_index=result.slice_index,
             checkpoint_xxh128=self.segmenter.models.status.get("xxh128"), interactive_version=result.decoder_version,
         )
         latencies = dict(result.latencies)
-        latencies["write"] = round(time.perf_counter() - write_started, 4)
+        latencies["write"] = round(written - write_started, 4)
         latencies["total"] = round(time.perf_counter() - started, 4)
         latencies["embedding_cached"] = result.embedding_cached
         latencies["embedding_source"] = result.embedding_source

@@ -75,13 +75,14 @@ class PropagationInfer(InferTask):
             outcome = self.segmenter.segment(request["image"], request, context, axis=axis, settings=settings)
             write_started = time.perf_counter()
             path = write_result(outcome.label, outcome.volume, result_format)
+            written = time.perf_counter()
         result = outcome.result
         audit_inference(
             "medicosam_3d", request, outcome.label, axis=axis,
             checkpoint_xxh128=self.segmenter.models.status.get("xxh128"), interactive_version=outcome.decoder_version,
         )
         latencies = dict(outcome.latencies)
-        latencies["write"] = round(time.perf_counter() - write_started, 4)
+        latencies["write"] = round(written - write_started, 4)
         latencies["total"] = round(time.perf_counter() - started, 4)
         low, high = result.slice_range
         logger.info(
