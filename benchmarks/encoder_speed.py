@@ -33,6 +33,7 @@ from medicosam_app.model.precision_choice import (  # noqa: E402
 )
 from medicosam_app.predictor import PromptPredictor  # noqa: E402
 from medicosam_app.random_checkpoint import VIT_B_SAM  # noqa: E402
+from medicosam_app.runtime.heap import keep_large_buffers  # noqa: E402
 from medicosam_app.sam_builder import build_sam  # noqa: E402
 
 ENCODER_GFLOP = 972.0  # ViT-B image encoder, one 1024² input (multiply-adds × 2)
@@ -82,9 +83,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the encoder (slow to build)")
     parser.add_argument("--only", nargs="+", help="time only the variants whose name contains one of these words")
+    parser.add_argument("--malloc-tuning", choices=["on", "off"], default="on",
+                        help="glibc malloc as the server tunes it (runtime/heap.py; default) or as it comes")
     args = parser.parse_args()
+    heap = keep_large_buffers() if args.malloc_tuning == "on" else {"applied": False}
     device = torch.device(args.device)
-    print(f"machine: {device_description(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"machine: {device_description(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"malloc tuning {'on' if heap['applied'] else 'off'}")
 
     peaks = {"fp32": matmul_peak(device, torch.float32)}
     # A 512² product first: bf16 on a CPU without bf16 units runs at well under 1 GFLOP/s, where one 2048²
