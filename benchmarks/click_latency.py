@@ -30,11 +30,11 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 import torch  # noqa: E402
 
-from medicosam_app.coordinates import SliceView  # noqa: E402
-from medicosam_app.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
+from medicosam_app.geometry.coordinates import SliceView  # noqa: E402
+from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
 from medicosam_app.services import build_model_provider, build_slice_embedder  # noqa: E402
 from medicosam_app.settings import Settings  # noqa: E402
-from medicosam_app.volume import read_volume  # noqa: E402
+from medicosam_app.geometry.volume import read_volume  # noqa: E402
 from server.harness import running_server, slicer_client, wait_for_model  # noqa: E402
 
 SLICER_PARAMS = {"result_extension": ".nrrd", "result_dtype": "uint8"}

@@ -19,12 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medicosam_app.coordinates import SliceView  # noqa: E402
-from medicosam_app.intensity import IntensityPolicy, slice_to_rgb  # noqa: E402
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter  # noqa: E402
-from medicosam_app.model_provider import ModelProvider  # noqa: E402
-from medicosam_app.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
-from medicosam_app.volume import read_volume  # noqa: E402
+from medicosam_app.geometry.coordinates import SliceView  # noqa: E402
+from medicosam_app.embeddings.intensity import IntensityPolicy, slice_to_rgb  # noqa: E402
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter  # noqa: E402
+from medicosam_app.model.provider import ModelProvider  # noqa: E402
+from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
+from medicosam_app.geometry.volume import read_volume  # noqa: E402
 
 
 def _phantom(folder: Path) -> Path:

@@ -23,18 +23,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medicosam_app.attention import use_fused_attention  # noqa: E402
-from medicosam_app.memory_layout import use_channels_last_decoder  # noqa: E402
+from medicosam_app.model.attention import use_fused_attention  # noqa: E402
+from medicosam_app.model.memory_layout import use_channels_last_decoder  # noqa: E402
 from medicosam_app.model.precision_choice import (  # noqa: E402
     choose_precision,
     device_description,
     probe_prompts,
     probe_slice,
 )
-from medicosam_app.predictor import PromptPredictor  # noqa: E402
-from medicosam_app.random_checkpoint import VIT_B_SAM  # noqa: E402
+from medicosam_app.model.predictor import PromptPredictor  # noqa: E402
+from medicosam_app.model.random_checkpoint import VIT_B_SAM  # noqa: E402
 from medicosam_app.runtime.heap import keep_large_buffers  # noqa: E402
-from medicosam_app.sam_builder import build_sam  # noqa: E402
+from medicosam_app.model.sam_builder import build_sam  # noqa: E402
 
 ENCODER_GFLOP = 972.0  # ViT-B image encoder, one 1024² input (multiply-adds × 2)
 

@@ -33,14 +33,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from small_case import small_case  # noqa: E402
-from medicosam_app.embedding_key import EmbeddingKey  # noqa: E402
-from medicosam_app.embeddings import EmbeddingCache  # noqa: E402
+from medicosam_app.embeddings.key import EmbeddingKey  # noqa: E402
+from medicosam_app.embeddings.memory_cache import EmbeddingCache  # noqa: E402
 from medicosam_app.finetune.config import FinetuneConfig  # noqa: E402
 from medicosam_app.finetune.samples import ObjectSample  # noqa: E402
 from medicosam_app.finetune.training import finetune  # noqa: E402
-from medicosam_app.predictor import ImageEmbedding  # noqa: E402
-from medicosam_app.random_checkpoint import VIT_B_SAM  # noqa: E402
-from medicosam_app.sam_builder import build_sam  # noqa: E402
+from medicosam_app.model.predictor import ImageEmbedding  # noqa: E402
+from medicosam_app.model.random_checkpoint import VIT_B_SAM  # noqa: E402
+from medicosam_app.model.sam_builder import build_sam  # noqa: E402
 
 
 def synthetic_objects(count: int, size: int = 512):

@@ -46,11 +46,11 @@ from medicosam_app.instances.mask_generator import (  # noqa: E402
 )
 from medicosam_app.instances.metrics import instance_f1_per_class  # noqa: E402
 from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter  # noqa: E402
-from medicosam_app.model_provider import ModelProvider  # noqa: E402
-from medicosam_app.predictor import ImageEmbedding, PromptPredictor  # noqa: E402
-from medicosam_app.propagation import PropagationSettings  # noqa: E402
-from medicosam_app.random_checkpoint import VIT_B_SAM  # noqa: E402
-from medicosam_app.sam_builder import build_sam  # noqa: E402
+from medicosam_app.model.provider import ModelProvider  # noqa: E402
+from medicosam_app.model.predictor import ImageEmbedding, PromptPredictor  # noqa: E402
+from medicosam_app.interactive.propagation import PropagationSettings  # noqa: E402
+from medicosam_app.model.random_checkpoint import VIT_B_SAM  # noqa: E402
+from medicosam_app.model.sam_builder import build_sam  # noqa: E402
 from medicosam_app.semantic.classes import SemanticClasses  # noqa: E402
 from medicosam_app.semantic.config import TrainingConfig  # noqa: E402
 from medicosam_app.semantic.metrics import dice_per_class  # noqa: E402
@@ -58,7 +58,7 @@ from medicosam_app.semantic.retrain import SemanticRetrainer  # noqa: E402
 from medicosam_app.semantic.segmenter import SemanticSegmenter  # noqa: E402
 from medicosam_app.semantic.studies import find_labelled_studies  # noqa: E402
 from medicosam_app.semantic.versions import VersionStore  # noqa: E402
-from medicosam_app.slice_embedder import SliceEmbedder  # noqa: E402
+from medicosam_app.embeddings.slice_embedder import SliceEmbedder  # noqa: E402
 
 
 class SamReferenceDecoder:
@@ -82,9 +82,9 @@ def _sample_slices():
     """The middle axial slice of the CT phantom and of the MNI T1, as the encoder sees them (uint8)."""
     import build_datastore
 
-    from medicosam_app.coordinates import SliceView
-    from medicosam_app.intensity import IntensityPolicy, slice_to_rgb
-    from medicosam_app.volume import read_volume
+    from medicosam_app.geometry.coordinates import SliceView
+    from medicosam_app.embeddings.intensity import IntensityPolicy, slice_to_rgb
+    from medicosam_app.geometry.volume import read_volume
 
     slices = {}
     with tempfile.TemporaryDirectory() as folder:

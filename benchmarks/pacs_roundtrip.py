@@ -31,7 +31,7 @@ import SimpleITK as sitk  # noqa: E402
 
 import build_dicom  # noqa: E402
 
-from medicosam_app.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
+from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
 from server.harness import running_server, slicer_client, wait_for_model  # noqa: E402
 from server.orthanc import running_orthanc, upload  # noqa: E402
 

@@ -90,7 +90,7 @@ def quality(args) -> None:
 
     from small_case import small_case
 
-    from medicosam_app.model_provider import ModelProvider
+    from medicosam_app.model.provider import ModelProvider
     from medicosam_app.semantic.classes import SemanticClasses
     from medicosam_app.semantic.config import TrainingConfig
     from medicosam_app.semantic.metrics import dice_per_class
@@ -98,8 +98,8 @@ def quality(args) -> None:
     from medicosam_app.semantic.segmenter import SemanticSegmenter
     from medicosam_app.semantic.studies import find_labelled_studies
     from medicosam_app.semantic.versions import VersionStore
-    from medicosam_app.slice_embedder import SliceEmbedder
-    from medicosam_app.volume import read_volume
+    from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+    from medicosam_app.geometry.volume import read_volume
 
     with tempfile.TemporaryDirectory() as scratch:
         studies, checkpoint = small_case(Path(scratch))

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "sample-data"))
 
-from medicosam_app.random_checkpoint import TINY_SAM, write_random_checkpoint  # noqa: E402
+from medicosam_app.model.random_checkpoint import TINY_SAM, write_random_checkpoint  # noqa: E402
 
 
 def small_case(folder: Path) -> Tuple[Path, Path]:

@@ -8,11 +8,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from .errors import MedicoSamError
 
 if TYPE_CHECKING:
+    from .model.provider import ModelProvider
+    from .semantic.distributed import DistContext
     from .settings import Settings
 
 
@@ -38,7 +40,7 @@ def _conf(args: argparse.Namespace) -> Dict[str, str]:
 
 
 def run_precompute(args: argparse.Namespace) -> int:
-    from .precompute import Shard, find_images, precompute
+    from .embeddings.precompute import Shard, find_images, precompute
     from .services import build_model_provider, build_slice_embedder
     from .settings import Settings
 
@@ -107,10 +109,10 @@ def run_retrain(args: argparse.Namespace) -> int:
         print(f"retrain: {args.studies} is not a datastore folder", file=sys.stderr)
         return 2
     studies = find_labelled_studies(Path(args.studies))
-    models = build_model_provider(settings)
+    dist = DistContext.from_env()
+    settings, models = models_agreeing_on_precision(settings, dist, build_model_provider)
     embedder = build_slice_embedder(settings, models, memory_mb=0)
     retrainer = build_retrainer(settings, models, embedder)
-    dist = DistContext.from_env()
     try:
         summary = retrainer.run(studies, config, min_new_labels=args.min_new_labels, force=args.force, progress=not args.quiet)
     finally:
@@ -118,6 +120,22 @@ def run_retrain(args: argparse.Namespace) -> int:
     if dist.is_main:
         print(json.dumps(summary.to_dict()) if args.json else summary.line())
     return 0
+
+
+def models_agreeing_on_precision(
+    settings: "Settings", dist: "DistContext", build: Callable[["Settings"], "ModelProvider"]
+) -> Tuple["Settings", "ModelProvider"]:
+    """``(settings, models)`` with one encoder precision in every process of a distributed run.
+
+    Each process reads slices the others encoded, under a key that carries the precision, so all must embed
+    in the same one; with ``auto`` each would measure on its own, and on a busy machine they can disagree.
+    Rank 0 measures (or recalls) it and the others take its choice. A forced precision is used as it is."""
+    if not dist.active or settings.precision != "auto":
+        return settings, build(settings)
+    models = build(settings) if dist.is_main else None
+    chosen = dist.broadcast(models.base_predictor().precision if models is not None else None)
+    settings = dataclasses.replace(settings, precision=chosen)
+    return settings, models if models is not None else build(settings)
 
 
 def _relaunch_with_torchrun(nproc: int) -> int:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from .checkpoints import MEDICOSAM_VIT_B
-from .embedding_store import EmbeddingDiskStore
-from .embeddings import EmbeddingCache
+from .model.checkpoints import MEDICOSAM_VIT_B
+from .embeddings.disk_store import EmbeddingDiskStore
+from .embeddings.memory_cache import EmbeddingCache
 from .finetune.rounds import InteractiveFinetuner
-from .model_provider import ModelProvider
-from .prefetch import Prefetcher
+from .model.provider import ModelProvider
+from .embeddings.prefetch import Prefetcher
 from .runtime.heap import keep_large_buffers
 from .semantic.retrain import SemanticRetrainer
 from .semantic.segmenter import SemanticSegmenter
 from .semantic.versions import VersionStore
 from .settings import Settings
-from .slice_embedder import SliceEmbedder
-from .volume_cache import VolumeCache
+from .embeddings.slice_embedder import SliceEmbedder
+from .geometry.volume_cache import VolumeCache
 
 
 def build_model_provider(settings: Settings) -> ModelProvider:

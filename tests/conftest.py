@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medicosam_app.random_checkpoint import TINY_SAM, write_random_checkpoint
+from medicosam_app.model.random_checkpoint import TINY_SAM, write_random_checkpoint
 
 # The sample-data scripts (build_datastore, build_dicom) are what tests build their data with.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sample-data"))

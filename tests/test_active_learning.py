@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from medicosam_app.active_learning import UncertaintyRanker, mean_entropy, sampled_slices, score_against_label
+from medicosam_app.semantic.active_learning import UncertaintyRanker, mean_entropy, sampled_slices, score_against_label
 from medicosam_app.semantic.config import TrainingConfig
 from medicosam_app.semantic.studies import find_labelled_studies, unlabelled_images
 from medicosam_app.services import build_model_provider, build_retrainer, build_semantic_segmenter, build_slice_embedder

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from medicosam_app import checkpoints
-from medicosam_app.checkpoints import MEDICOSAM_VIT_B, download_weights, file_xxh128, resolve_checkpoint
+from medicosam_app.model import checkpoints
+from medicosam_app.model.checkpoints import MEDICOSAM_VIT_B, download_weights, file_xxh128, resolve_checkpoint
 from medicosam_app.errors import CheckpointError, ModelUnavailableError
 
 

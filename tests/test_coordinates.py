@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from medicosam_app.coordinates import SamFrame, SliceView
+from medicosam_app.geometry.coordinates import SamFrame, SliceView
 
 IDENTITY = np.eye(3)
 RAS_STORED = np.diag([-1.0, -1.0, 1.0])  # a NIfTI in RAS+ as ITK sees it (LPS world)

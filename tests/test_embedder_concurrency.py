@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from conftest import ModelsDouble, asymmetric_array, write_volume
-from medicosam_app.coordinates import SliceView
-from medicosam_app.embeddings import EmbeddingCache
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
-from medicosam_app.predictor import ImageEmbedding, MaskPrediction
-from medicosam_app.prefetch import Prefetcher
-from medicosam_app.propagation import PropagationSettings
-from medicosam_app.slice_embedder import SliceEmbedder
-from medicosam_app.volume_segmenter import VolumeSegmenter
+from medicosam_app.geometry.coordinates import SliceView
+from medicosam_app.embeddings.memory_cache import EmbeddingCache
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
+from medicosam_app.model.predictor import ImageEmbedding, MaskPrediction
+from medicosam_app.embeddings.prefetch import Prefetcher
+from medicosam_app.interactive.propagation import PropagationSettings
+from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 
 BLOCKS = 4
 SECONDS_PER_BLOCK = 0.003
@@ -197,7 +197,7 @@ def test_random_interleavings_of_clicks_propagations_and_prefetch_never_hang(sha
 
 
 def _first_row(embedder: SliceEmbedder, volume, view, index) -> np.ndarray:
-    from medicosam_app.intensity import slice_to_rgb
+    from medicosam_app.embeddings.intensity import slice_to_rgb
 
     rgb = slice_to_rgb(view.extract(volume.array, index), embedder._volume_range(volume))
     return rgb[0, :, 0].astype(np.float32)

@@ -7,9 +7,9 @@ import time
 
 import torch
 
-from medicosam_app.embedding_store import EmbeddingDiskStore
-from medicosam_app.embeddings import EmbeddingCache, EmbeddingKey
-from medicosam_app.predictor import ImageEmbedding
+from medicosam_app.embeddings.disk_store import EmbeddingDiskStore
+from medicosam_app.embeddings.memory_cache import EmbeddingCache, EmbeddingKey
+from medicosam_app.model.predictor import ImageEmbedding
 
 KEY = EmbeddingKey("imagehash", 2, 7, "v1:volume", "ckpt-fp32", "r1+c0+")
 
@@ -143,10 +143,10 @@ def test_the_same_voxels_under_a_flipped_header_are_not_served_from_the_cache(tm
     import numpy as np
 
     from conftest import ModelsDouble, asymmetric_array, write_volume
-    from medicosam_app.coordinates import SliceView
-    from medicosam_app.predictor import ImageEmbedding as Embedding
-    from medicosam_app.slice_embedder import SliceEmbedder
-    from medicosam_app.volume import read_volume
+    from medicosam_app.geometry.coordinates import SliceView
+    from medicosam_app.model.predictor import ImageEmbedding as Embedding
+    from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+    from medicosam_app.geometry.volume import read_volume
 
     class CountingPredictorDouble:
         """Test double for PromptPredictor: counts encoded images; the embedding is the first pixel row."""

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from medicosam_app.attention import FusedAttention, use_fused_attention
-from medicosam_app.model_provider import ModelProvider
-from medicosam_app.predictor import PromptPredictor, resolve_precision
-from medicosam_app.sam_builder import load_sam
+from medicosam_app.model.attention import FusedAttention, use_fused_attention
+from medicosam_app.model.provider import ModelProvider
+from medicosam_app.model.predictor import PromptPredictor, resolve_precision
+from medicosam_app.model.sam_builder import load_sam
 
 FUSED_TOLERANCE = 1e-4  # float32 rounding of a different summation order
 
@@ -132,7 +132,7 @@ def test_background_encoding_waits_between_blocks_while_a_click_holds(sam, tmp_p
     """The prefetch worker's encoder stops at the next block boundary while a click encodes."""
     import threading
 
-    from medicosam_app.prefetch import Prefetcher, PrefetchPlan
+    from medicosam_app.embeddings.prefetch import Prefetcher, PrefetchPlan
 
     prefetcher = Prefetcher(lower_priority=False)
     predictor = PromptPredictor(sam)
@@ -163,7 +163,7 @@ def test_background_encoding_waits_between_blocks_while_a_click_holds(sam, tmp_p
 
 
 def test_channels_last_decoder_gives_the_same_logits(sam):
-    from medicosam_app.memory_layout import use_channels_last_decoder
+    from medicosam_app.model.memory_layout import use_channels_last_decoder
 
     image = _images(1)[0]
     plain = PromptPredictor(sam)

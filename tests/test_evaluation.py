@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from medicosam_app.__main__ import main
-from medicosam_app.coordinates import SliceView
+from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.evaluation.clicks import (
     Click,
     LargestErrorCentre,

@@ -21,9 +21,9 @@ from medicosam_app.finetune.decoder_weights import (
 from medicosam_app.finetune.prompting import jittered_box, random_inside
 from medicosam_app.finetune.serving import ServedDecoder
 from medicosam_app.finetune.training import prediction_losses
-from medicosam_app.model_provider import ModelProvider
-from medicosam_app.predictor import PromptPredictor
-from medicosam_app.sam_builder import load_sam
+from medicosam_app.model.provider import ModelProvider
+from medicosam_app.model.predictor import PromptPredictor
+from medicosam_app.model.sam_builder import load_sam
 from medicosam_app.semantic.versions import VersionStore
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import asymmetric_array, write_mni_subjects, write_volume
-from medicosam_app.coordinates import SliceView
+from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.__main__ import main
 from medicosam_app.finetune.config import FinetuneConfig
 from medicosam_app.finetune.decoder_weights import decoder_state, predictor_with_decoder
@@ -22,12 +22,12 @@ from medicosam_app.finetune.encoder_changes import (
     encoder_with_change,
     trainable_encoder,
 )
-from medicosam_app.model_provider import ModelProvider
-from medicosam_app.predictor import PromptPredictor, encoder_input
-from medicosam_app.sam_builder import load_sam
+from medicosam_app.model.provider import ModelProvider
+from medicosam_app.model.predictor import PromptPredictor, encoder_input
+from medicosam_app.model.sam_builder import load_sam
 from medicosam_app.semantic.versions import VersionStore
-from medicosam_app.slice_embedder import SliceEmbedder
-from medicosam_app.volume import read_volume
+from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+from medicosam_app.geometry.volume import read_volume
 
 
 @pytest.fixture()

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from medicosam_app.instances.grid_decoder import GridMaskDecoder
-from medicosam_app.predictor import ImageEmbedding, PromptPredictor
-from medicosam_app.random_checkpoint import TINY_SAM, VIT_B_SAM
-from medicosam_app.sam_builder import build_sam
+from medicosam_app.model.predictor import ImageEmbedding, PromptPredictor
+from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM
+from medicosam_app.model.sam_builder import build_sam
 
 
 @pytest.mark.parametrize("architecture", [TINY_SAM, VIT_B_SAM], ids=["tiny", "vit_b"])

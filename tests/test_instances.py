@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from conftest import OBLIQUE_AXIAL_DIRECTION
-from medicosam_app.coordinates import SliceView
+from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.errors import InvalidRequestError
 from medicosam_app.instances.drawing import InstanceDrawer
 from medicosam_app.instances.instance_label import DrawnInstance, compose
 from medicosam_app.instances.mask_generator import GridSettings, generate, grid_points
 from medicosam_app.instances.proposals import box_proposals, semantic_proposals
 from medicosam_app.instances.segmenter import InstanceOptions
-from medicosam_app.propagation import SliceMask
+from medicosam_app.interactive.propagation import SliceMask
 
 IDENTITY = np.eye(3)
 OBLIQUE = np.array(OBLIQUE_AXIAL_DIRECTION).reshape(3, 3)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medicosam_app.intensity import IntensityPolicy, rescale_to_uint8, slice_to_rgb
+from medicosam_app.embeddings.intensity import IntensityPolicy, rescale_to_uint8, slice_to_rgb
 
 
 def test_volume_mode_scales_the_volume_then_the_slice():

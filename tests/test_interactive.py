@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from conftest import ModelsDouble, asymmetric_array, write_volume
-from medicosam_app.embeddings import EmbeddingCache
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
-from medicosam_app.predictor import ImageEmbedding, MaskPrediction
+from medicosam_app.embeddings.memory_cache import EmbeddingCache
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
+from medicosam_app.model.predictor import ImageEmbedding, MaskPrediction
 
 
 class RecordingPredictorDouble:
@@ -105,7 +105,7 @@ def test_unreadable_or_colour_images_are_refused_clearly(tmp_path):
     import pytest
 
     from medicosam_app.errors import ImageReadError
-    from medicosam_app.volume import read_volume
+    from medicosam_app.geometry.volume import read_volume
 
     (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
     with pytest.raises(ImageReadError, match="Cannot read image junk.nii.gz"):
@@ -117,7 +117,7 @@ def test_unreadable_or_colour_images_are_refused_clearly(tmp_path):
 
 
 def test_a_new_checkpoint_or_preprocessing_does_not_reuse_embeddings(tmp_path):
-    from medicosam_app.intensity import IntensityPolicy
+    from medicosam_app.embeddings.intensity import IntensityPolicy
 
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
     shared = EmbeddingCache()

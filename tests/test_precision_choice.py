@@ -16,8 +16,8 @@ from medicosam_app.model.precision_choice import (
     decide,
     device_description,
 )
-from medicosam_app.model_provider import ModelProvider
-from medicosam_app.sam_builder import load_sam
+from medicosam_app.model.provider import ModelProvider
+from medicosam_app.model.sam_builder import load_sam
 
 
 class ProbeDouble:

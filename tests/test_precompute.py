@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import asymmetric_array, write_volume
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.services import build_model_provider, build_slice_embedder
 from medicosam_app.settings import Settings
 
@@ -76,7 +76,7 @@ def test_precompute_on_a_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_shards_split_a_datastore_disjointly_and_stably(monkeypatch):
-    from medicosam_app.precompute import Shard
+    from medicosam_app.embeddings.precompute import Shard
 
     images = [Path(f"ct_{n:03d}.nii.gz") for n in range(40)]
     parts = [Shard(i, 3).select(images) for i in range(3)]

@@ -8,10 +8,10 @@ import torch
 from segment_anything import SamPredictor
 
 from conftest import asymmetric_array, write_volume
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
-from medicosam_app.model_provider import ModelProvider
-from medicosam_app.predictor import PromptPredictor
-from medicosam_app.sam_builder import load_sam
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
+from medicosam_app.model.provider import ModelProvider
+from medicosam_app.model.predictor import PromptPredictor
+from medicosam_app.model.sam_builder import load_sam
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import ModelsDouble, asymmetric_array, write_volume
-from medicosam_app.embeddings import EmbeddingCache
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
-from medicosam_app.predictor import ImageEmbedding, MaskPrediction
-from medicosam_app.prefetch import Prefetcher, PrefetchPlan, outward_order
+from medicosam_app.embeddings.memory_cache import EmbeddingCache
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
+from medicosam_app.model.predictor import ImageEmbedding, MaskPrediction
+from medicosam_app.embeddings.prefetch import Prefetcher, PrefetchPlan, outward_order
 
 
 def test_outward_order_alternates_and_stays_inside():
@@ -132,8 +132,8 @@ def test_a_prefetch_in_flight_never_blocks_a_click_on_another_slice(tmp_path):
     path = write_volume(tmp_path / "v.nii.gz", array)
     segmenter_probe = InteractiveSegmenter(ModelsDouble(None))
     volume = segmenter_probe.volumes.get(path)
-    from medicosam_app.coordinates import SliceView
-    from medicosam_app.intensity import slice_to_rgb
+    from medicosam_app.geometry.coordinates import SliceView
+    from medicosam_app.embeddings.intensity import slice_to_rgb
 
     view = SliceView.create(volume.shape, volume.direction, 2)
     value_range = segmenter_probe.embedder.intensity.volume_range(volume.array)

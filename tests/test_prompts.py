@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from medicosam_app.coordinates import SliceView
+from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.errors import InvalidRequestError
-from medicosam_app.prompts import choose_slice, parse_voxel_prompts, slice_prompt
+from medicosam_app.interactive.prompts import choose_slice, parse_voxel_prompts, slice_prompt
 
 SHAPE = (40, 30, 12)
 VIEW = SliceView.create(SHAPE, np.eye(3), 2)  # rows = j, cols = i

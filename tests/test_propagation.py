@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from medicosam_app.errors import InvalidRequestError
-from medicosam_app.prompts import SlicePrompt
-from medicosam_app.propagation import PropagationSettings, Propagator, SliceMask, mask_iou, project
+from medicosam_app.interactive.prompts import SlicePrompt
+from medicosam_app.interactive.propagation import PropagationSettings, Propagator, SliceMask, mask_iou, project
 
 SHAPE = (40, 50)  # rows, cols of every slice
 

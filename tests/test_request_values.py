@@ -5,7 +5,7 @@ import math
 import pytest
 
 from medicosam_app.errors import InvalidRequestError
-from medicosam_app.interactive import ClickContext
+from medicosam_app.interactive.slice_segmenter import ClickContext
 from medicosam_app.request_values import (
     parse_bool,
     parse_choice,

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-from medicosam_app.semantic.versions import VersionStore
+from types import SimpleNamespace
 
 from conftest import SEMANTIC_TRAINING
+from medicosam_app.__main__ import models_agreeing_on_precision
+from medicosam_app.semantic.versions import VersionStore
+from medicosam_app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,4 +84,40 @@ def test_distributed_training_on_two_cpu_processes(tiny256_checkpoint, tmp_path,
     assert summary["status"] == "trained" and summary["promoted"]
     meta = VersionStore(cache / "semantic").metadata(summary["version"])
     assert meta["world_size"] == 2
+    # Both processes embedded under one encoder key (checkpoint + precision), so each read the other's slices.
+    assert len([d for d in (cache / "embeddings").iterdir() if d.is_dir()]) == 1
     assert meta["metrics"]["history"][-1]["train_loss"] < meta["metrics"]["history"][0]["train_loss"] * 1.2
+
+
+class RankDouble:
+    """Test double of DistContext: one rank of a two-process run whose broadcast hands out rank 0's value."""
+
+    def __init__(self, rank: int, rank0_value=None):
+        self.rank, self.active, self.rank0_value = rank, True, rank0_value
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def broadcast(self, value):
+        return value if self.rank == 0 else self.rank0_value
+
+
+class ProviderDouble:
+    """Test double of ModelProvider: records the precision it was built with and 'measures' int8 for auto."""
+
+    def __init__(self, settings):
+        self.built_with = settings.precision
+
+    def base_predictor(self):
+        return SimpleNamespace(precision="int8" if self.built_with == "auto" else self.built_with)
+
+
+def test_ranks_of_a_distributed_run_embed_in_rank_0s_precision():
+    settings = Settings.from_conf({"precision": "auto", "download": "false"})
+    rank0_settings, rank0_models = models_agreeing_on_precision(settings, RankDouble(0), ProviderDouble)
+    assert rank0_settings.precision == "int8" and rank0_models.built_with == "auto"  # measured once, on rank 0
+    rank1_settings, rank1_models = models_agreeing_on_precision(settings, RankDouble(1, "int8"), ProviderDouble)
+    assert rank1_settings.precision == "int8" and rank1_models.built_with == "int8"  # never measured itself
+    forced = Settings.from_conf({"precision": "fp32", "download": "false"})
+    assert models_agreeing_on_precision(forced, RankDouble(1, "int8"), ProviderDouble)[1].built_with == "fp32"

@@ -5,8 +5,8 @@ import torch
 from segment_anything import sam_model_registry
 
 from medicosam_app.errors import CheckpointError
-from medicosam_app.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint
-from medicosam_app.sam_builder import derive_architecture, load_sam, read_state_dict
+from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint
+from medicosam_app.model.sam_builder import derive_architecture, load_sam, read_state_dict
 
 
 def test_vit_b_architecture_is_read_from_segment_anythings_own_vit_b():

@@ -9,14 +9,14 @@ import shutil
 import numpy as np
 import pytest
 
-from medicosam_app.coordinates import SliceView
+from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.semantic.config import TrainingConfig
 from medicosam_app.semantic.metrics import dice_per_class
 from medicosam_app.semantic.segmenter import NoSemanticModelError, SemanticSegmenter
 from medicosam_app.semantic.studies import find_labelled_studies
 from medicosam_app.services import build_model_provider, build_retrainer, build_semantic_segmenter, build_slice_embedder
 from medicosam_app.settings import Settings
-from medicosam_app.volume import read_volume
+from medicosam_app.geometry.volume import read_volume
 
 from conftest import SEMANTIC_TRAINING
 

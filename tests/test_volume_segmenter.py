@@ -8,10 +8,10 @@ import torch
 
 from conftest import ModelsDouble, asymmetric_array, write_volume
 from medicosam_app.errors import InvalidRequestError
-from medicosam_app.interactive import ClickContext
-from medicosam_app.predictor import ImageEmbedding, MaskPrediction
-from medicosam_app.slice_embedder import SliceEmbedder
-from medicosam_app.volume_segmenter import VolumeSegmenter
+from medicosam_app.interactive.slice_segmenter import ClickContext
+from medicosam_app.model.predictor import ImageEmbedding, MaskPrediction
+from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 
 
 class SquarePredictorDouble:
@@ -91,8 +91,8 @@ def test_a_repeated_request_reuses_the_previous_propagation(tmp_path, segmenter)
 def test_propagation_memory_is_bounded_in_bytes_not_entries():
     import torch
 
-    from medicosam_app.propagation import PropagationState, SegmentResult, SliceMask
-    from medicosam_app.volume_segmenter import PropagationMemory
+    from medicosam_app.interactive.propagation import PropagationState, SegmentResult, SliceMask
+    from medicosam_app.interactive.volume_segmenter import PropagationMemory
 
     def state(slices: int) -> PropagationState:
         masks = {i: SliceMask(np.zeros((64, 64), bool), torch.zeros(1, 256, 256), 0.9) for i in range(slices)}
@@ -139,10 +139,10 @@ def test_queued_prefetch_does_not_keep_a_dropped_volume_alive(tmp_path):
     import gc
     import weakref
 
-    from medicosam_app.coordinates import SliceView
-    from medicosam_app.prefetch import Prefetcher
-    from medicosam_app.slice_embedder import SliceEmbedder
-    from medicosam_app.volume import read_volume
+    from medicosam_app.geometry.coordinates import SliceView
+    from medicosam_app.embeddings.prefetch import Prefetcher
+    from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+    from medicosam_app.geometry.volume import read_volume
 
     prefetcher = Prefetcher(lower_priority=False, quiet_seconds=3600)  # the plan stays queued
     try:

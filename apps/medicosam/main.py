@@ -45,9 +45,9 @@ from medicosam_app.errors import InvalidRequestError  # noqa: E402
 from medicosam_app.security.audit import AuditLog, AuditRecord  # noqa: E402
 from medicosam_app.request_values import parse_bool, parse_number, parse_text  # noqa: E402
 from medicosam_app.instances.segmenter import InstanceSegmenter  # noqa: E402
-from medicosam_app.interactive import InteractiveSegmenter  # noqa: E402
-from medicosam_app.prefetch import Prefetcher  # noqa: E402
-from medicosam_app.active_learning import UncertaintyRanker  # noqa: E402
+from medicosam_app.interactive.slice_segmenter import InteractiveSegmenter  # noqa: E402
+from medicosam_app.embeddings.prefetch import Prefetcher  # noqa: E402
+from medicosam_app.semantic.active_learning import UncertaintyRanker  # noqa: E402
 from medicosam_app.semantic.schedule import build_scheduler, run_in_background  # noqa: E402
 from medicosam_app.services import (  # noqa: E402
     build_finetuner,
@@ -57,8 +57,8 @@ from medicosam_app.services import (  # noqa: E402
     build_slice_embedder,
 )
 from medicosam_app.settings import Settings  # noqa: E402
-from medicosam_app.volume_cache import VolumeCache  # noqa: E402
-from medicosam_app.volume_segmenter import VolumeSegmenter  # noqa: E402
+from medicosam_app.geometry.volume_cache import VolumeCache  # noqa: E402
+from medicosam_app.interactive.volume_segmenter import VolumeSegmenter  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""A folder of DICOM instances → one checked image series → a :class:`~medicosam_app.volume.Volume`.
+"""A folder of DICOM instances → one checked image series → a :class:`~medicosam_app.geometry.volume.Volume`.
 
 A PACS holds what scanners send, and not every series is a volume. Before any voxel reaches the model the
 series is checked: one series, image instances with pixels and a position, one orientation and matrix size,

@@ -13,7 +13,7 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from ..coordinates import SliceView
+from ..geometry.coordinates import SliceView
 
 MIN_OBJECT_PIXELS = 20  # medico-sam's evaluation drops smaller components
 

@@ -7,13 +7,13 @@ from typing import Any, Dict
 
 import numpy as np
 
-from ..coordinates import SliceView
+from ..geometry.coordinates import SliceView
 from ..errors import InvalidRequestError
-from ..prompts import SlicePrompt
-from ..propagation import PropagationSettings, Propagator
-from ..slice_embedder import SliceEmbedder
-from ..volume import Volume
-from ..volume_segmenter import slice_segmenter
+from ..interactive.prompts import SlicePrompt
+from ..interactive.propagation import PropagationSettings, Propagator
+from ..embeddings.slice_embedder import SliceEmbedder
+from ..geometry.volume import Volume
+from ..interactive.volume_segmenter import slice_segmenter
 from .clicks import first_click, mask_box
 from .objects import VolumeObject
 from .session import dice

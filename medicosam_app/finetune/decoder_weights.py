@@ -17,7 +17,7 @@ import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
-from ..predictor import PromptPredictor
+from ..model.predictor import PromptPredictor
 from .encoder_changes import encoder_tag, encoder_with_change
 
 TRAINED_PARTS = ("prompt_encoder", "mask_decoder")

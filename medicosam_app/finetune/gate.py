@@ -9,9 +9,9 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from ..evaluation.runner import EvaluationResult, EvaluationSettings, Evaluator
-from ..predictor import PromptPredictor
+from ..model.predictor import PromptPredictor
 from ..semantic.studies import LabelledStudy
-from ..slice_embedder import SliceEmbedder
+from ..embeddings.slice_embedder import SliceEmbedder
 
 
 def headline(result: EvaluationResult) -> Dict[str, Any]:

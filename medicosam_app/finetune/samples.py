@@ -10,11 +10,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from ..coordinates import SliceView
-from ..embedding_key import EmbeddingKey
+from ..geometry.coordinates import SliceView
+from ..embeddings.key import EmbeddingKey
 from ..evaluation.objects import foreground_slices, slice_objects
 from ..semantic.studies import LabelledStudy, read_labelled
-from ..slice_embedder import SliceEmbedder
+from ..embeddings.slice_embedder import SliceEmbedder
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Any, Dict, Optional, Tuple
 
-from ..predictor import PromptPredictor
+from ..model.predictor import PromptPredictor
 from ..semantic.versions import VersionStore
 from .decoder_weights import predictor_with_decoder
 

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from ..errors import MedicoSamError
 from ..evaluation.clicks import RandomErrorClicks
-from ..predictor import decode_prompts, encoder_input, logits_to_image
-from ..embeddings import EmbeddingCache
+from ..model.predictor import decode_prompts, encoder_input, logits_to_image
+from ..embeddings.memory_cache import EmbeddingCache
 from .config import FinetuneConfig
 from .decoder_weights import decoder_state, trainable_parameters
 from .encoder_changes import encoder_change, trainable_encoder

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from segment_anything.utils.amg import calculate_stability_score
 
-from ..prompts import SlicePrompt
-from ..propagation import PropagationSettings, SegmentSlice, SliceMask, stop_reason
+from ..interactive.prompts import SlicePrompt
+from ..interactive.propagation import PropagationSettings, SegmentSlice, SliceMask, stop_reason
 from .instance_label import DrawnInstance
 from .proposals import Proposal
 

@@ -30,7 +30,7 @@ import torch
 from segment_anything.modeling import Sam
 from segment_anything.modeling.transformer import Attention
 
-from ..coordinates import SamFrame
+from ..geometry.coordinates import SamFrame
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from ..coordinates import SliceView
+from ..geometry.coordinates import SliceView
 
 
 @dataclass

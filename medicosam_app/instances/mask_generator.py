@@ -103,7 +103,7 @@ class PointPromptDecoder(Protocol):
 
 
 class PredictorPointDecoder:
-    """:class:`PointPromptDecoder` over a :class:`~medicosam_app.predictor.PromptPredictor` and one embedding,
+    """:class:`PointPromptDecoder` over a :class:`~medicosam_app.model.predictor.PromptPredictor` and one embedding,
     through :class:`~.grid_decoder.GridMaskDecoder` (segment-anything's logits, with the shared work done once)."""
 
     def __init__(self, predictor: Any, embedding: Any) -> None:

@@ -13,9 +13,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from ..coordinates import SliceView
+from ..geometry.coordinates import SliceView
 from ..errors import InvalidRequestError
-from ..prompts import parse_roi
+from ..interactive.prompts import parse_roi
 from ..request_values import parse_number, parse_text, shortened_repr
 
 MAX_BOXES = 500  # per request; each box is drawn slice by slice

@@ -12,16 +12,16 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ..coordinates import SliceView
+from ..geometry.coordinates import SliceView
 from ..errors import InvalidRequestError
-from ..model_provider import ModelProvider
-from ..propagation import PropagationSettings
+from ..model.provider import ModelProvider
+from ..interactive.propagation import PropagationSettings
 from ..request_values import parse_choice, parse_int, parse_text
 from ..semantic.segmenter import SemanticResult, SemanticSegmenter
-from ..slice_embedder import SliceEmbedder
-from ..volume import Volume
-from ..volume_cache import VolumeCache
-from ..volume_segmenter import slice_segmenter
+from ..embeddings.slice_embedder import SliceEmbedder
+from ..geometry.volume import Volume
+from ..geometry.volume_cache import VolumeCache
+from ..interactive.volume_segmenter import slice_segmenter
 from .drawing import InstanceDrawer
 from .instance_label import DrawnInstance, InstanceLabel, compose
 from .mask_generator import GridSettings, PredictorPointDecoder, generate, grid_size_note

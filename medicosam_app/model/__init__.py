@@ -1,2 +1,3 @@
-"""The model layer's newer parts. ``precision_choice``: which encoder precision this machine runs best,
-measured, checked against fp32 and remembered."""
+"""The model: checkpoints (registry, verified download, safe load), the SAM built from their weights, the
+predictor that encodes and decodes, the encoder's speed-ups (fused attention, int8, measured precision choice)
+and the provider that loads it all in the background and reports its status."""

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..checkpoints import MEDICOSAM_DECODER, resolve_checkpoint
+from ..model.checkpoints import MEDICOSAM_DECODER, resolve_checkpoint
 from ..errors import CheckpointError, ModelUnavailableError
 from .network import UNETRDecoder
 

@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 import xxhash
 
 from ..errors import InvalidRequestError
-from ..model_provider import ModelProvider
-from ..slice_embedder import SliceEmbedder
+from ..model.provider import ModelProvider
+from ..embeddings.slice_embedder import SliceEmbedder
 from .classes import SemanticClasses
 from .distributed import DistContext
 from .initial_weights import initial_decoder

@@ -14,11 +14,11 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..coordinates import SliceView
+from ..geometry.coordinates import SliceView
 from ..errors import InvalidRequestError
-from ..slice_embedder import SliceEmbedder
-from ..volume import Volume
-from ..volume_cache import VolumeCache
+from ..embeddings.slice_embedder import SliceEmbedder
+from ..geometry.volume import Volume
+from ..geometry.volume_cache import VolumeCache
 from .classes import SemanticClasses
 from .network import DOWNSCALES, DecoderShape, UNETRDecoder, logits_to_slice
 from .slices import input_size

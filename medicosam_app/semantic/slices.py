@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..coordinates import SamFrame, SliceView
-from ..embedding_key import EmbeddingKey
+from ..geometry.coordinates import SamFrame, SliceView
+from ..embeddings.key import EmbeddingKey
 from ..errors import MedicoSamError
-from ..slice_embedder import SliceEmbedder
+from ..embeddings.slice_embedder import SliceEmbedder
 from .classes import SemanticClasses
 from .studies import LabelledStudy, read_labelled
 

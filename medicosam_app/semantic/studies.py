@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
 
-from ..checkpoints import file_xxh128
+from ..model.checkpoints import file_xxh128
 from ..errors import MedicoSamError
-from ..precompute import VOLUME_SUFFIXES, find_images
-from ..volume import Volume, read_volume
+from ..embeddings.precompute import VOLUME_SUFFIXES, find_images
+from ..geometry.volume import Volume, read_volume
 
 
 @dataclass(frozen=True)

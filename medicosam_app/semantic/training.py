@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..slice_embedder import SliceEmbedder
+from ..embeddings.slice_embedder import SliceEmbedder
 from .distributed import DistContext
 from .metrics import DiceAccumulator
 from .network import UNETRDecoder, logits_to_slice

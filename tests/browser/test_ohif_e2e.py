@@ -24,8 +24,8 @@ from PIL import Image, ImageChops
 
 import build_dicom
 from conftest import gdcm_series_image
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
-from medicosam_app.model_provider import ModelProvider
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
+from medicosam_app.model.provider import ModelProvider
 from server.harness import REPO, running_server, wait_for_model
 from server.orthanc import running_orthanc, upload
 

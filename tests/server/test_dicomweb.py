@@ -21,8 +21,8 @@ from dicomweb_client import DICOMwebClient
 import build_datastore
 import build_dicom
 from conftest import gdcm_series_image
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
-from medicosam_app.model_provider import ModelProvider
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
+from medicosam_app.model.provider import ModelProvider
 
 from .harness import running_server, slicer_client, wait_for_model
 from .orthanc import running_orthanc, upload
@@ -58,9 +58,9 @@ def pacs(tmp_path_factory):
 def serve_checkpoint_decoder_as_a_version(checkpoint, interactive_dir):
     """An interactive version holding the checkpoint's own decoder weights, promoted: the server then names
     an interactive version in what it writes (training itself is tested in test_finetune_server.py)."""
-    from medicosam_app.checkpoints import file_xxh128
+    from medicosam_app.model.checkpoints import file_xxh128
     from medicosam_app.finetune.decoder_weights import decoder_state
-    from medicosam_app.sam_builder import load_sam
+    from medicosam_app.model.sam_builder import load_sam
     from medicosam_app.semantic.versions import VersionStore
 
     store = VersionStore(interactive_dir, what="interactive model")

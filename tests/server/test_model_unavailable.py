@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from conftest import asymmetric_array, write_volume
-from medicosam_app.checkpoints import MEDICOSAM_VIT_B
+from medicosam_app.model.checkpoints import MEDICOSAM_VIT_B
 
 from .harness import running_server, wait_for_model
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import asymmetric_array, write_volume
-from medicosam_app.random_checkpoint import TINY_SAM, write_random_checkpoint
+from medicosam_app.model.random_checkpoint import TINY_SAM, write_random_checkpoint
 
 from .harness import running_server, slicer_client, wait_for_model
 

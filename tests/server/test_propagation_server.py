@@ -10,11 +10,11 @@ import requests
 import SimpleITK as sitk
 
 from conftest import OBLIQUE_AXIAL_DIRECTION, asymmetric_array, write_volume
-from medicosam_app.interactive import ClickContext
-from medicosam_app.model_provider import ModelProvider
-from medicosam_app.propagation import PropagationSettings
-from medicosam_app.slice_embedder import SliceEmbedder
-from medicosam_app.volume_segmenter import VolumeSegmenter
+from medicosam_app.interactive.slice_segmenter import ClickContext
+from medicosam_app.model.provider import ModelProvider
+from medicosam_app.interactive.propagation import PropagationSettings
+from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 
 from .harness import running_server, slicer_client, wait_for_model
 

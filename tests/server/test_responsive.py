@@ -13,8 +13,8 @@ import requests
 import SimpleITK as sitk
 
 from conftest import asymmetric_array, write_volume
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
-from medicosam_app.model_provider import ModelProvider
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
+from medicosam_app.model.provider import ModelProvider
 
 from .harness import running_server, slicer_client, wait_for_model
 

@@ -16,8 +16,8 @@ import requests
 import SimpleITK as sitk
 
 from conftest import OBLIQUE_AXIAL_DIRECTION, asymmetric_array, write_volume
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
-from medicosam_app.model_provider import ModelProvider
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
+from medicosam_app.model.provider import ModelProvider
 from medicosam_app.runtime.heap import is_glibc
 
 from .harness import running_server, slicer_client, wait_for_model

@@ -10,7 +10,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 
-from medicosam_app.active_learning import UncertaintyRanker, score_against_label
+from medicosam_app.semantic.active_learning import UncertaintyRanker, score_against_label
 from medicosam_app.errors import MedicoSamError
 from medicosam_app.request_values import parse_text
 from medicosam_app.semantic.segmenter import NoSemanticModelError, SemanticSegmenter

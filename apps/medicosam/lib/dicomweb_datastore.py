@@ -43,7 +43,7 @@ from medicosam_app.dicom.seg import SegmentationAuthor, label_names, label_to_se
 from medicosam_app.dicom.series import DicomSeries, read_series_folder
 from medicosam_app.dicom.wado import PacsContentError, download_series
 from medicosam_app.keyed_locks import KeyedLocks
-from medicosam_app.volume import read_volume
+from medicosam_app.geometry.volume import read_volume
 
 from .datastore import store_label
 from .http_errors import as_http_errors

@@ -8,7 +8,7 @@ from typing import Any, Dict, Tuple
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from medicosam_app.interactive import ClickContext, InteractiveSegmenter
+from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.request_values import parse_int
 from medicosam_app.runtime.heap import heap_tuning_state
 

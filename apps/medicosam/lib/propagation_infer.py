@@ -8,10 +8,10 @@ from typing import Any, Dict, Mapping, Tuple
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from medicosam_app.interactive import ClickContext
-from medicosam_app.propagation import PROJECTIONS, PropagationSettings
+from medicosam_app.interactive.slice_segmenter import ClickContext
+from medicosam_app.interactive.propagation import PROJECTIONS, PropagationSettings
 from medicosam_app.request_values import parse_choice, parse_int, parse_number
-from medicosam_app.volume_segmenter import VolumeSegmenter
+from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference

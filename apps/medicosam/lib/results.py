@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from medicosam_app.request_values import parse_bool
-from medicosam_app.volume import Volume, write_label
+from medicosam_app.geometry.volume import Volume, write_label
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .lru import LRUCache
+from ..lru import LRUCache
 from .volume import Volume, read_volume
 
 

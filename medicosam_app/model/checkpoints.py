@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import xxhash
 from tqdm import tqdm
 
-from .errors import CheckpointError, ModelUnavailableError
+from ..errors import CheckpointError, ModelUnavailableError
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .embedding_key import EmbeddingKey
-from .predictor import ImageEmbedding
+from .key import EmbeddingKey
+from ..model.predictor import ImageEmbedding
 
 logger = logging.getLogger(__name__)
 

@@ -9,16 +9,16 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from .coordinates import SliceView
-from .embeddings import EmbeddingCache, EmbeddingSource
-from .intensity import IntensityPolicy
-from .model_provider import ModelProvider
-from .prefetch import Prefetcher
+from ..geometry.coordinates import SliceView
+from ..embeddings.memory_cache import EmbeddingCache, EmbeddingSource
+from ..embeddings.intensity import IntensityPolicy
+from ..model.provider import ModelProvider
+from ..embeddings.prefetch import Prefetcher
 from .prompts import choose_slice, parse_voxel_prompts, slice_prompt
 from .refinement import RefinementKey, RefinementMemory
-from .slice_embedder import SliceEmbedder
-from .volume import Volume
-from .volume_cache import VolumeCache
+from ..embeddings.slice_embedder import SliceEmbedder
+from ..geometry.volume import Volume
+from ..geometry.volume_cache import VolumeCache
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class ClickContext:
         """From MONAI Label's request dict: the app's checked ``image_id`` (else ``image``), and the
         ``client_id``, ``label`` and ``reset_state`` keys Slicer sends. A malformed value is a 422 that
         names the key (``"reset_state": "false"`` is false, not a non-empty string taken as true)."""
-        from .request_values import optional_text, parse_bool, parse_text
+        from ..request_values import optional_text, parse_bool, parse_text
 
         return cls(
             image_id=parse_text(request.get("image_id") or request.get("image"), "image"),

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
-from .coordinates import SamFrame
-from .model.int8_encoder import int8_encoder
+from ..geometry.coordinates import SamFrame
+from .int8_encoder import int8_encoder
 
 
 @dataclass(frozen=True)

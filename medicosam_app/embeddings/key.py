@@ -11,7 +11,7 @@ class EmbeddingKey:
     (checkpoint hash and numeric precision).
 
     The voxels alone do not fix what SAM sees: the header's direction decides which voxel axis becomes rows
-    and which are flipped (:class:`~medicosam_app.coordinates.SliceView`). The same voxels under a
+    and which are flipped (:class:`~medicosam_app.geometry.coordinates.SliceView`). The same voxels under a
     corrected or flipped header are another picture, so ``orientation`` is part of the key. Spacing is not:
     slices are shown to SAM pixel for pixel, never resampled.
     """

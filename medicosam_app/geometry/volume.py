@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 import xxhash
 
-from .errors import ImageReadError
+from ..errors import ImageReadError
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 import torch
 
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
-from .errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
-from .finetune.serving import ServedDecoder
+from ..errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
+from ..finetune.serving import ServedDecoder
 from .attention import use_fused_attention
 from .memory_layout import use_channels_last_decoder
-from .model.precision_choice import PrecisionChoice, choose_precision
+from .precision_choice import PrecisionChoice, choose_precision
 from .predictor import PromptPredictor
 from .sam_builder import SamArchitecture, load_sam
 
 if TYPE_CHECKING:
-    from .semantic.versions import VersionStore
+    from ..semantic.versions import VersionStore
 
 logger = logging.getLogger(__name__)
 

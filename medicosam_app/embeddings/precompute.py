@@ -12,10 +12,10 @@ from typing import Iterable, List, Sequence, Tuple
 
 from tqdm import tqdm
 
-from .coordinates import SliceView
-from .errors import MedicoSamError
+from ..geometry.coordinates import SliceView
+from ..errors import MedicoSamError
 from .slice_embedder import SliceEmbedder
-from .volume import image_size, read_volume
+from ..geometry.volume import image_size, read_volume
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .errors import InvalidRequestError
+from ..errors import InvalidRequestError
 from .prompts import SlicePrompt
-from .request_values import parse_choice, parse_number
+from ..request_values import parse_choice, parse_number
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Callable, Literal, Optional, Tuple
 
-from .embedding_key import EmbeddingKey
-from .embedding_store import EmbeddingDiskStore
-from .lru import LRUCache, WhileWaiting
-from .predictor import ImageEmbedding
+from .key import EmbeddingKey
+from .disk_store import EmbeddingDiskStore
+from ..lru import LRUCache, WhileWaiting
+from ..model.predictor import ImageEmbedding
 
 __all__ = ["EmbeddingCache", "EmbeddingKey", "EmbeddingSource"]
 

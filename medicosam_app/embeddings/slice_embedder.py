@@ -11,14 +11,14 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coordinates import SliceView
-from .embeddings import EmbeddingCache, EmbeddingKey, EmbeddingSource
+from ..geometry.coordinates import SliceView
+from .memory_cache import EmbeddingCache, EmbeddingKey, EmbeddingSource
 from .intensity import IntensityPolicy, slice_to_rgb
-from .lru import LRUCache
-from .model_provider import ModelProvider
-from .predictor import ImageEmbedding, PromptPredictor
+from ..lru import LRUCache
+from ..model.provider import ModelProvider
+from ..model.predictor import ImageEmbedding, PromptPredictor
 from .prefetch import Prefetcher, PrefetchPlan, outward_order
-from .volume import Volume
+from ..geometry.volume import Volume
 
 
 class SliceEmbedder:

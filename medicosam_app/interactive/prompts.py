@@ -12,9 +12,9 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coordinates import SliceView
-from .errors import InvalidRequestError
-from .request_values import parse_int, parse_number, shortened_repr
+from ..geometry.coordinates import SliceView
+from ..errors import InvalidRequestError
+from ..request_values import parse_int, parse_number, shortened_repr
 
 Voxel = Tuple[int, int, int]
 

@@ -15,12 +15,12 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .coordinates import SliceView
-from .lru import LRUCache
-from .semantic.metrics import DiceAccumulator
-from .semantic.slices import choose_slices
-from .semantic.segmenter import SemanticSegmenter
-from .volume import read_volume
+from ..geometry.coordinates import SliceView
+from ..lru import LRUCache
+from .metrics import DiceAccumulator
+from .slices import choose_slices
+from .segmenter import SemanticSegmenter
+from ..geometry.volume import read_volume
 
 logger = logging.getLogger(__name__)
 
