@@ -56,6 +56,7 @@ from medicosam_app.services import (  # noqa: E402
     build_semantic_segmenter,
     build_slice_embedder,
 )
+from medicosam_app.runtime.heap import glibc_tunables, heap_tuning_state  # noqa: E402
 from medicosam_app.settings import Settings  # noqa: E402
 from medicosam_app.geometry.volume_cache import VolumeCache  # noqa: E402
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter  # noqa: E402
@@ -92,6 +93,12 @@ class MedicoSAMApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]) -> None:
         self.settings = Settings.from_conf(conf or {})
         self.models = build_model_provider(self.settings)
+        heap = heap_tuning_state()
+        if heap["applied"] and not heap.get("all_threads"):
+            logger.warning(
+                "Request threads keep malloc arenas of their own, so each encoder pass maps fresh pages: start the "
+                "server with scripts/start_server.sh, or export GLIBC_TUNABLES=%s before it starts", glibc_tunables(environ={}),
+            )
         prefetcher = Prefetcher(
             batch_size=self.settings.encode_batch_size, quiet_seconds=self.settings.prefetch_quiet_ms / 1000
         )

@@ -44,6 +44,7 @@ def running_server(
     app: Path = REPO / "apps" / "medicosam",
     ready_path: str = "/info/",
     host: str = "127.0.0.1",
+    malloc_tunables: bool = True,
 ) -> Iterator[str]:
     """``monailabel start_server --app apps/medicosam`` as a subprocess; yields its URL once /info answers."""
     port = free_port()
@@ -60,7 +61,9 @@ def running_server(
     environment["MEDICOSAM_PRECISION"] = "fp32"
     environment.update(env or {})
     # As scripts/start_server.sh starts it: every thread on one malloc arena (medicosam_app/runtime/heap.py).
-    tunables = glibc_tunables(command, environment)
+    if not malloc_tunables:  # as a plain `monailabel start_server` would run
+        environment.pop("GLIBC_TUNABLES", None)
+    tunables = glibc_tunables(command, environment) if malloc_tunables else ""
     if tunables:
         environment["GLIBC_TUNABLES"] = tunables
     url = f"http://127.0.0.1:{port}"
