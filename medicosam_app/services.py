@@ -5,19 +5,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from .model.checkpoints import MEDICOSAM_VIT_B
 from .embeddings.disk_store import EmbeddingDiskStore
 from .embeddings.memory_cache import EmbeddingCache
-from .finetune.rounds import InteractiveFinetuner
-from .model.provider import ModelProvider
 from .embeddings.prefetch import Prefetcher
+from .embeddings.slice_embedder import SliceEmbedder
+from .finetune.rounds import InteractiveFinetuner
+from .geometry.volume_cache import VolumeCache
+from .model.checkpoints import MEDICOSAM_VIT_B
+from .model.provider import ModelProvider
 from .runtime.heap import keep_large_buffers
 from .semantic.retrain import SemanticRetrainer
 from .semantic.segmenter import SemanticSegmenter
 from .semantic.versions import VersionStore
 from .settings import Settings
-from .embeddings.slice_embedder import SliceEmbedder
-from .geometry.volume_cache import VolumeCache
 
 
 def build_model_provider(settings: Settings) -> ModelProvider:

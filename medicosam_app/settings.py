@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Tuple
 
-from .model.checkpoints import CACHE_DIR_ENV, CHECKPOINT_ENV, default_cache_dir
-from .finetune.config import FinetuneConfig
 from .embeddings.intensity import IntensityPolicy
+from .finetune.config import FinetuneConfig
+from .model.checkpoints import CACHE_DIR_ENV, CHECKPOINT_ENV, default_cache_dir
 from .request_values import parse_bool
 from .semantic.classes import DEFAULT_CLASSES, SemanticClasses
 from .semantic.config import TrainingConfig

@@ -22,8 +22,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .key import EmbeddingKey
 from ..model.predictor import ImageEmbedding
+from .key import EmbeddingKey
 
 logger = logging.getLogger(__name__)
 

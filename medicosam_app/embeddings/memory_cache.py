@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Callable, Literal, Optional, Tuple
 
-from .key import EmbeddingKey
-from .disk_store import EmbeddingDiskStore
 from ..lru import LRUCache, WhileWaiting
 from ..model.predictor import ImageEmbedding
+from .disk_store import EmbeddingDiskStore
+from .key import EmbeddingKey
 
 __all__ = ["EmbeddingCache", "EmbeddingKey", "EmbeddingSource"]
 

@@ -12,10 +12,10 @@ from typing import Iterable, List, Sequence, Tuple
 
 from tqdm import tqdm
 
-from ..geometry.coordinates import SliceView
 from ..errors import MedicoSamError
-from .slice_embedder import SliceEmbedder
+from ..geometry.coordinates import SliceView
 from ..geometry.volume import image_size, read_volume
+from .slice_embedder import SliceEmbedder
 
 logger = logging.getLogger(__name__)
 

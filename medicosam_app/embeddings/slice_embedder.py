@@ -12,13 +12,13 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..geometry.coordinates import SliceView
-from .memory_cache import EmbeddingCache, EmbeddingKey, EmbeddingSource
-from .intensity import IntensityPolicy, slice_to_rgb
-from ..lru import LRUCache
-from ..model.provider import ModelProvider
-from ..model.predictor import ImageEmbedding, PromptPredictor
-from .prefetch import Prefetcher, PrefetchPlan, outward_order
 from ..geometry.volume import Volume
+from ..lru import LRUCache
+from ..model.predictor import ImageEmbedding, PromptPredictor
+from ..model.provider import ModelProvider
+from .intensity import IntensityPolicy, slice_to_rgb
+from .memory_cache import EmbeddingCache, EmbeddingKey, EmbeddingSource
+from .prefetch import Prefetcher, PrefetchPlan, outward_order
 
 
 class SliceEmbedder:

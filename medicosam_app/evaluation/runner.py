@@ -16,12 +16,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from ..geometry.coordinates import SliceView
+from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import InvalidRequestError
+from ..geometry.coordinates import SliceView
+from ..geometry.volume import Volume
 from ..model.predictor import PromptPredictor
 from ..semantic.studies import LabelledStudy, read_labelled
-from ..embeddings.slice_embedder import SliceEmbedder
-from ..geometry.volume import Volume
 from .clicks import PROTOCOLS, STARTS, correction_rule
 from .objects import MIN_OBJECT_PIXELS, SliceObject, foreground_slices, slice_objects, volume_objects
 from .session import DEFAULT_ITERATIONS, DEFAULT_THRESHOLDS, MAX_CLICKS, ObjectTrace, simulate

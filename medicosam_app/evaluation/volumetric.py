@@ -7,12 +7,12 @@ from typing import Any, Dict
 
 import numpy as np
 
-from ..geometry.coordinates import SliceView
+from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import InvalidRequestError
+from ..geometry.coordinates import SliceView
+from ..geometry.volume import Volume
 from ..interactive.prompts import SlicePrompt
 from ..interactive.propagation import PropagationSettings, Propagator
-from ..embeddings.slice_embedder import SliceEmbedder
-from ..geometry.volume import Volume
 from ..interactive.volume_segmenter import slice_segmenter
 from .clicks import first_click, mask_box
 from .objects import VolumeObject

@@ -8,10 +8,10 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from ..embeddings.slice_embedder import SliceEmbedder
 from ..evaluation.runner import EvaluationResult, EvaluationSettings, Evaluator
 from ..model.predictor import PromptPredictor
 from ..semantic.studies import LabelledStudy
-from ..embeddings.slice_embedder import SliceEmbedder
 
 
 def headline(result: EvaluationResult) -> Dict[str, Any]:

@@ -13,12 +13,12 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import InvalidRequestError
 from ..model.provider import ModelProvider
 from ..semantic.retrain import RetrainSummary, decide_round, split_studies
 from ..semantic.studies import LabelledStudy
 from ..semantic.versions import TrainingBusyError, VersionStore
-from ..embeddings.slice_embedder import SliceEmbedder
 from .config import FinetuneConfig
 from .decoder_weights import load_decoder_state, predictor_with_decoder, sam_with_own_decoder
 from .encoder_changes import changes_encoder, continues, encoder_tag

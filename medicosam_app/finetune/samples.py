@@ -10,11 +10,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from ..geometry.coordinates import SliceView
 from ..embeddings.key import EmbeddingKey
-from ..evaluation.objects import foreground_slices, slice_objects
-from ..semantic.studies import LabelledStudy, read_labelled
 from ..embeddings.slice_embedder import SliceEmbedder
+from ..evaluation.objects import foreground_slices, slice_objects
+from ..geometry.coordinates import SliceView
+from ..semantic.studies import LabelledStudy, read_labelled
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ import torch
 from segment_anything.modeling import Sam
 from tqdm import tqdm
 
+from ..embeddings.memory_cache import EmbeddingCache
 from ..errors import MedicoSamError
 from ..evaluation.clicks import RandomErrorClicks
 from ..model.predictor import decode_prompts, encoder_input, logits_to_image
-from ..embeddings.memory_cache import EmbeddingCache
 from .config import FinetuneConfig
 from .decoder_weights import decoder_state, trainable_parameters
 from .encoder_changes import encoder_change, trainable_encoder

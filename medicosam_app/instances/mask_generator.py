@@ -22,8 +22,8 @@ import torch
 from segment_anything.utils.amg import batched_mask_to_box, build_point_grid, calculate_stability_score
 from torchvision.ops import nms
 
-from .grid_decoder import GridMaskDecoder
 from ..request_values import parse_bool, parse_int, parse_number
+from .grid_decoder import GridMaskDecoder
 
 MASK_THRESHOLD = 0.0  # SAM's logit threshold
 

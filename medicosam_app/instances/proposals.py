@@ -13,8 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from ..geometry.coordinates import SliceView
 from ..errors import InvalidRequestError
+from ..geometry.coordinates import SliceView
 from ..interactive.prompts import parse_roi
 from ..request_values import parse_number, parse_text, shortened_repr
 

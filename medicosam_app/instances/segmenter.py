@@ -12,16 +12,16 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ..geometry.coordinates import SliceView
-from ..errors import InvalidRequestError
-from ..model.provider import ModelProvider
-from ..interactive.propagation import PropagationSettings
-from ..request_values import parse_choice, parse_int, parse_text
-from ..semantic.segmenter import SemanticResult, SemanticSegmenter
 from ..embeddings.slice_embedder import SliceEmbedder
+from ..errors import InvalidRequestError
+from ..geometry.coordinates import SliceView
 from ..geometry.volume import Volume
 from ..geometry.volume_cache import VolumeCache
+from ..interactive.propagation import PropagationSettings
 from ..interactive.volume_segmenter import slice_segmenter
+from ..model.provider import ModelProvider
+from ..request_values import parse_choice, parse_int, parse_text
+from ..semantic.segmenter import SemanticResult, SemanticSegmenter
 from .drawing import InstanceDrawer
 from .instance_label import DrawnInstance, InstanceLabel, compose
 from .mask_generator import GridSettings, PredictorPointDecoder, generate, grid_size_note

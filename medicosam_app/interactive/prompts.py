@@ -12,8 +12,8 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..geometry.coordinates import SliceView
 from ..errors import InvalidRequestError
+from ..geometry.coordinates import SliceView
 from ..request_values import parse_int, parse_number, shortened_repr
 
 Voxel = Tuple[int, int, int]

@@ -24,8 +24,8 @@ import torch
 from scipy import ndimage
 
 from ..errors import InvalidRequestError
-from .prompts import SlicePrompt
 from ..request_values import parse_choice, parse_number
+from .prompts import SlicePrompt
 
 logger = logging.getLogger(__name__)
 

@@ -9,16 +9,16 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from ..geometry.coordinates import SliceView
-from ..embeddings.memory_cache import EmbeddingCache, EmbeddingSource
 from ..embeddings.intensity import IntensityPolicy
-from ..model.provider import ModelProvider
+from ..embeddings.memory_cache import EmbeddingCache, EmbeddingSource
 from ..embeddings.prefetch import Prefetcher
-from .prompts import choose_slice, parse_voxel_prompts, slice_prompt
-from .refinement import RefinementKey, RefinementMemory
 from ..embeddings.slice_embedder import SliceEmbedder
+from ..geometry.coordinates import SliceView
 from ..geometry.volume import Volume
 from ..geometry.volume_cache import VolumeCache
+from ..model.provider import ModelProvider
+from .prompts import choose_slice, parse_voxel_prompts, slice_prompt
+from .refinement import RefinementKey, RefinementMemory
 
 
 @dataclass(frozen=True)

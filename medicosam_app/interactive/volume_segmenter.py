@@ -16,15 +16,15 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from ..embeddings.slice_embedder import SliceEmbedder
 from ..geometry.coordinates import SliceView
-from .slice_segmenter import ClickContext
+from ..geometry.volume import Volume
+from ..geometry.volume_cache import VolumeCache
 from ..lru import LRUCache
 from ..model.provider import ModelProvider
 from .prompts import SlicePrompt, VoxelPrompts, parse_voxel_prompts, slice_prompt
 from .propagation import PropagationResult, PropagationSettings, PropagationState, Propagator, SegmentSlice, SliceMask
-from ..embeddings.slice_embedder import SliceEmbedder
-from ..geometry.volume import Volume
-from ..geometry.volume_cache import VolumeCache
+from .slice_segmenter import ClickContext
 
 
 @dataclass

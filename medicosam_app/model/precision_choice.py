@@ -28,8 +28,8 @@ import torch
 from segment_anything.modeling import Sam
 
 from ..atomic_files import write_json_atomic
-from .predictor import PRECISIONS, PromptPredictor
 from .int8_encoder import int8_supported
+from .predictor import PRECISIONS, PromptPredictor
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import torch
 
-from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
 from ..errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
 from ..finetune.serving import ServedDecoder
 from .attention import use_fused_attention
+from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
 from .memory_layout import use_channels_last_decoder
 from .precision_choice import PrecisionChoice, choose_precision
 from .predictor import PromptPredictor

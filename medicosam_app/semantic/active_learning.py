@@ -16,11 +16,11 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from ..geometry.coordinates import SliceView
+from ..geometry.volume import read_volume
 from ..lru import LRUCache
 from .metrics import DiceAccumulator
-from .slices import choose_slices
 from .segmenter import SemanticSegmenter
-from ..geometry.volume import read_volume
+from .slices import choose_slices
 
 logger = logging.getLogger(__name__)
 

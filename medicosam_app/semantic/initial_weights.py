@@ -12,8 +12,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..model.checkpoints import MEDICOSAM_DECODER, resolve_checkpoint
 from ..errors import CheckpointError, ModelUnavailableError
+from ..model.checkpoints import MEDICOSAM_DECODER, resolve_checkpoint
 from .network import UNETRDecoder
 
 logger = logging.getLogger(__name__)

@@ -15,16 +15,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import xxhash
 
+from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import InvalidRequestError
 from ..model.provider import ModelProvider
-from ..embeddings.slice_embedder import SliceEmbedder
 from .classes import SemanticClasses
+from .config import TrainingConfig
 from .distributed import DistContext
 from .initial_weights import initial_decoder
 from .network import DecoderShape, UNETRDecoder
 from .slices import SliceSample, prepare_samples
 from .studies import LabelledStudy
-from .config import TrainingConfig
 from .training import evaluate, train_decoder
 from .versions import TrainingBusyError, VersionStore, trained_on_checkpoint
 

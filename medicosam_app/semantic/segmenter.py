@@ -14,9 +14,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..geometry.coordinates import SliceView
-from ..errors import InvalidRequestError
 from ..embeddings.slice_embedder import SliceEmbedder
+from ..errors import InvalidRequestError
+from ..geometry.coordinates import SliceView
 from ..geometry.volume import Volume
 from ..geometry.volume_cache import VolumeCache
 from .classes import SemanticClasses

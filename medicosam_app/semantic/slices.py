@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..geometry.coordinates import SamFrame, SliceView
 from ..embeddings.key import EmbeddingKey
-from ..errors import MedicoSamError
 from ..embeddings.slice_embedder import SliceEmbedder
+from ..errors import MedicoSamError
+from ..geometry.coordinates import SamFrame, SliceView
 from .classes import SemanticClasses
 from .studies import LabelledStudy, read_labelled
 

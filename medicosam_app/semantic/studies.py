@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
 
-from ..model.checkpoints import file_xxh128
-from ..errors import MedicoSamError
 from ..embeddings.precompute import VOLUME_SUFFIXES, find_images
+from ..errors import MedicoSamError
 from ..geometry.volume import Volume, read_volume
+from ..model.checkpoints import file_xxh128
 
 
 @dataclass(frozen=True)

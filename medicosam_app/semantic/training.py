@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..embeddings.slice_embedder import SliceEmbedder
+from .config import TrainingConfig
 from .distributed import DistContext
 from .metrics import DiceAccumulator
 from .network import UNETRDecoder, logits_to_slice
-from .config import TrainingConfig
 from .slices import SliceFeatures, SliceSample, collate, input_size
 
 logger = logging.getLogger(__name__)
