@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -150,3 +152,43 @@ def test_a_configured_precision_is_used_without_measuring(tiny_checkpoint, tmp_p
     assert provider.predictor().precision == precision
     assert provider.status["precision_choice"]["reason"].startswith("set by configuration")
     assert not (tmp_path / "precision").exists()
+
+
+TWO_PROCESSES = """
+import json, sys, time
+import torch
+from medicosam_app.model.precision_choice import choose_precision
+
+class SlowProbeDouble:
+    '''Test double: the given precision is fastest and agrees; each timing takes a while, as a real one does.'''
+    def __init__(self, fastest):
+        self.fastest, self.asked = fastest, False
+    def block_seconds(self, precision):
+        if not self.asked:
+            print("measuring", flush=True)
+        self.asked = True
+        time.sleep(2.0)  # longer than the second process takes to start: it arrives mid-measurement
+        return 0.5 if precision == self.fastest else 1.0
+    def mask_iou(self, precision):
+        return 0.999
+
+probe = SlowProbeDouble(sys.argv[2])
+choice = choose_precision(None, torch.device("cpu"), "hash-shared", sys.argv[1], probe=probe)
+print(json.dumps({"chosen": choice.chosen, "measured": probe.asked}))
+"""
+
+
+def test_processes_starting_together_on_one_machine_measure_once_and_agree(tmp_path):
+    """Two torchrun ranks or replicas start at the same moment: the second waits for the first's decision
+    instead of measuring alongside it (and perhaps choosing otherwise: here its own timings favour fp32)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    command = [sys.executable, "-c", TWO_PROCESSES, str(tmp_path / "precision")]
+    first = subprocess.Popen(command + ["bf16"], stdout=subprocess.PIPE, text=True, env=env)
+    assert first.stdout.readline().strip() == "measuring"
+    second = subprocess.Popen(command + ["fp32"], stdout=subprocess.PIPE, text=True, env=env)
+    results = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in (first, second)]
+    assert results[0] == {"chosen": "bf16", "measured": True}
+    assert results[1] == {"chosen": "bf16", "measured": False}  # read the first one's decision

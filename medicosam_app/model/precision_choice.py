@@ -14,6 +14,7 @@ different machine or a new torch measures again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,10 +22,11 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from segment_anything.modeling import Sam
 
 from ..atomic_files import write_json_atomic
@@ -272,6 +274,27 @@ class PrecisionChoices:
         choice.from_cache = True
         return choice
 
+    @contextlib.contextmanager
+    def measuring(self, key: str, timeout_s: float = 900.0) -> Iterator[None]:
+        """Held while one process measures ``key``: a second process on this machine (a torchrun rank, a
+        replica starting at the same moment) waits and then reads the first one's decision, instead of
+        measuring alongside it, which would slow both measurements and could pick differently."""
+        if self.folder is None:
+            yield
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.folder / f"{key}.lock"), timeout=timeout_s)
+            lock.acquire()
+        except (OSError, Timeout) as error:  # unwritable cache, or a measurement stuck elsewhere: measure anyway
+            logger.warning("Measuring the encoder precision without the lock in %s: %s", self.folder, error)
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
+
     def save(self, key: str, choice: PrecisionChoice) -> None:
         if self.folder is None:
             return
@@ -299,11 +322,15 @@ def choose_precision(
     remembered = choices.load(key)
     if remembered is not None:
         return remembered
-    started = time.perf_counter()
-    choice = decide(candidates, probe or ModelPrecisionProbe(sam, device))
-    choice.device, choice.torch, choice.checkpoint_xxh128 = description, torch.__version__, checkpoint_xxh128
-    choice.measured_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    logger.info("Encoder precision: %s (%s; measured in %.1f s: encoder ms %s)", choice.chosen, choice.reason,
-                time.perf_counter() - started, choice.encoder_ms)
-    choices.save(key, choice)
+    with choices.measuring(key):
+        remembered = choices.load(key)  # decided by another process while this one waited
+        if remembered is not None:
+            return remembered
+        started = time.perf_counter()
+        choice = decide(candidates, probe or ModelPrecisionProbe(sam, device))
+        choice.device, choice.torch, choice.checkpoint_xxh128 = description, torch.__version__, checkpoint_xxh128
+        choice.measured_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        logger.info("Encoder precision: %s (%s; measured in %.1f s: encoder ms %s)", choice.chosen, choice.reason,
+                    time.perf_counter() - started, choice.encoder_ms)
+        choices.save(key, choice)
     return choice
