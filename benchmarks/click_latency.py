@@ -124,10 +124,13 @@ def ours(args, folder: Path, studies: Path, image_id: str, shape, k: int, points
 
         click({"foreground": [[points[0][0], points[0][1], far(60)]], "slice": far(60), **SLICER_PARAMS})  # warm the process
         print("[ours] 3 cold clicks ...", flush=True)
-        colds = []
+        colds, cold_server_side = [], []
         for index in (far(-60), far(-30), k):  # never-encoded slices, out of the prefetch's reach
             cold_params = {"foreground": [[points[0][0], points[0][1], index]], "slice": index, "label": "bench", "reset_state": True, **SLICER_PARAMS}
-            colds.append(timed(lambda: click(cold_params)))
+            started = time.perf_counter()
+            _, answer = click(cold_params)
+            colds.append(time.perf_counter() - started)
+            cold_server_side.append(answer.get("latencies", {}))
         cold = statistics.median(colds)
         print("[ours] /info while a new slice is encoded ...", flush=True)
         other = far(40)
@@ -137,9 +140,15 @@ def ours(args, folder: Path, studies: Path, image_id: str, shape, k: int, points
         warm = click_series(click, points, k, server_side)
         interactive_info = requests.get(f"{url}/info/", timeout=10).json()["models"]["medicosam_interactive"]
         model_status = interactive_info["model_status"]
-    phases = {key: statistics.median(entry[key] for entry in server_side) for key in ("pre", "encode", "decode", "post", "write", "total")}
-    return {"bare": bare, "cold": cold, "colds": colds, "info": info, "warm": warm, "device": model_status["device"],
+    phases = server_phases(server_side)
+    return {"cold_phases": server_phases(cold_server_side), "bare": bare, "cold": cold, "colds": colds, "info": info, "warm": warm, "device": model_status["device"],
             "precision": model_status["precision"], "malloc": interactive_info.get("malloc_tuning"), "phases": phases}
+
+
+def server_phases(answers: List[dict]) -> Dict[str, float]:
+    """Median of each latency field the server reports (ms), over the answers that carry it."""
+    keys = [key for key in answers[0] if isinstance(answers[0][key], (int, float)) and not isinstance(answers[0][key], bool)] if answers else []
+    return {key: statistics.median(entry[key] for entry in answers if key in entry) for key in keys}
 
 
 def sam2_baseline(args, folder: Path, studies: Path, image_id: str, k: int, points) -> Dict[str, object]:
@@ -209,6 +218,7 @@ def main() -> None:
     print(f"bare decoder:                 {bare['decode'] * 1000:9.1f} ms")
     print(f"cold click (median of 3):     {result['cold'] * 1000:9.1f} ms = {result['cold'] / bare_total:.2f} x (encoder + decoder)"
           f"   [{', '.join(f'{c * 1000:.0f}' for c in result['colds'])} ms]")
+    print("  server-side medians: " + ", ".join(f"{key} {value * 1000:.1f} ms" for key, value in result["cold_phases"].items()))
     print(f"/info while encoding:  p50 {percentile(result['info'], 50) * 1000:7.1f} ms  p95 {percentile(result['info'], 95) * 1000:7.1f} ms  (n={len(result['info'])})")
     print(f"warm click (round trip): p50 {percentile(warm, 50) * 1000:7.1f} ms  p95 {percentile(warm, 95) * 1000:7.1f} ms  (n={len(warm)})")
     print("  server-side medians: " + ", ".join(f"{key} {value * 1000:.1f} ms" for key, value in result["phases"].items()))

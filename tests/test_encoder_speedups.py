@@ -36,6 +36,26 @@ def test_fused_attention_matches_sams_attention(sam):
     assert torch.allclose(ours, reference, atol=FUSED_TOLERANCE), float((ours - reference).abs().max())
 
 
+@pytest.mark.parametrize("batch, size", [(2, (14, 14)), (1, (16, 24))])
+def test_fused_attention_module_matches_sams_per_image_and_head(batch, size):
+    """Several images (or windows) and heads in one call, on a non-square grid: a mix-up of batch, head or axis
+    order in the reshaped q, k, v or in the bias would move numbers between images or transpose the grid."""
+    from segment_anything.modeling.image_encoder import Attention
+
+    torch.manual_seed(3)
+    reference = Attention(48, num_heads=4, use_rel_pos=True, input_size=size).eval()
+    torch.nn.init.normal_(reference.rel_pos_h, std=0.5)
+    torch.nn.init.normal_(reference.rel_pos_w, std=0.5)
+    fused = copy.deepcopy(reference)
+    use_fused_attention(fused)
+    x = torch.randn(batch, *size, 48)
+    with torch.no_grad():
+        expected, ours = reference(x), fused(x)
+        alone = fused(x[-1:])
+    assert torch.allclose(ours, expected, atol=FUSED_TOLERANCE), float((ours - expected).abs().max())
+    assert torch.allclose(alone, expected[-1:], atol=FUSED_TOLERANCE)
+
+
 def test_fused_attention_gives_the_same_masks(sam):
     fused = copy.deepcopy(sam)
     use_fused_attention(fused)
