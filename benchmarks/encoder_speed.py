@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medicosam_app.model.attention import use_fused_attention  # noqa: E402
-from medicosam_app.model.memory_layout import use_channels_last_decoder  # noqa: E402
+from medicosam_app.model.memory_layout import use_channels_last_decoder, use_contiguous_encoder_tokens  # noqa: E402
 from medicosam_app.model.precision_choice import (  # noqa: E402
     choose_precision,
     device_description,
@@ -112,6 +112,7 @@ def main() -> None:
     fused = copy.deepcopy(base)
     use_fused_attention(fused)
     use_channels_last_decoder(fused)
+    use_contiguous_encoder_tokens(fused)
     variants = [  # fp32 first: on a CPU without bf16 units the bf16 rows take minutes
         ("segment-anything fp32", base, "fp32"),
         ("ours: fused attention fp32", fused, "fp32"),

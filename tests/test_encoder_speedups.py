@@ -198,3 +198,27 @@ def test_channels_last_decoder_gives_the_same_logits(sam):
     ours = quick.predict(embedding, points, labels, mask_logits=quick.predict(embedding, points, labels).low_res_logits)
     assert torch.allclose(ours.low_res_logits, reference.low_res_logits, atol=1e-5)
     assert (ours.mask == reference.mask).mean() > 0.999
+
+
+def test_contiguous_encoder_tokens_give_the_same_features_and_no_layernorm_copies(sam):
+    from torch.profiler import ProfilerActivity, profile
+
+    from medicosam_app.model.memory_layout import ContiguousPatchEmbed, use_contiguous_encoder_tokens
+
+    image = _images(1)[0]
+    relaid = copy.deepcopy(sam)
+    assert use_contiguous_encoder_tokens(relaid) and use_contiguous_encoder_tokens(relaid)  # twice is harmless
+    assert type(relaid.image_encoder.patch_embed) is ContiguousPatchEmbed
+    assert type(sam.image_encoder.patch_embed) is not ContiguousPatchEmbed
+    reference = PromptPredictor(sam).encode(image).features
+    ours = PromptPredictor(relaid).encode(image).features
+    assert torch.allclose(ours, reference, atol=FUSED_TOLERANCE), float((ours - reference).abs().max())
+
+    def layer_norm_copies(model) -> int:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            PromptPredictor(model).encode(image)
+        return sum(1 for event in prof.events() if event.name == "aten::contiguous"
+                   and event.cpu_parent is not None and event.cpu_parent.name == "aten::native_layer_norm")
+
+    assert layer_norm_copies(sam) >= len(sam.image_encoder.blocks)  # the cost this removes (2 per block)
+    assert layer_norm_copies(relaid) == 0

@@ -18,7 +18,7 @@ from ..errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUn
 from ..finetune.serving import ServedDecoder
 from .attention import use_fused_attention
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
-from .memory_layout import use_channels_last_decoder
+from .memory_layout import use_channels_last_decoder, use_contiguous_encoder_tokens
 from .precision_choice import PrecisionChoice, choose_precision
 from .predictor import PromptPredictor
 from .sam_builder import SamArchitecture, load_sam
@@ -78,6 +78,7 @@ class ModelProvider:
             if self._fused_attention:
                 use_fused_attention(sam)
             use_channels_last_decoder(sam)
+            use_contiguous_encoder_tokens(sam)
             device = torch.device(self._device or ("cuda" if torch.cuda.is_available() else "cpu"))
             precision = self._precision
             if precision == "auto":
