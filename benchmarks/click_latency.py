@@ -6,7 +6,9 @@
 2. Our server on 127.0.0.1 (random weights in the chosen shape): one click elsewhere to warm the process,
    then a cold click on a new slice, /info polled while another new slice is encoded, and warm clicks
    (a point added each time, as an annotator refines) through the Slicer module's client.
-3. MONAI Label's SAM2 2D task (random SAM2.1 hiera-tiny, its smallest model) on the same image, same clicks.
+3. segment_anything's own SamPredictor.set_image on the same slice, fp32 and bf16 autocast: the cold-click
+   target is 0.8 × the faster of the two, measured in this run.
+4. MONAI Label's SAM2 2D task (random SAM2.1 hiera-tiny, its smallest model) on the same image, same clicks.
 Prints figures only; nothing is asserted.
 """
 
@@ -70,6 +72,42 @@ def bare_timings(checkpoint: Path, image: Path, k: int, point_xy, device, precis
     points, labels = np.array([point_xy], dtype=float), np.array([1])
     decode_times = [timed(lambda: predictor.predict(embedding, points, labels)) for _ in range(10)]
     return {"encode": statistics.median(encode_times), "decode": statistics.median(decode_times), "precision": predictor.precision}
+
+
+def segment_anything_encoder(checkpoint: Path, image: Path, k: int, device) -> Dict[str, float]:
+    """segment_anything's SamPredictor.set_image (its transform, normalisation and encoder, unmodified) on the
+    clicked slice, in fp32 and under bf16 autocast; median of 2 after a warm-up (1 for a precision over 3×
+    slower than the other: on CPUs without bf16 units it takes minutes and is clearly not the faster)."""
+    from segment_anything import SamPredictor
+
+    from medicosam_app.model.sam_builder import load_sam
+
+    sam, _ = load_sam(checkpoint)  # no fused attention, no layout changes: the library as released
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    predictor = SamPredictor(sam.to(device))
+    volume = read_volume(image)
+    view = SliceView.create(volume.shape, volume.direction, 2)
+    from medicosam_app.embeddings.intensity import slice_to_rgb
+
+    intensity = Settings.from_conf({}).intensity  # the server's default intensity policy: the same pixels
+    rgb = slice_to_rgb(view.extract(volume.array, k), intensity.volume_range(volume.array))
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    seconds: Dict[str, float] = {}
+    for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        def once() -> None:
+            if dtype is None:
+                predictor.set_image(rgb)
+            else:
+                with torch.autocast(device_type=device.type, dtype=dtype):
+                    predictor.set_image(rgb)
+            sync()
+
+        first = timed(once)
+        if seconds and first > 3 * min(seconds.values()):
+            seconds[precision] = first
+            continue
+        seconds[precision] = statistics.median(timed(once) for _ in range(2))
+    return seconds
 
 
 def info_latencies_during(url: str, work: Callable[[], object]) -> List[float]:
@@ -141,7 +179,7 @@ def ours(args, folder: Path, studies: Path, image_id: str, shape, k: int, points
         interactive_info = requests.get(f"{url}/info/", timeout=10).json()["models"]["medicosam_interactive"]
         model_status = interactive_info["model_status"]
     phases = server_phases(server_side)
-    return {"cold_phases": server_phases(cold_server_side), "bare": bare, "cold": cold, "colds": colds, "info": info, "warm": warm, "device": model_status["device"],
+    return {"checkpoint": checkpoint, "cold_phases": server_phases(cold_server_side), "bare": bare, "cold": cold, "colds": colds, "info": info, "warm": warm, "device": model_status["device"],
             "precision": model_status["precision"], "malloc": interactive_info.get("malloc_tuning"), "phases": phases}
 
 
@@ -185,6 +223,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="a 3D image (default: MNI152 T1 sample)")
     parser.add_argument("--skip-sam2", action="store_true")
+    parser.add_argument("--skip-segment-anything", action="store_true", help="do not time segment_anything's encoder")
     parser.add_argument("--precision", default="auto", help="server setting for both runs (default: auto)")
     parser.add_argument("--prefetch-radius", type=int, default=16, help="server setting (0: no background encoding)")
     args = parser.parse_args()
@@ -205,6 +244,9 @@ def main() -> None:
                   for n in range(args.clicks)]
 
         result = ours(args, folder, studies, image_id, shape, k, points)
+        if not args.skip_segment_anything:
+            print("[segment_anything] SamPredictor.set_image, fp32 and bf16 autocast ...", flush=True)
+            result["segment_anything"] = segment_anything_encoder(result["checkpoint"], studies / f"{image_id}.nii.gz", k, args.device)
         baseline = None if args.skip_sam2 else sam2_baseline(args, folder, studies, image_id, k, points)
 
     bare, warm = result["bare"], result["warm"]
@@ -219,6 +261,11 @@ def main() -> None:
     print(f"cold click (median of 3):     {result['cold'] * 1000:9.1f} ms = {result['cold'] / bare_total:.2f} x (encoder + decoder)"
           f"   [{', '.join(f'{c * 1000:.0f}' for c in result['colds'])} ms]")
     print("  server-side medians: " + ", ".join(f"{key} {value * 1000:.1f} ms" for key, value in result["cold_phases"].items()))
+    if "segment_anything" in result:
+        stock = result["segment_anything"]
+        faster = min(stock.values())
+        print(f"segment_anything set_image:   fp32 {stock['fp32'] * 1000:9.1f} ms, bf16 autocast {stock['bf16'] * 1000:9.1f} ms"
+              f"  ⇒ cold click = {result['cold'] / faster:.2f} × the faster (target ≤ 0.8)")
     print(f"/info while encoding:  p50 {percentile(result['info'], 50) * 1000:7.1f} ms  p95 {percentile(result['info'], 95) * 1000:7.1f} ms  (n={len(result['info'])})")
     print(f"warm click (round trip): p50 {percentile(warm, 50) * 1000:7.1f} ms  p95 {percentile(warm, 95) * 1000:7.1f} ms  (n={len(warm)})")
     print("  server-side medians: " + ", ".join(f"{key} {value * 1000:.1f} ms" for key, value in result["phases"].items()))

@@ -352,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--studies", required=True, help="datastore folder (or one image file)")
     pre.add_argument("--axis", type=int, choices=[0, 1, 2], action="append",
                      help="array axis to slice along (repeatable; default 2, the server's default)")
-    pre.add_argument("--batch-size", type=int, default=1, help="slices per encoder pass (GPUs gain from 4-8)")
+    pre.add_argument("--batch-size", type=int, default=None,
+                     help="slices per encoder pass (default: 8 on a GPU, 1 on a CPU, where batches gain nothing)")
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
     pre.add_argument("--shard", metavar="I/N",
                      help="embed only shard I of N (machines sharing one disk cache each take one; under torchrun "

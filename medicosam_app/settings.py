@@ -33,7 +33,7 @@ class Settings:
     embedding_disk_mb: int
     prefetch_radius: int
     prefetch_quiet_ms: int
-    encode_batch_size: int
+    encode_batch_size: Optional[int]  # None: by the encoder's device (8 on a GPU, 1 on a CPU)
     precision: str
     fused_attention: bool
     malloc_tuning: bool  # keep large tensors in the heap (see runtime/heap.py)
@@ -90,7 +90,7 @@ class Settings:
             embedding_disk_mb=int(get("embedding_disk_mb", "MEDICOSAM_EMBEDDING_DISK_MB", "20480")),
             prefetch_radius=int(get("prefetch_radius", "MEDICOSAM_PREFETCH_RADIUS", "16")),
             prefetch_quiet_ms=int(get("prefetch_quiet_ms", "MEDICOSAM_PREFETCH_QUIET_MS", "1000")),
-            encode_batch_size=int(get("encode_batch_size", "MEDICOSAM_ENCODE_BATCH_SIZE", "1")),
+            encode_batch_size=_batch_size(get("encode_batch_size", "MEDICOSAM_ENCODE_BATCH_SIZE", "auto")),
             precision=str(get("precision", "MEDICOSAM_PRECISION", "auto")),
             fused_attention=flag("fused_attention", "MEDICOSAM_FUSED_ATTENTION", True),
             malloc_tuning=flag("malloc_tuning", "MEDICOSAM_MALLOC_TUNING", True),
@@ -134,6 +134,20 @@ class Settings:
             token_lifetime_s=int(get("token_lifetime_s", "MEDICOSAM_TOKEN_LIFETIME_S", str(8 * 3600))),
             cors_origins=_origins(get("cors_origins", "MEDICOSAM_CORS_ORIGINS")),
         )
+
+
+def _batch_size(value: object) -> Optional[int]:
+    """``auto`` (or unset) → None, the encoder's device decides; else a whole number of slices, at least 1."""
+    text = str(value).strip().lower()
+    if text in ("", "auto"):
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ValueError(f"encode_batch_size must be auto or a whole number of slices, at least 1 (got {value!r})")
+    return size
 
 
 def _origins(value: Optional[str]) -> Optional[Tuple[str, ...]]:

@@ -34,6 +34,8 @@ class SlowEncoderDouble:
     can tell which slice an embedding came from. A mask marks the clicked pixel (or the box centre).
     """
 
+    device = torch.device("cpu")
+
     def __init__(self) -> None:
         self.encodes = 0
         self.rows = []  # the first pixel row of every image encoded, in order

@@ -104,3 +104,38 @@ def test_two_shards_fill_one_shared_cache(tmp_path, tiny_checkpoint):
     assert after.returncode == 0 and "0 encoded, 8 already cached" in after.stdout
     bad = _run("precompute", *common, "--shard", "2/2")
     assert bad.returncode == 2 and "I/N" in bad.stderr
+
+
+def test_precompute_batches_by_the_encoders_device_unless_told(tmp_path):
+    """Default: 8 slices per encoder pass on a GPU, 1 on a CPU; --batch-size wins (predictor double: records
+    the batches it is given; its device is all that differs)."""
+    import types
+
+    import torch
+
+    from conftest import ModelsDouble
+    from medicosam_app.embeddings.memory_cache import EmbeddingCache
+    from medicosam_app.embeddings.precompute import precompute
+    from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+    from medicosam_app.model.predictor import ImageEmbedding
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    image = write_volume(studies / "a.nii.gz", asymmetric_array((20, 16, 11), seed=1))
+
+    def batches_on(device: str, batch_size=None):
+        sizes = []
+
+        def encode_batch(images, between_blocks=None):
+            sizes.append(len(images))
+            return [ImageEmbedding(features=torch.zeros(1, 1, 1, 1), original_size=rgb.shape[:2]) for rgb in images]
+
+        double = types.SimpleNamespace(device=torch.device(device), encode_batch=encode_batch)
+        embedder = SliceEmbedder(ModelsDouble(double), embeddings=EmbeddingCache())
+        summary = precompute([image], embedder, batch_size=batch_size, progress=False)
+        assert summary.encoded == 11
+        return sizes
+
+    assert batches_on("cuda") == [8, 3]
+    assert batches_on("cpu") == [1] * 11
+    assert batches_on("cpu", batch_size=4) == [4, 4, 3]

@@ -107,6 +107,8 @@ class SlowSlicePredictorDouble:
     The slice is recognised from the pixels: the image's first row is distinct for every slice here.
     """
 
+    device = torch.device("cpu")
+
     def __init__(self, blocked_rows):
         self.blocked_rows = {tuple(row) for row in blocked_rows}
         self.gate, self.blocked_started = threading.Event(), threading.Event()
@@ -185,3 +187,50 @@ def test_background_work_waits_for_a_quiet_moment_after_a_click():
         assert double.batches == [[1]]
     finally:
         worker.stop()
+
+
+def test_batch_size_by_device_unless_configured():
+    """auto: 8 slices per pass on a GPU, 1 on a CPU; a configured size wins over each plan's own."""
+    from medicosam_app.embeddings.prefetch import default_encode_batch_size
+    from medicosam_app.settings import Settings
+
+    assert default_encode_batch_size("cuda") == 8
+    assert default_encode_batch_size("cpu") == 1
+    assert Settings.from_conf({}).encode_batch_size is None
+    assert Settings.from_conf({"encode_batch_size": "auto"}).encode_batch_size is None
+    assert Settings.from_conf({"encode_batch_size": "4"}).encode_batch_size == 4
+    for bad in ("0", "-2", "eight", "2.5"):
+        with pytest.raises(ValueError, match="encode_batch_size must be auto or a whole number"):
+            Settings.from_conf({"encode_batch_size": bad})
+
+    for configured, expected in ((None, [[1, 2, 3], [4, 5]]), (2, [[1, 2], [3, 4], [5]])):
+        worker = Prefetcher(batch_size=configured, lower_priority=False)
+        try:
+            double = GatedEncodeDouble()
+            worker.focus("a", PrefetchPlan("img", [1, 2, 3, 4, 5], double, lambda i: i in double.done, batch_size=3))
+            assert worker.wait_idle(10)
+            assert double.batches == expected
+        finally:
+            worker.stop()
+
+
+def test_the_embedders_plans_take_their_batch_size_from_the_encoders_device(tmp_path):
+    """A GPU's plans encode 8 slices per pass, a CPU's one (predictor doubles: only the device is read)."""
+    import types
+
+    from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+    from medicosam_app.geometry.coordinates import SliceView
+    from medicosam_app.geometry.volume import read_volume
+
+    volume = read_volume(write_volume(tmp_path / "v.nii.gz", asymmetric_array()))
+    view = SliceView.create(volume.shape, volume.direction, 2)
+    for device, expected in (("cuda", 8), ("cpu", 1)):
+        worker = Prefetcher(lower_priority=False, quiet_seconds=3600)  # plans stay queued
+        try:
+            predictor_double = types.SimpleNamespace(device=torch.device(device))
+            embedder = SliceEmbedder(ModelsDouble(predictor_double), prefetcher=worker, prefetch_radius=4)
+            with worker.hold():
+                embedder.prefetch_around("client", volume, view, 5)
+            assert worker._plans["client"].batch_size == expected
+        finally:
+            worker.stop()

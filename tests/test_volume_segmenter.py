@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -146,7 +148,8 @@ def test_queued_prefetch_does_not_keep_a_dropped_volume_alive(tmp_path):
 
     prefetcher = Prefetcher(lower_priority=False, quiet_seconds=3600)  # the plan stays queued
     try:
-        embedder = SliceEmbedder(ModelsDouble(None), prefetcher=prefetcher, prefetch_radius=4)
+        predictor_double = types.SimpleNamespace(device=torch.device("cpu"))  # plans ask only for its device
+        embedder = SliceEmbedder(ModelsDouble(predictor_double), prefetcher=prefetcher, prefetch_radius=4)
         volume = read_volume(write_volume(tmp_path / "v.nii.gz", asymmetric_array()))
         view = SliceView.create(volume.shape, volume.direction, 2)
         with prefetcher.hold():

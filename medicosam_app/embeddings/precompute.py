@@ -8,13 +8,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
 from ..errors import MedicoSamError
 from ..geometry.coordinates import SliceView
 from ..geometry.volume import image_size, read_volume
+from .prefetch import default_encode_batch_size
 from .slice_embedder import SliceEmbedder
 
 logger = logging.getLogger(__name__)
@@ -111,15 +112,17 @@ def precompute(
     images: Sequence[Path],
     embedder: SliceEmbedder,
     axes: Iterable[int] = (2,),
-    batch_size: int = 1,
+    batch_size: Optional[int] = None,
     progress: bool = True,
 ) -> PrecomputeSummary:
     """Encode the slices of ``images`` along ``axes`` into the embedder's caches (memory budget permitting,
     and on disk). Unreadable images are reported in the summary and skipped.
 
     Images are read one at a time (a datastore of hundreds of CTs does not fit in memory); the progress
-    bar's total comes from the file headers alone.
+    bar's total comes from the file headers alone. ``batch_size``: slices per encoder pass (default: by the
+    encoder's device, :func:`~.prefetch.default_encode_batch_size`).
     """
+    batch_size = max(1, batch_size or default_encode_batch_size(embedder.predictor().device.type))
     started = time.perf_counter()
     summary = PrecomputeSummary()
     axes = tuple(axes)
@@ -136,7 +139,7 @@ def precompute(
             for axis in axes:
                 view = SliceView.create(volume.shape, volume.direction, axis)
                 bar.set_postfix_str(f"{path.name} axis {axis}")
-                for start in range(0, view.num_slices, max(1, batch_size)):
+                for start in range(0, view.num_slices, batch_size):
                     indices = list(range(start, min(start + batch_size, view.num_slices)))
                     summary.encoded += embedder.encode_into_cache(volume, view, indices)
                     summary.slices += len(indices)

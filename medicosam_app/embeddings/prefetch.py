@@ -20,9 +20,20 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Deque, Dict, Iterator, List, Sequence
+from typing import Callable, ContextManager, Deque, Dict, Iterator, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
+
+
+# Slices per background encoder pass when the configuration does not say. On a GPU a batch fills the device
+# (several slices per pass cost far less than one pass each); on a CPU it gains nothing, since each slice
+# already keeps every core busy, while a click waiting for a slice in a running batch waits for all of it.
+GPU_ENCODE_BATCH = 8
+
+
+def default_encode_batch_size(device_type: str) -> int:
+    """Slices per encoder pass for background work on a ``device_type`` ("cuda", "cpu", …) device."""
+    return GPU_ENCODE_BATCH if device_type == "cuda" else 1
 
 
 def outward_order(center: int, count: int, radius: int) -> List[int]:
@@ -43,6 +54,7 @@ class PrefetchPlan:
     slices: Sequence[int]
     encode: Callable[[Sequence[int]], None]
     is_ready: Callable[[int], bool]
+    batch_size: int = 1  # slices per encoder pass, unless the prefetcher is configured with one
     pending: Deque[int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,8 +73,9 @@ class PrefetchPlan:
 class Prefetcher:
     """A bounded, per-client queue of background encodings served by one low-priority thread."""
 
-    def __init__(self, batch_size: int = 1, lower_priority: bool = True, quiet_seconds: float = 1.0) -> None:
-        self.batch_size = max(1, int(batch_size))
+    def __init__(self, batch_size: Optional[int] = None, lower_priority: bool = True, quiet_seconds: float = 1.0) -> None:
+        # None: each plan's own batch size (its encoder's device decides, see default_encode_batch_size).
+        self.batch_size = None if batch_size is None else max(1, int(batch_size))
         self.lower_priority = lower_priority
         # After a click, background work waits this long: an annotator refining a mask clicks in bursts,
         # and even an idle-priority encoder slows a concurrent decoder through shared caches.
@@ -174,7 +187,7 @@ class Prefetcher:
         """Round robin: the client served longest ago (or never) goes first."""
         for client_id in sorted(self._plans, key=lambda c: self._served.get(c, -1)):
             plan = self._plans[client_id]
-            batch = plan.take(self.batch_size)
+            batch = plan.take(self.batch_size or plan.batch_size)
             if batch:
                 self._turn += 1
                 self._served[client_id] = self._turn

@@ -18,7 +18,7 @@ from ..model.predictor import ImageEmbedding, PromptPredictor
 from ..model.provider import ModelProvider
 from .intensity import IntensityPolicy, slice_to_rgb
 from .memory_cache import EmbeddingCache, EmbeddingKey, EmbeddingSource
-from .prefetch import Prefetcher, PrefetchPlan, outward_order
+from .prefetch import Prefetcher, PrefetchPlan, default_encode_batch_size, outward_order
 
 
 class SliceEmbedder:
@@ -114,6 +114,7 @@ class SliceEmbedder:
             slices=outward_order(index, view.num_slices, self.prefetch_radius),
             encode=encode,
             is_ready=is_ready,
+            batch_size=default_encode_batch_size(self.predictor().device.type),
         )
         self.prefetcher.focus(client_id, plan)
 
