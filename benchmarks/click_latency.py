@@ -76,10 +76,11 @@ def bare_timings(checkpoint: Path, image: Path, k: int, point_xy, device, precis
 
 def segment_anything_encoder(checkpoint: Path, image: Path, k: int, device) -> Dict[str, float]:
     """segment_anything's SamPredictor.set_image (its transform, normalisation and encoder, unmodified) on the
-    clicked slice, in fp32 and under bf16 autocast; median of 2 after a warm-up (1 for a precision over 3×
-    slower than the other: on CPUs without bf16 units it takes minutes and is clearly not the faster)."""
+    clicked slice, in fp32 and under bf16 autocast; median of 2 after a warm-up (just the warm-up for a
+    precision over 3× slower than fp32, and none on a CPU whose bf16 matmul is emulated: clearly not the faster)."""
     from segment_anything import SamPredictor
 
+    from medicosam_app.embeddings.intensity import slice_to_rgb
     from medicosam_app.model.sam_builder import load_sam
 
     sam, _ = load_sam(checkpoint)  # no fused attention, no layout changes: the library as released
@@ -87,13 +88,16 @@ def segment_anything_encoder(checkpoint: Path, image: Path, k: int, device) -> D
     predictor = SamPredictor(sam.to(device))
     volume = read_volume(image)
     view = SliceView.create(volume.shape, volume.direction, 2)
-    from medicosam_app.embeddings.intensity import slice_to_rgb
-
     intensity = Settings.from_conf({}).intensity  # the server's default intensity policy: the same pixels
     rgb = slice_to_rgb(view.extract(volume.array, k), intensity.volume_range(volume.array))
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     seconds: Dict[str, float] = {}
     for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        if dtype is not None and device.type == "cpu" and _matmul_ratio(dtype) < 0.05:
+            # bf16 emulated (no bf16 units): one pass takes minutes and cannot be the faster one.
+            print(f"[segment_anything] {precision} skipped: its matmul runs at under 5 % of fp32's here", flush=True)
+            continue
+
         def once() -> None:
             if dtype is None:
                 predictor.set_image(rgb)
@@ -108,6 +112,17 @@ def segment_anything_encoder(checkpoint: Path, image: Path, k: int, device) -> D
             continue
         seconds[precision] = statistics.median(timed(once) for _ in range(2))
     return seconds
+
+
+def _matmul_ratio(dtype: torch.dtype, size: int = 512) -> float:
+    """Speed of a ``dtype`` matmul relative to fp32 on this CPU (a small one: emulated bf16 is very slow)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    rates = []
+    for kind in (torch.float32, dtype):
+        x, y = a.to(kind), b.to(kind)
+        x @ y
+        rates.append(1 / min(timed(lambda: x @ y) for _ in range(3)))
+    return rates[1] / rates[0]
 
 
 def info_latencies_during(url: str, work: Callable[[], object]) -> List[float]:
@@ -264,8 +279,9 @@ def main() -> None:
     if "segment_anything" in result:
         stock = result["segment_anything"]
         faster = min(stock.values())
-        print(f"segment_anything set_image:   fp32 {stock['fp32'] * 1000:9.1f} ms, bf16 autocast {stock['bf16'] * 1000:9.1f} ms"
-              f"  ⇒ cold click = {result['cold'] / faster:.2f} × the faster (target ≤ 0.8)")
+        timings = ", ".join(f"{name} {value * 1000:.1f} ms" for name, value in stock.items())
+        print(f"segment_anything set_image:   {timings}  ⇒ cold click = {result['cold'] / faster:.2f} × the faster"
+              f" (target ≤ 0.8)")
     print(f"/info while encoding:  p50 {percentile(result['info'], 50) * 1000:7.1f} ms  p95 {percentile(result['info'], 95) * 1000:7.1f} ms  (n={len(result['info'])})")
     print(f"warm click (round trip): p50 {percentile(warm, 50) * 1000:7.1f} ms  p95 {percentile(warm, 95) * 1000:7.1f} ms  (n={len(warm)})")
     print("  server-side medians: " + ", ".join(f"{key} {value * 1000:.1f} ms" for key, value in result["phases"].items()))
