@@ -175,3 +175,58 @@ def test_settings_come_from_the_request_and_bad_values_are_refused():
 def test_mask_iou():
     a, b = disc((20, 25), 6), disc((20, 25), 6)
     assert mask_iou(a, b) == 1.0 and mask_iou(a, np.zeros_like(a)) == 0.0
+
+
+class LeakingSegmenterDouble(GroundTruthSegmenterDouble):
+    """Test double for SAM that leaks: on ``leaky`` slices the mask also takes in a blob beside the object,
+    unless a background point of the prompt lies in that blob."""
+
+    LEAK = disc((20, 42), 4)  # beside the tube (centre column 25, radius ≤ 8)
+
+    def __init__(self, truth, leaky):
+        super().__init__(truth)
+        self.leaky = set(leaky)
+
+    def __call__(self, index, prompt: SlicePrompt, logits):
+        answer = super().__call__(index, prompt, logits)
+        vetoed = any(self.LEAK[int(y), int(x)] for (x, y), label in zip(prompt.points_xy, prompt.point_labels) if label == 0)
+        if index in self.leaky and answer.mask.any() and not vetoed:
+            return SliceMask(answer.mask | self.LEAK, answer.logits, answer.predicted_iou)
+        return answer
+
+
+def background(x, y) -> SlicePrompt:
+    return SlicePrompt(np.array([[x, y]], dtype=float), np.array([0]), None)
+
+
+def test_background_points_on_a_propagated_slice_remove_a_leak_there_and_recompute_only_that_stretch():
+    truth = tube(0, 19)
+    leak = LeakingSegmenterDouble.LEAK
+    settings = PropagationSettings(iou_threshold=0.3)  # the leak alone must not stop the walk
+    double = LeakingSegmenterDouble(truth, leaky=[13])
+    first = Propagator(double, settings).run({10: click(25, 20)}, (0, 19))
+    assert (first.masks[13].mask & leak).any(), "the double leaks on slice 13"
+
+    double.calls.clear()
+    corrected = Propagator(double, settings).run({10: click(25, 20)}, (0, 19), first.state, corrections={13: background(42, 20)})
+    assert corrected.corrected_slices == [13] and corrected.prompted_slices == [10]
+    assert not (corrected.masks[13].mask & leak).any(), "the background point removed the leak"
+    assert np.array_equal(corrected.masks[13].mask, truth[13])
+    call = next(c for c in double.calls if c["index"] == 13)
+    assert call["prompt"].box_xyxy is not None, "the correction joins the prompt carried from slice 12"
+    assert call["prompt"].point_labels.tolist() == [0] and call["prompt"].points_xy.tolist() == [[42.0, 20.0]]
+    assert set(double.decoded) == set(range(11, 20)), "only the stretch above the prompt holds the correction"
+    for k in range(0, 10):
+        assert corrected.masks[k] is first.masks[k]
+
+    double.calls.clear()
+    again = Propagator(double, settings).run({10: click(25, 20)}, (0, 19), corrected.state, corrections={13: background(42, 20)})
+    assert double.decoded == [] and np.array_equal(again.masks[13].mask, corrected.masks[13].mask)
+
+
+def test_a_correction_outside_the_roi_or_on_a_prompted_slice_is_refused():
+    double = GroundTruthSegmenterDouble(tube(0, 19))
+    with pytest.raises(InvalidRequestError, match="outside the ROI"):
+        Propagator(double).run({10: click(25, 20)}, (5, 15), corrections={17: background(1, 1)})
+    with pytest.raises(ValueError, match="both prompted and corrections"):
+        Propagator(double).run({10: click(25, 20)}, (0, 19), corrections={10: background(1, 1)})

@@ -161,3 +161,42 @@ def test_queued_prefetch_does_not_keep_a_dropped_volume_alive(tmp_path):
         assert dropped() is None, "the queued plan pinned the volume outside the volume cache's budget"
     finally:
         prefetcher.stop()
+
+
+def test_background_points_on_another_slice_correct_the_propagation_there(tmp_path):
+    """Slicer sends every point: a foreground click on slice 5 and a background one on slice 9 (a leak seen
+    after the first propagation). Slice 9 is not prompted on its own; the walk reaching it carries the box
+    from slice 8 plus that background point, at the pixel the voxel maps to (oblique, asymmetric volume)."""
+    from medicosam_app.geometry.coordinates import SliceView
+    from medicosam_app.geometry.volume import read_volume
+
+    class RecordingSquareDouble(SquarePredictorDouble):
+        """SquarePredictorDouble that records each call's prompt and squares the box when points are only background."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def predict(self, embedding, points_xy=None, point_labels=None, box_xyxy=None, mask_logits=None, multimask=None):
+            self.calls.append((np.array(points_xy).tolist(), np.array(point_labels).tolist(), box_xyxy))
+            if box_xyxy is not None and not np.any(point_labels):
+                points_xy = np.zeros((0, 2))
+            return super().predict(embedding, points_xy, point_labels, box_xyxy, mask_logits, multimask)
+
+    double = RecordingSquareDouble()
+    models = ModelsDouble(double)
+    segmenter = VolumeSegmenter(models, SliceEmbedder(models))
+    path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())  # 40 x 30 x 12, oblique
+    params = {"foreground": [[30, 7, 5]], "background": [[28, 9, 9]]}
+    outcome = segmenter.segment(path, params, ClickContext("v"))
+    assert outcome.result.prompted_slices == [5] and outcome.result.corrected_slices == [9]
+
+    volume = read_volume(path)
+    expected_xy = SliceView.create(volume.shape, volume.direction, 2).voxel_to_xy([28, 9, 9])
+    at_slice_9 = [call for call in double.calls if call[1] == [0]]
+    assert len(at_slice_9) == 1
+    points, labels, box = at_slice_9[0]
+    assert box is not None and points == [list(map(float, expected_xy))]
+
+    with pytest.raises(InvalidRequestError, match="Only background points"):
+        segmenter.segment(path, {"foreground": [], "background": [[28, 9, 9]]}, ClickContext("v"))

@@ -141,6 +141,12 @@ def choose_slice(prompts: VoxelPrompts, view: SliceView) -> int:
     raise InvalidRequestError("No prompt: send at least one 'foreground' point or an 'roi' box.")
 
 
+def background_points(prompts: VoxelPrompts, view: SliceView, index: int) -> SlicePrompt:
+    """The background points on slice ``index`` alone, in that slice's pixels (no box): a 3D correction."""
+    xy = np.array([view.voxel_to_xy(p) for p in prompts.background if view.slice_of(p) == index], dtype=float)
+    return SlicePrompt(points_xy=xy.reshape(-1, 2), point_labels=np.zeros(len(xy), dtype=int), box_xyxy=None)
+
+
 def slice_prompt(prompts: VoxelPrompts, view: SliceView, index: int) -> SlicePrompt:
     """The points on slice ``index`` and the ROI's in-plane box, converted to that slice's pixels."""
     on_slice: List[Tuple[Voxel, int]] = [(p, 1) for p in prompts.foreground if view.slice_of(p) == index]

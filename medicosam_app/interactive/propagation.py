@@ -9,6 +9,10 @@ the model's own predicted IoU is high enough.
 
 Because each segment depends only on its end slices' prompts, a correction on one slice recomputes the
 segments touching that slice and keeps the others (see :class:`PropagationState`).
+
+A slice with background points only is a *correction*, not an end: when a walk reaches it, its points are
+added to the prompt projected from the previous slice ("not this part"), which removes a leak there. A
+segment's key includes the corrections inside it, so adding one recomputes just that segment.
 """
 
 from __future__ import annotations
@@ -155,6 +159,7 @@ class PropagationResult:
     recomputed: List[int]  # slices decoded by this run (the rest came from the previous state)
     state: PropagationState
     settings: PropagationSettings
+    corrected_slices: List[int] = field(default_factory=list)  # background-only slices the walks were given
 
     @property
     def slice_range(self) -> Tuple[int, int]:
@@ -182,18 +187,25 @@ class Propagator:
         self.settings = settings
         self._decoded: List[int] = []
         self._started = 0.0
+        self._corrections: Dict[int, SlicePrompt] = {}
 
     def run(
         self,
         prompts: Dict[int, SlicePrompt],
         bounds: Tuple[int, int],
         state: Optional[PropagationState] = None,
+        corrections: Optional[Dict[int, SlicePrompt]] = None,
     ) -> PropagationResult:
-        """Segment the prompted slices, then propagate within ``bounds`` (inclusive)."""
+        """Segment the prompted slices, then propagate within ``bounds`` (inclusive); ``corrections``: background
+        points of slices without a prompt of their own, added to the prompt where a walk reaches them."""
         low, high = bounds
         if not prompts:
             raise InvalidRequestError("No prompt: send at least one 'foreground' point or an 'roi' box.")
-        outside = [index for index in prompts if not low <= index <= high]
+        self._corrections = dict(corrections or {})
+        overlap = sorted(set(prompts) & set(self._corrections))
+        if overlap:
+            raise ValueError(f"slices {overlap} are both prompted and corrections")
+        outside = [index for index in list(prompts) + list(self._corrections) if not low <= index <= high]
         if outside:
             raise InvalidRequestError(f"Prompts on slices {sorted(outside)} lie outside the ROI's slices {low}..{high}.")
         previous = state or PropagationState()
@@ -216,9 +228,9 @@ class Propagator:
             fresh.prompted[key] = masks[index] = mask
 
         stops: Dict[str, Optional[str]] = {}
-        segments = [("below", keys[anchors[0]], low)]
-        segments += [("gap", keys[a], keys[b]) for a, b in zip(anchors, anchors[1:])]
-        segments += [("above", keys[anchors[-1]], high)]
+        segments = [("below", keys[anchors[0]], low, self._corrections_within(low, anchors[0] - 1))]
+        segments += [("gap", keys[a], keys[b], self._corrections_within(a + 1, b - 1)) for a, b in zip(anchors, anchors[1:])]
+        segments += [("above", keys[anchors[-1]], high, self._corrections_within(anchors[-1] + 1, high))]
         for segment_key in segments:
             result = previous.segments.get(segment_key)
             if result is None:
@@ -230,7 +242,15 @@ class Propagator:
                     stops[end] = reason
         for end in ("below", "above"):
             stops.setdefault(end, None)
-        return PropagationResult(masks, anchors, stops, sorted(self._decoded), fresh, self.settings)
+        return PropagationResult(
+            masks, anchors, stops, sorted(self._decoded), fresh, self.settings, sorted(self._corrections)
+        )
+
+    def _corrections_within(self, first: int, last: int) -> Tuple:
+        """The corrections on slices ``first..last`` as a hashable fingerprint (part of a segment's key)."""
+        return tuple(
+            (index, _fingerprint(prompt)) for index, prompt in sorted(self._corrections.items()) if first <= index <= last
+        )
 
     def _fill(self, segment_key: Tuple, masks: Dict[int, SliceMask]) -> SegmentResult:
         kind = segment_key[0]
@@ -280,6 +300,13 @@ class Propagator:
 
     def _step(self, index: int, previous: SliceMask) -> Tuple[SliceMask, Optional[str]]:
         prompt, logits = project(previous, self.settings)
+        correction = self._corrections.get(index)
+        if correction is not None:
+            prompt = SlicePrompt(
+                np.concatenate([prompt.points_xy, correction.points_xy]).reshape(-1, 2),
+                np.concatenate([prompt.point_labels, correction.point_labels]).astype(int),
+                prompt.box_xyxy,
+            )
         new = self._decode(index, prompt, logits)
         return new, stop_reason(previous, new, self.settings)
 

@@ -22,7 +22,7 @@ from ..geometry.volume import Volume
 from ..geometry.volume_cache import VolumeCache
 from ..lru import LRUCache
 from ..model.provider import ModelProvider
-from .prompts import SlicePrompt, VoxelPrompts, parse_voxel_prompts, slice_prompt
+from .prompts import SlicePrompt, VoxelPrompts, background_points, parse_voxel_prompts, slice_prompt
 from .propagation import PropagationResult, PropagationSettings, PropagationState, Propagator, SegmentSlice, SliceMask
 from .slice_segmenter import ClickContext
 
@@ -61,13 +61,24 @@ class PropagationMemory:
         return self._states.nbytes
 
 
-def prompted_slices(prompts: VoxelPrompts, view: SliceView) -> Dict[int, SlicePrompt]:
-    """Every slice that carries a point, plus the ROI's middle slice, with its SAM prompt."""
-    indices = {view.slice_of(p) for p in prompts.points}
+def prompted_slices(prompts: VoxelPrompts, view: SliceView) -> Tuple[Dict[int, SlicePrompt], Dict[int, SlicePrompt]]:
+    """The anchors — every slice with a foreground point, plus the ROI's middle slice, with its SAM prompt —
+    and the corrections: slices with background points only, each with those points.
+
+    A correction says "not here" on a slice the propagation reaches (removing a leak there); on its own it
+    prompts nothing, so a request made only of background points is still refused.
+    """
+    anchors = {view.slice_of(p) for p in prompts.foreground}
     if prompts.roi is not None:
         low, high = prompts.roi[view.axis]
-        indices.add((low + high) // 2)
-    return {index: slice_prompt(prompts, view, index) for index in sorted(indices)}
+        anchors.add((low + high) // 2)
+    corrections = {view.slice_of(p) for p in prompts.background} - anchors
+    if not anchors:
+        return {index: slice_prompt(prompts, view, index) for index in sorted(corrections)}, {}  # refused there
+    return (
+        {index: slice_prompt(prompts, view, index) for index in sorted(anchors)},
+        {index: background_points(prompts, view, index) for index in sorted(corrections)},
+    )
 
 
 def propagation_bounds(prompts: VoxelPrompts, view: SliceView) -> Tuple[int, int]:
@@ -122,7 +133,7 @@ class VolumeSegmenter:
         volume = self.volumes.get(image_path)
         view = SliceView.create(volume.shape, volume.direction, axis)
         prompts = parse_voxel_prompts({**params, "slice": None}, volume.shape)
-        slices = prompted_slices(prompts, view)
+        slices, corrections = prompted_slices(prompts, view)
         bounds = propagation_bounds(prompts, view)
 
         timings = {"encode": 0.0, "decode": 0.0}
@@ -134,7 +145,7 @@ class VolumeSegmenter:
         earlier = self.memory.get(key) if context.remembered else None  # anonymous: from the prompts alone
         hold = self.embedder.prefetcher.hold() if self.embedder.prefetcher is not None else contextlib.nullcontext()
         with hold:
-            result = Propagator(segment, settings).run(slices, bounds, earlier)
+            result = Propagator(segment, settings).run(slices, bounds, earlier, corrections)
         if context.remembered:
             self.memory.put(key, result.state)
 

@@ -102,6 +102,19 @@ def test_a_correction_on_a_propagated_slice_keeps_the_rest(server, tmp_path):
     assert second["recomputed_slices"] and min(second["recomputed_slices"]) > 5, "slices at and below 5 are kept"
 
 
+def test_a_background_point_on_a_propagated_slice_is_a_correction_there(server, studies, tiny_checkpoint, tmp_path):
+    """As Slicer sends it after a propagation leaked on slice 9: every point, the new one background only."""
+    client = slicer_client(server, tmp_path, client_id="leak-fixer")
+    base = {"label": "leak", **PERMISSIVE, **SLICER}
+    client.infer("medicosam_3d", "oblique", {**base, "foreground": [[30, 7, 5]], "reset_state": True})
+    params = {**base, "foreground": [[30, 7, 5]], "background": [[28, 9, 9]]}
+    path, answer = client.infer("medicosam_3d", "oblique", params)
+    assert answer["prompted_slices"] == [5] and answer["corrected_slices"] == [9]
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).transpose(2, 1, 0)
+    expected = _in_process(tiny_checkpoint, studies, params)
+    assert np.array_equal(label, expected.label), "the server applies the correction as the core does"
+
+
 BAD = [
     ({"roi": [100, 120, 2, 9, 0, 6]}, 422, "outside the image"),
     ({"foreground": [], "background": []}, 422, "No prompt"),

@@ -94,6 +94,7 @@ class PropagationInfer(InferTask):
             "axis": axis,
             "slice_range": [low, high],
             "prompted_slices": result.prompted_slices,
+            "corrected_slices": result.corrected_slices,
             "predicted_iou": {str(k): v for k, v in result.predicted_iou.items()},
             "low_confidence_slices": result.low_confidence_slices,
             "stopped": result.stops,
