@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import time
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from monailabel.datastore.dicom import DICOMwebClientX  # noqa: E402
 from dicomweb_client.session_utils import create_session_from_user_pass  # noqa: E402
 from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from monailabel.interfaces.datastore import Datastore  # noqa: E402
+from monailabel.interfaces.tasks.infer_v2 import InferType  # noqa: E402
 
 from monailabel.tasks.activelearning.first import First  # noqa: E402
 from monailabel.tasks.activelearning.random import Random  # noqa: E402
@@ -34,7 +36,14 @@ from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
 from lib.access_control import SiteAccess, install_access_control  # noqa: E402
 from lib.request_context import current_user  # noqa: E402
-from lib.request_guards import guard_requests  # noqa: E402
+from lib.log_limits import limit_log_records  # noqa: E402
+from lib.request_guards import (  # noqa: E402
+    DEFAULT_SESSION_MAX_BYTES,
+    batch_devices,
+    guard_requests,
+    inference_label_tag,
+    require_batch_model,
+)
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
 from lib.semantic_infer import SemanticInfer  # noqa: E402
 from lib.shutdown import PromptShutdown, serving_host  # noqa: E402
@@ -43,7 +52,7 @@ from medicosam_app import __version__  # noqa: E402
 from medicosam_app.dicom.seg import SegmentationAuthor  # noqa: E402
 from medicosam_app.errors import InvalidRequestError  # noqa: E402
 from medicosam_app.security.audit import AuditLog, AuditRecord  # noqa: E402
-from medicosam_app.request_values import parse_bool, parse_number, parse_text  # noqa: E402
+from medicosam_app.request_values import optional_text, parse_bool, parse_int, parse_number, parse_text  # noqa: E402
 from medicosam_app.instances.segmenter import InstanceSegmenter  # noqa: E402
 from medicosam_app.interactive.slice_segmenter import InteractiveSegmenter  # noqa: E402
 from medicosam_app.embeddings.prefetch import Prefetcher  # noqa: E402
@@ -70,13 +79,25 @@ DEFAULT_STRATEGY = "random"  # what MONAI Label picks when a next-sample request
 
 def monai_label_options(request: Mapping[str, Any]) -> Dict[str, Any]:
     """The inference options MONAI Label itself reads, checked: it would take ``"save_label": "false"`` as
-    true and save the result as a label, and fail with a 500 on a ``timeout`` that is not a number."""
+    true and save the result as a label, and fail with a 500 on a ``timeout`` that is not a number. A result
+    is saved (``save_label``) under a plain tag, never as the ``final`` label (see
+    :func:`lib.request_guards.inference_label_tag`)."""
     options: Dict[str, Any] = {"save_label": parse_bool(request.get("save_label"), "save_label", default=False)}
     if request.get("label_tag") is not None:
         options["label_tag"] = parse_text(request["label_tag"], "label_tag")
+    if options["save_label"]:
+        options["label_tag"] = inference_label_tag(request.get("label_tag"))
     if request.get("timeout") is not None:
         options["timeout"] = parse_number(request["timeout"], "timeout", minimum=1)
     return options
+
+
+def session_max_bytes(conf: Mapping[str, str]) -> int:
+    """``--conf session_max_mb`` / ``MEDICOSAM_SESSION_MAX_MB``: a session's files in all (an archive: unpacked)."""
+    value = conf.get("session_max_mb") or os.environ.get("MEDICOSAM_SESSION_MAX_MB")
+    if value in (None, ""):
+        return DEFAULT_SESSION_MAX_BYTES
+    return parse_int(value, "--conf session_max_mb / MEDICOSAM_SESSION_MAX_MB", minimum=1) << 20
 
 
 def is_loopback(host: str) -> bool:
@@ -91,7 +112,9 @@ def is_loopback(host: str) -> bool:
 
 class MedicoSAMApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]) -> None:
+        limit_log_records()  # on the handlers MONAI Label's logging configuration made (logs/app.log, console)
         self.settings = Settings.from_conf(conf or {})
+        self.session_max_bytes = session_max_bytes(conf or {})
         self.models = build_model_provider(self.settings)
         heap = heap_tuning_state()
         if heap["applied"] and not heap.get("all_threads"):
@@ -210,6 +233,7 @@ class MedicoSAMApp(MONAILabelApp):
         from monailabel.app import app as fastapi_app  # built by the server before the app is initialised
         from monailabel.interfaces.utils.app import app_instance
 
+        limit_log_records()  # again: handlers configured since __init__ get the filter too
         guard_requests(fastapi_app, app_instance)  # before the thread-pool rebuild, which keeps the checks
         serve_heavy_endpoints_in_threads()
 
@@ -297,6 +321,10 @@ class MedicoSAMApp(MONAILabelApp):
         }[kind]
         return sorted(tasks)
 
+    def batch_models(self) -> List[str]:
+        """The models batch inference can run: those that need no prompts (type segmentation)."""
+        return sorted(name for name, task in self._infers.items() if getattr(task, "type", None) == InferType.SEGMENTATION)
+
     def require_task(self, kind: str, name: Any) -> str:
         """``name`` if a task of ``kind`` is registered under it; else a 404 that lists the names there are."""
         names = self.task_names(kind)
@@ -369,7 +397,32 @@ class MedicoSAMApp(MONAILabelApp):
         store = datastore or self.datastore()
         if not store.get_image_uri(image_id):
             raise HTTPException(404, f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.")
-        return super().infer(dict(request, image_id=image_id, **monai_label_options(request)), datastore)
+        options = monai_label_options(request)
+        save = options.pop("save_label")
+        result = super().infer(dict(request, image_id=image_id, **options, save_label=False), store)
+        if save:
+            result["label"] = self._save_inference_label(store, request, image_id, options["label_tag"], result)
+        return result
+
+    def _save_inference_label(
+        self, store: Datastore, request: Mapping[str, Any], image_id: str, tag: str, result: Dict[str, Any]
+    ) -> Any:
+        """``save_label``: the result saved as a draft label, its annotator recorded as a label save records it
+        (the signed-in user, else the request's ``client_id``); MONAI Label's own save recorded nobody."""
+        file = result.get("file")
+        if not file or not os.path.exists(file):
+            return result.get("label")
+        info: Dict[str, Any] = {"model": request.get("model"), "params": result.get("params")}
+        client_id = optional_text(request.get("client_id"), "client_id")
+        if client_id is not None:
+            info["client_id"] = client_id
+        return store.save_label(image_id, file, tag, info)
+
+    def batch_infer(self, request, datastore=None):
+        """MONAI Label's batch inference, for models that need no prompts, placed on the CPU when there is no
+        GPU (it divided by zero there). The server (``run_sync``) and the background process both come here."""
+        require_batch_model(self, request.get("model"))
+        return super().batch_infer({**request, **batch_devices(request)}, datastore)
 
     def _require_session_image(self, image: Any) -> None:
         """A session's image lies in the sessions folder; anything else claiming to be one is refused."""

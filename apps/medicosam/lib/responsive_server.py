@@ -31,6 +31,8 @@ HEAVY_ROUTES: Tuple[Tuple[str, str], ...] = (
     ("PUT", "/session/"),
     ("POST", "/train/"),
     ("POST", "/train/{model}"),
+    ("POST", "/batch/infer/{model}"),  # run_sync=true infers every image while the client waits
+    ("GET", "/session/{session_id}"),  # a session made before its folder was resolved is converted here
 )
 
 
