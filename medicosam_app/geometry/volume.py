@@ -17,6 +17,7 @@ import SimpleITK as sitk
 import xxhash
 
 from ..errors import ImageReadError
+from .file_integrity import IncompleteFileError, check_file_complete
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,16 @@ class Volume:
 
 
 def read_volume(path: os.PathLike) -> Volume:
-    """Read a NIfTI / NRRD / MHA file or a DICOM series folder; a 2D image becomes one slice."""
+    """Read a NIfTI / NRRD / MHA file or a DICOM series folder; a 2D image becomes one slice.
+
+    A file is first checked whole (:func:`~.file_integrity.check_file_complete`): SimpleITK reads a cut
+    ``.nii.gz`` or ``.nii`` without an error, with zeros where the voxels are missing. The check costs one
+    more decompression of the file, paid once per file version (volumes are cached): on 2 CPU cores 82 ms for
+    the sample MNI T1 (2.2 MB gzip, 35 MB of voxels; SimpleITK's read 77 ms, this whole function 338 ms),
+    3 ms for the CT phantom; a raw file costs one ``stat``."""
     path = Path(path)
+    if path.is_file():
+        check_complete(path)
     try:
         image = _read_image(path)
     except RuntimeError as error:
@@ -57,6 +66,18 @@ def read_volume(path: os.PathLike) -> Volume:
         direction=np.array(image.GetDirection(), dtype=float).reshape(3, 3),
         content_hash=hash_array(array),
     )
+
+
+def check_complete(path: Path) -> None:
+    """:class:`ImageReadError` naming the file if it is truncated or corrupt."""
+    try:
+        check_file_complete(path)
+    except IncompleteFileError as error:
+        raise ImageReadError(
+            f"Image {path.name} is truncated or corrupt: {error}. Replace it with a complete copy of the file."
+        ) from None
+    except OSError as error:
+        raise ImageReadError(f"Cannot read image {path.name}: {error.strerror or error}.") from None
 
 
 def image_size(path: os.PathLike) -> Tuple[int, int, int]:

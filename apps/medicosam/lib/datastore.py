@@ -15,6 +15,12 @@ apply only this change, write it atomically (temporary file, fsync, rename, fsyn
 and image files are written the same way before the index names them, so an answered save is on disk in
 full. The training and scoring processes build their datastore through the same app (``main.py``'s
 ``init_datastore``), so they follow the same rules.
+
+A label is decoded whole and checked before anything is written (:func:`read_checked_label`): SimpleITK
+reads a cut ``.nii.gz`` as zeros without an error, so the file is first checked complete
+(``medicosam_app/geometry/file_integrity.py``), then its voxels must be one whole number 0..65535 each, and
+it must lie on the image's grid (:func:`on_image_grid`). A saved label replaces any file of the same id and
+tag in another format, so a rebuilt index cannot bring an older one back.
 """
 
 from __future__ import annotations
@@ -25,10 +31,15 @@ import glob
 import json
 import logging
 import os
+import re
+import shutil
+import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import SimpleITK as sitk
 from fastapi import HTTPException
 from filelock import FileLock
@@ -36,6 +47,7 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
 
 from medicosam_app.atomic_files import copy_file_atomic, fsync_directory, make_folders_durably, write_bytes_atomic
+from medicosam_app.geometry.file_integrity import FileCheck, IncompleteFileError, check_file_complete, count_nonfinite
 from medicosam_app.security.audit import label_summary
 from medicosam_app.security.paths import UnsafePathError, confined_path, safe_extension, safe_name
 from medicosam_app.security.users import Role
@@ -205,8 +217,7 @@ def reconcile_index(store: LocalDatastore, model: LocalDatastoreModel) -> int:
     tags = sorted(t for t in os.listdir(labels_root) if os.path.isdir(os.path.join(labels_root, t))) \
         if os.path.isdir(labels_root) else []
     for tag in tags:
-        for file in store._list_files(model.label_path(tag), store._extensions):
-            label_id, ext = store._to_id(file)
+        for label_id, ext in newest_label_files(store, model.label_path(tag)).items():
             entry = model.objects.get(label_id)
             if entry is not None and tag not in entry.labels:
                 info = {"ts": int(time.time()), "name": store._filename(label_id, ext)}
@@ -215,52 +226,303 @@ def reconcile_index(store: LocalDatastore, model: LocalDatastoreModel) -> int:
     return changes
 
 
+def newest_label_files(store: LocalDatastore, folder: str) -> Dict[str, str]:
+    """Label id → extension of its newest file (modification time) in ``folder``: a label saved in one
+    format and later in another (``.nii.gz``, then ``.nrrd``) may have left both, and the later one is the
+    annotator's last word. On equal times the first of the datastore's extensions wins."""
+    newest: Dict[str, Tuple[int, int, str]] = {}
+    for order, file in enumerate(store._list_files(folder, store._extensions)):
+        label_id, ext = store._to_id(file)
+        try:
+            modified = os.stat(os.path.join(folder, file)).st_mtime_ns
+        except FileNotFoundError:
+            continue
+        if label_id not in newest or (modified, -order) > newest[label_id][:2]:
+            newest[label_id] = (modified, -order, ext)
+    return {label_id: ext for label_id, (_, _, ext) in newest.items()}
+
+
 # -- saving a label -------------------------------------------------------------------------------
 
+MAX_LABEL_VALUE = 65535  # atlases with many classes; what a uint16 labelmap and DICOM SEG segment numbers hold
+# Label formats that carry spacing, origin and direction (a label in another format cannot be given the image's).
+GEOMETRY_FORMATS = (".nii.gz", ".nii", ".nrrd", ".mha")
+# A label's grid is the image's if it differs by no more than this (file formats store geometry in float32):
+SPACING_TOLERANCE = 1e-4  # relative to the image's spacing
+ORIGIN_TOLERANCE = 1e-3  # in voxels of the image's smallest spacing
+DIRECTION_TOLERANCE = 1e-4  # per direction cosine (1e-4 rad shifts the far edge of 512 voxels by 0.05 voxel)
+DEFAULT_TOLERANCE = 1e-6
+FIX_FILE = "Save the label again and upload the complete file"
 
-def _image_size(path: str) -> tuple:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    reader.ReadImageInformation()
-    size = tuple(reader.GetSize())
-    return size + (1,) * (3 - len(size))
+
+@dataclass
+class Grid:
+    """An image's voxel grid: size (i, j, k, padded with 1), dimension, spacing, origin and direction."""
+
+    size: Tuple[int, ...]
+    dimension: int
+    spacing: np.ndarray
+    origin: np.ndarray
+    direction: np.ndarray  # dimension × dimension, columns are the axes' world directions
+
+    @classmethod
+    def of(cls, source: Any) -> "Grid":
+        dimension = source.GetDimension()
+        size = tuple(int(n) for n in source.GetSize())
+        direction = np.array(source.GetDirection(), float).reshape(dimension, dimension)
+        return cls(size + (1,) * (3 - len(size)), dimension, np.array(source.GetSpacing(), float),
+                   np.array(source.GetOrigin(), float), direction)
+
+    @classmethod
+    def read(cls, path: str) -> "Grid":
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(path)
+        reader.ReadImageInformation()
+        return cls.of(reader)
+
+    def is_default(self) -> bool:
+        """Spacing 1, origin 0, identity direction: what a file holds when its writer gave no geometry."""
+        return bool(np.allclose(self.spacing, 1, rtol=0, atol=DEFAULT_TOLERANCE)
+                    and np.allclose(self.origin, 0, rtol=0, atol=DEFAULT_TOLERANCE)
+                    and np.allclose(self.direction, np.eye(self.dimension), rtol=0, atol=DEFAULT_TOLERANCE))
+
+    def differences(self, image: "Grid") -> List[str]:
+        """What of this grid is not ``image``'s (compared on the dimensions both have)."""
+        d = min(self.dimension, image.dimension)
+        ours, theirs = (self.spacing[:d], self.origin[:d], self.direction[:d, :d]), \
+            (image.spacing[:d], image.origin[:d], image.direction[:d, :d])
+        found = []
+        if np.any(np.abs(ours[0] - theirs[0]) > SPACING_TOLERANCE * np.abs(theirs[0])):
+            found.append(f"spacing {_numbers(ours[0])} (the image's: {_numbers(theirs[0])})")
+        if np.any(np.abs(ours[1] - theirs[1]) > ORIGIN_TOLERANCE * float(np.min(np.abs(theirs[0])))):
+            found.append(f"origin {_numbers(ours[1])} (the image's: {_numbers(theirs[1])})")
+        if np.any(np.abs(ours[2] - theirs[2]) > DIRECTION_TOLERANCE):
+            found.append(f"direction {_numbers(ours[2].ravel())} (the image's: {_numbers(theirs[2].ravel())})")
+        return found
+
+
+def _numbers(values: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in np.asarray(values).ravel()) + "]"
+
+
+@dataclass
+class CheckedLabel:
+    """A label file decoded whole and checked: its image, a [k, j, i] view of its voxels, what the file
+    check found."""
+
+    image: sitk.Image
+    file: FileCheck
+
+    @property
+    def array(self) -> np.ndarray:
+        return sitk.GetArrayViewFromImage(self.image)
+
+
+def read_checked_label(path: str) -> CheckedLabel:
+    """Decode the uploaded label completely, or refuse it (HTTP 422, saying what to fix): a file that is
+    truncated or corrupt, keeps its voxels in another file, cannot be decoded, has more than one value per
+    voxel, or values that are not whole numbers 0..65535."""
+    try:
+        found = check_file_complete(path, allow_detached_data=False)
+    except IncompleteFileError as error:
+        raise HTTPException(422, f"The label file is truncated or corrupt: {error}. {FIX_FILE}.") from None
+    except OSError as error:
+        raise HTTPException(422, f"The label file cannot be read: {error.strerror or 'unreadable'}.") from None
+    try:
+        image = sitk.ReadImage(path)
+    except RuntimeError as error:
+        raise HTTPException(
+            422,
+            f"The label file cannot be read as an image ({_reader_reason(error)}): save it as NIfTI (.nii.gz, "
+            ".nii), NRRD (.nrrd) or MetaImage (.mha), with the file name's extension matching its format.",
+        ) from None
+    components = image.GetNumberOfComponentsPerPixel()
+    if components != 1:
+        raise HTTPException(
+            422,
+            f"The label has {components} values per voxel (an RGB or vector image); a label map holds one class "
+            "number per voxel: export the segmentation as a labelmap (one component, e.g. uint8 or uint16).",
+        )
+    label = CheckedLabel(image, found)
+    problems = label_value_problems(label.array)
+    nonfinite = count_nonfinite(path, found)  # SimpleITK reads NIfTI NaN as 0; the file keeps them
+    if nonfinite:
+        problems.insert(0, f"{nonfinite} voxel(s) are not finite numbers (NaN or infinity)")
+    if problems:
+        raise HTTPException(
+            422,
+            f"The label's voxel values cannot be class numbers: {'; '.join(problems)}. A label map holds one whole "
+            f"number per voxel, 0 (background) to {MAX_LABEL_VALUE}: save it as an integer labelmap "
+            "(e.g. uint8 or uint16).",
+        )
+    return label
+
+
+def label_value_problems(array: np.ndarray) -> List[str]:
+    """Why ``array``'s values are not class numbers (non-finite, fractional, negative, above 65535); empty
+    if they are. Scanned in blocks of at most 16 M voxels, so a float label needs no full-size temporaries."""
+    if array.dtype.kind == "c":
+        return ["it has complex values"]
+    if array.dtype.kind not in "fiub":
+        return [f"its voxels are of type {array.dtype}"]
+    rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(1, -1)
+    step = max(1, (1 << 24) // max(1, rows.shape[1]))
+    counts = {"nonfinite": 0, "fractional": 0, "negative": 0, "above": 0}
+    example: Optional[float] = None
+    lowest = highest = None
+    for start in range(0, rows.shape[0], step):
+        block = rows[start:start + step]
+        if block.dtype.kind == "f":
+            finite = np.isfinite(block)
+            counts["nonfinite"] += block.size - int(np.count_nonzero(finite))
+            values = block[finite] if counts["nonfinite"] else block
+            fractional = values != np.floor(values)
+            found = int(np.count_nonzero(fractional))
+            if found and example is None:
+                example = float(values[fractional].ravel()[0])
+            counts["fractional"] += found
+        else:
+            values = block
+        if values.size == 0:
+            continue
+        low, high = values.min(), values.max()
+        if low < 0:
+            counts["negative"] += int(np.count_nonzero(values < 0))
+            lowest = low if lowest is None else min(lowest, low)
+        if high > MAX_LABEL_VALUE:
+            counts["above"] += int(np.count_nonzero(values > MAX_LABEL_VALUE))
+            highest = high if highest is None else max(highest, high)
+    problems = []
+    if counts["nonfinite"]:
+        problems.append(f"{counts['nonfinite']} voxel(s) are not finite numbers (NaN or infinity)")
+    if counts["fractional"]:
+        problems.append(f"{counts['fractional']} voxel(s) have fractional values (e.g. {example:g})")
+    if counts["negative"]:
+        problems.append(f"{counts['negative']} voxel(s) are negative (lowest {float(lowest):g})")
+    if counts["above"]:
+        problems.append(f"{counts['above']} voxel(s) are above {MAX_LABEL_VALUE} (highest {float(highest):g})")
+    return problems
+
+
+def _reader_reason(error: RuntimeError) -> str:
+    """SimpleITK's reason without the paths it names (the server's temporary file, ITK's source files)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
+    text = re.sub(r"^sitk::ERROR:\s*", "", text)
+    text = re.sub(r"\"[^\"]*\"|'[^']*'|\S*[/\\]\S*", "the file", text)
+    return text.strip() or "not an image SimpleITK can decode"
+
+
+def on_image_grid(label: CheckedLabel, image: Grid, image_id: str, label_ext: str, folder: str) -> Optional[str]:
+    """Check the label's grid against the image's; returns the path of a copy to store instead, or None to
+    store the upload as sent.
+
+    - the same size and physical grid (within the tolerances above): stored as sent;
+    - the same size and no geometry at all (spacing 1, origin 0, identity direction: a client that wrote the
+      voxels alone): MONAI Label pairs labels with images voxel by voxel, so the label is stored with the
+      image's spacing, origin and direction (written to a new file in ``folder``, in the upload's format);
+    - another size, or another real geometry: HTTP 422. Resampling it would change what the annotator drew.
+    """
+    grid = Grid.of(label.image)
+    if grid.size != image.size:
+        raise HTTPException(
+            422,
+            f"The label has size {list(grid.size)} but image '{image_id}' has {list(image.size)}: save a label in "
+            "the image's geometry.",
+        )
+    differences = grid.differences(image)
+    if not differences:
+        return None
+    if not grid.is_default():
+        raise HTTPException(
+            422,
+            f"The label's {'; '.join(differences)} differ from those of image '{image_id}', so it would not overlay "
+            "the image. Save the label on the image's grid (same spacing, origin and direction; in 3D Slicer, "
+            "export the segmentation with this image as the reference geometry).",
+        )
+    if label_ext.lower() not in GEOMETRY_FORMATS:
+        return None  # a format without geometry (PNG, TIFF): nothing to copy into it
+    placed = label.image
+    if grid.dimension != image.dimension:
+        voxels = sitk.GetArrayFromImage(label.image).reshape(image.size[: image.dimension][::-1])
+        placed = sitk.GetImageFromArray(voxels)
+    placed.SetSpacing(tuple(image.spacing))
+    placed.SetOrigin(tuple(image.origin))
+    placed.SetDirection(tuple(image.direction.ravel()))
+    path = os.path.join(folder, f"label{label_ext}")
+    sitk.WriteImage(placed, path, useCompression=label.file.compressed or label_ext.lower().endswith(".gz"))
+    logger.info("Label for image %s had no geometry: stored with the image's spacing, origin and direction", image_id)
+    return path
+
+
+def _other_formats(store: LocalDatastore, index: LocalDatastoreModel, image_id: str, tag: str, ext: str) -> List[str]:
+    """The files of label ``image_id``/``tag`` in the datastore's other formats (a save in another format
+    leaves them)."""
+    extensions = {p[1:] for p in store._extensions if p.startswith("*.") and not any(c in p[1:] for c in "*?[")}
+    extensions |= set(GEOMETRY_FORMATS)
+    found = []
+    for other in sorted(extensions - {ext}):
+        with contextlib.suppress(UnsafePathError):
+            path = confined_path(index.label_path(tag), store._filename(image_id, other))
+            if store._to_id(os.path.basename(path)) == (image_id, other) and os.path.lexists(path):
+                found.append(path)
+    return found
 
 
 def store_label(
     store: LocalDatastore, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]
 ) -> str:
     """Check a label against its image and save it: the file fsynced under its final name, then the index
-    (as it is on disk, under the lock) updated and fsynced. When this returns, the save survives a crash."""
+    (as it is on disk, under the lock) updated and fsynced, then files of this label in other formats
+    removed. When this returns, the save survives a crash.
+
+    Nothing is written before the upload has been decoded whole and checked (:func:`read_checked_label`,
+    :func:`on_image_grid`): a refused label leaves the saved one and the index as they were."""
     _, label_ext = store._to_id(os.path.basename(label_filename))
     getattr(store, "_reload_if_replaced", lambda: None)()
     if image_id not in store._datastore.objects:
         raise HTTPException(404, f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.")
     # Checked before anything is written: a bad tag must not even create a folder.
     label_destination(store, store._datastore, image_id, label_tag, label_ext)
-    try:
-        label_size = _image_size(label_filename)
-    except RuntimeError as error:
-        raise HTTPException(422, f"The label file cannot be read as an image: {error}".strip()) from error
+    label = read_checked_label(label_filename)
 
-    with editing_index(store) as index:
-        entry = index.objects.get(image_id)
-        if entry is None:
-            raise HTTPException(404, f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.")
-        image_path = os.path.join(index.image_path(), store._filename(image_id, entry.image.ext))
-        if os.path.isfile(image_path) and label_size != _image_size(image_path):
-            raise HTTPException(
-                422,
-                f"The label has size {list(label_size)} but image '{image_id}' has {list(_image_size(image_path))}: "
-                "save a label in the image's geometry.",
-            )
-        annotator = label_annotator(entry.labels.get(label_tag), label_tag, label_info)
-        destination = label_destination(store, index, image_id, label_tag, label_ext)
-        copy_file_atomic(label_filename, destination, temporary_prefix=SAVING_PREFIX)
-        info = dict(label_info or {})
-        info.update({"ts": int(time.time()), "name": os.path.basename(destination), ANNOTATOR: annotator})
-        entry.labels[label_tag] = DataModel(info=info, ext=label_ext)
+    workspace = tempfile.mkdtemp(prefix="medicosam_label_")
+    try:
+        with index_lock(store):
+            index = read_index(store)
+            entry = index.objects.get(image_id)
+            if entry is None:
+                raise HTTPException(
+                    404, f"Image '{image_id}' is not in the datastore; list images with GET /datastore/."
+                )
+            image_path = os.path.join(index.image_path(), store._filename(image_id, entry.image.ext))
+            source = label_filename
+            if os.path.isfile(image_path):
+                try:
+                    image = Grid.read(image_path)
+                except RuntimeError:
+                    raise HTTPException(
+                        422, f"Image '{image_id}' in the datastore cannot be read: no label can be checked against it.",
+                    ) from None
+                source = on_image_grid(label, image, image_id, label_ext, workspace) or label_filename
+            annotator = label_annotator(entry.labels.get(label_tag), label_tag, label_info)
+            destination = label_destination(store, index, image_id, label_tag, label_ext)
+            copy_file_atomic(source, destination, temporary_prefix=SAVING_PREFIX)
+            info = dict(label_info or {})
+            info.update({"ts": int(time.time()), "name": os.path.basename(destination), ANNOTATOR: annotator})
+            entry.labels[label_tag] = DataModel(info=info, ext=label_ext)
+            write_index(store, index)
+            adopt_index(store, index)
+            # Only now, with the new file and the index naming it on disk: an older save in another format
+            # would otherwise come back when the index is rebuilt from the files.
+            for older in _other_formats(store, index, image_id, label_tag, label_ext):
+                logger.info("Removing %s: label %s (%s) is now saved as %s", os.path.basename(older), image_id,
+                            label_tag, os.path.basename(destination))
+                _remove_durably(older)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
     logger.info("Saved label %s for image %s (tag %s)", os.path.basename(destination), image_id, label_tag)
-    audit_saved_label(image_id, label_tag, label_filename)
+    audit_saved_label(image_id, label_tag, label.array)
     return image_id
 
 
@@ -280,12 +542,8 @@ def label_annotator(existing: Optional[DataModel], tag: str, label_info: Optiona
     return user.username
 
 
-def audit_saved_label(image_id: str, tag: str, label_filename: str) -> None:
-    """The saved label's hash, voxel count and slice range for the request's audit line."""
-    try:
-        array = sitk.GetArrayFromImage(sitk.ReadImage(label_filename))  # [k, j, i]
-    except RuntimeError:
-        return
+def audit_saved_label(image_id: str, tag: str, array: np.ndarray) -> None:
+    """The saved label's hash, voxel count and slice range (``array`` is [k, j, i]) for the request's audit line."""
     add_audit_details(image=image_id, task=f"label:{tag}", result=label_summary(array, axis=0))
 
 
@@ -310,7 +568,8 @@ def _reading(method: Callable[..., Any]) -> Callable[..., Any]:
 class CheckedLocalDatastore(LocalDatastore):
     """MONAI Label's local datastore with every write atomic, merged into the index on disk, and confined.
 
-    - ``save_label`` refuses unknown images, labels of another size and unsafe tags (see :func:`store_label`);
+    - ``save_label`` refuses unknown images, unsafe tags, and labels that are truncated or corrupt, not whole
+      class numbers, of another size or on another grid (see :func:`store_label`);
     - ``add_image``, ``remove_image``, ``remove_label`` check the ids from the request and stay inside the
       datastore folder (HTTP 422 otherwise);
     - each change re-reads the index under the lock and writes only its own change (training and scoring
