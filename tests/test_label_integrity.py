@@ -166,9 +166,39 @@ def test_voxels_in_another_file_are_refused_for_uploads(tmp_path):
         + str(tmp_path / "secret.raw").encode() + b"\n")
     for name in ("detached.nrrd", "detached.mha"):
         assert sitk_reads(tmp_path / name) is not None  # SimpleITK follows the pointer
-        assert check_file_complete(tmp_path / name).encoding == "detached"
         with pytest.raises(IncompleteFileError, match="another file"):
             check_file_complete(tmp_path / name, allow_detached_data=False)
+        with pytest.raises(IncompleteFileError, match="not a file beside it"):  # images too: an absolute path
+            check_file_complete(tmp_path / name)
+
+
+def _detached_pair(folder, reference: str):
+    """A NRRD and a MetaImage header whose voxels are in ``reference``."""
+    (folder / "pair.nrrd").write_bytes(
+        b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 16 8 8\nencoding: raw\ndata file: " + reference.encode() + b"\n\n")
+    (folder / "pair.mhd").write_bytes(
+        b"ObjectType = Image\nNDims = 3\nDimSize = 16 8 8\nElementType = MET_UCHAR\nElementDataFile = "
+        + reference.encode() + b"\n")
+    return folder / "pair.nrrd", folder / "pair.mhd"
+
+
+def test_detached_voxels_of_an_image_must_lie_beside_its_header(tmp_path):
+    """A .mhd/.raw pair in the datastore is fine; a header reaching elsewhere is refused before SimpleITK opens
+    the file it names (a path up, down, absolute, a LIST, or a link beside it that leads out)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.raw").write_bytes(bytes(range(256)) * 4)
+    store = tmp_path / "store"
+    (store / "sub").mkdir(parents=True)
+    (store / "pair.raw").write_bytes(bytes(16 * 8 * 8))
+    (store / "sub" / "inner.raw").write_bytes(bytes(16 * 8 * 8))
+    (store / "link.raw").symlink_to(outside / "secret.raw")
+    for header in _detached_pair(store, "pair.raw"):
+        assert check_file_complete(header).encoding == "detached"
+    for reference in ("../outside/secret.raw", str(outside / "secret.raw"), "sub/inner.raw", "LIST", "link.raw"):
+        for header in _detached_pair(store, reference):
+            with pytest.raises(IncompleteFileError, match="beside|outside the header"):
+                check_file_complete(header)
 
 
 def test_nan_in_a_float_nifti_is_counted_although_simpleitk_reads_it_as_zero(tmp_path):

@@ -68,7 +68,8 @@ def check_file_complete(path: "os.PathLike[str] | str", allow_detached_data: boo
 
     ``allow_detached_data=False`` also refuses a header whose voxels live in another file (NRRD ``data file``,
     MetaImage ``ElementDataFile`` other than ``LOCAL``): an uploaded file must hold its own voxels, or it
-    could make the server read any file it can reach."""
+    could make the server read any file it can reach. Where detached data is allowed, it must still be a plain
+    file name in the header's own folder (a .mhd/.raw pair), never a path elsewhere."""
     path = os.fspath(path)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -86,9 +87,9 @@ def check_file_complete(path: "os.PathLike[str] | str", allow_detached_data: boo
         if nifti is not None:
             return _nifti_check(nifti, size, "raw")
         if head.startswith(b"NRRD000"):
-            return _check_nrrd(f, head, size, allow_detached_data)
+            return _check_nrrd(f, head, size, allow_detached_data, path)
         if _looks_like_metaimage(path, head):
-            return _check_metaimage(f, head, size, allow_detached_data)
+            return _check_metaimage(f, head, size, allow_detached_data, path)
     return FileCheck("other", "raw", size)
 
 
@@ -310,7 +311,22 @@ def _header_end(head: bytes, what: str) -> int:
     return match.end()
 
 
-def _check_nrrd(f: BinaryIO, head: bytes, size: int, allow_detached: bool) -> FileCheck:
+def _require_beside(header_path: str, reference: str, field: str) -> None:
+    """Detached voxels may only come from a plain file name beside the header: an absolute path, a ``..``, a
+    sub-folder or a ``LIST`` of names could make the reader open any file the server can reach."""
+    tokens = reference.split()
+    name = tokens[0] if tokens else ""
+    if not name or name.upper() == "LIST" or "/" in name or "\\" in name or name in (".", ".."):
+        raise IncompleteFileError(
+            f"its {field} names {name or reference!r}, not a file beside it: keep the voxel file in the same folder "
+            "under a plain name, or send one file that holds its voxels"
+        )
+    folder = os.path.dirname(os.path.realpath(header_path))
+    if os.path.dirname(os.path.realpath(os.path.join(folder, name))) != folder:  # a symbolic link out of the folder
+        raise IncompleteFileError(f"its {field} {name!r} leads outside the header's folder")
+
+
+def _check_nrrd(f: BinaryIO, head: bytes, size: int, allow_detached: bool, path: str) -> FileCheck:
     end = _header_end(head, "NRRD")
     fields: Dict[str, str] = {}
     for line in head[:end].decode("latin-1").splitlines()[1:]:
@@ -323,6 +339,7 @@ def _check_nrrd(f: BinaryIO, head: bytes, size: int, allow_detached: bool) -> Fi
             raise IncompleteFileError(
                 "its voxels are in another file (NRRD 'data file' field): send one .nrrd file that holds them"
             )
+        _require_beside(path, fields["datafile"], "NRRD 'data file' field")
         return FileCheck("nrrd", "detached", 0)
     encoding = _NRRD_ENCODINGS.get(fields.get("encoding", "").lower())
     if encoding is None:
@@ -380,7 +397,7 @@ def _looks_like_metaimage(path: str, head: bytes) -> bool:
     return bool(_META_KEY.match(head)) and b"ElementDataFile" in head
 
 
-def _check_metaimage(f: BinaryIO, head: bytes, size: int, allow_detached: bool) -> FileCheck:
+def _check_metaimage(f: BinaryIO, head: bytes, size: int, allow_detached: bool, path: str) -> FileCheck:
     match = re.search(rb"^\s*ElementDataFile\s*=\s*([^\r\n]*)\r?\n", head, re.MULTILINE)
     if match is None:
         if len(head) >= size:
@@ -399,6 +416,7 @@ def _check_metaimage(f: BinaryIO, head: bytes, size: int, allow_detached: bool) 
             raise IncompleteFileError(
                 "its voxels are in another file (MetaImage ElementDataFile): send one .mha file that holds them"
             )
+        _require_beside(path, location, "MetaImage ElementDataFile")
         return FileCheck("metaimage", "detached", 0)
     if fields.get("binarydata", "true").lower() == "false":
         return FileCheck("metaimage", "text", 0)
