@@ -27,7 +27,8 @@ from medicosam_app.geometry.file_integrity import IncompleteFileError, check_fil
 from medicosam_app.geometry.volume import read_volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "medicosam"))
-from lib.datastore import CheckedLocalDatastore, label_value_problems  # noqa: E402
+from lib.datastore import CheckedLocalDatastore  # noqa: E402
+from medicosam_app.geometry.label_check import label_value_problems  # noqa: E402
 
 SHAPE = (40, 30, 12)
 EXTENSIONS = ["*.nii.gz", "*.nii", "*.nrrd"]  # as the server's (MONAI Label's MONAI_LABEL_DATASTORE_FILE_EXT)
