@@ -122,7 +122,7 @@ class Settings:
             finetune_after_labels=int(get("finetune_after_labels", "MEDICOSAM_FINETUNE_AFTER_LABELS", "0")),
             finetune_schedule=str(get("finetune_schedule", "MEDICOSAM_FINETUNE_SCHEDULE", "") or ""),
             dicom_modalities=tuple(
-                m.strip().upper() for m in str(get("modalities", "MEDICOSAM_MODALITIES", "CT,MR")).split(",") if m.strip()
+                m.strip().upper() for m in str(get("modalities", "MEDICOSAM_MODALITIES", "all")).split(",") if m.strip()
             ),
             dicom_cache_dir=Path(
                 get("dicom_cache_dir", "MEDICOSAM_DICOM_CACHE_DIR", "") or Path(cache_dir or default_cache_dir()) / "dicomweb"

@@ -100,7 +100,7 @@ def test_box_only_request_uses_the_roi_middle_slice(tmp_path):
     assert double.calls[0]["box"].tolist() == [5, 19, 15, 29]
 
 
-def test_unreadable_or_colour_images_are_refused_clearly(tmp_path):
+def test_unreadable_images_are_refused_clearly_and_colour_is_kept(tmp_path):
     import SimpleITK as sitk
     import pytest
 
@@ -110,10 +110,13 @@ def test_unreadable_or_colour_images_are_refused_clearly(tmp_path):
     (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
     with pytest.raises(ImageReadError, match="Cannot read image junk.nii.gz"):
         read_volume(tmp_path / "junk.nii.gz")
-    rgb = sitk.Image([8, 8], sitk.sitkVectorUInt8, 3)
+    rgb = sitk.Image([8, 6], sitk.sitkVectorUInt8, 3)
     sitk.WriteImage(rgb, str(tmp_path / "rgb.png"))
-    with pytest.raises(ImageReadError, match="3 values per voxel"):
-        read_volume(tmp_path / "rgb.png")
+    colour = read_volume(tmp_path / "rgb.png")
+    assert colour.array.shape == (8, 6, 1, 3) and colour.layout == "plane" and colour.shape == (8, 6, 1)
+    sitk.WriteImage(sitk.Image([8, 6, 2], sitk.sitkVectorFloat32, 5), str(tmp_path / "five.nrrd"))
+    with pytest.raises(ImageReadError, match="5 values per voxel"):
+        read_volume(tmp_path / "five.nrrd")
 
 
 def test_a_new_checkpoint_or_preprocessing_does_not_reuse_embeddings(tmp_path):

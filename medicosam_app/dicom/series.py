@@ -118,8 +118,9 @@ def _normal(header: Dataset) -> np.ndarray:
     return np.cross(cosines[:3], cosines[3:])
 
 
-def check_series(headers: Sequence[Dataset], name: str = "") -> List[int]:
-    """Check that ``headers`` form one evenly spaced image series; return their order along the normal."""
+def check_series(headers: Sequence[Dataset], name: str = "", allow_colour: bool = False) -> List[int]:
+    """Check that ``headers`` form one evenly spaced image series; return their order along the normal.
+    ``allow_colour``: colour slices are accepted (:mod:`.image` presents them; GDCM's series reader would not)."""
     if not headers:
         raise DicomSeriesError(f"{name or 'The series'} has no DICOM instances.")
     first = headers[0]
@@ -140,7 +141,7 @@ def check_series(headers: Sequence[Dataset], name: str = "") -> List[int]:
             "pixels or patient position: it is not a cross-sectional image; open a CT or MR series instead."
         )
     colour = sorted({int(h.get("SamplesPerPixel", 1) or 1) for h in headers} - {1})
-    if colour:
+    if colour and not allow_colour:
         raise DicomSeriesError(
             f"{what} holds colour images ({colour[0]} samples per pixel, "
             f"{headers[0].get('PhotometricInterpretation', '?')}): open a greyscale CT or MR series instead."

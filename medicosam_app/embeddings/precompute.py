@@ -137,7 +137,7 @@ def precompute(
                 continue
             summary.images += 1
             for axis in axes:
-                view = SliceView.create(volume.shape, volume.direction, axis)
+                view = volume.view(axis)
                 bar.set_postfix_str(f"{path.name} axis {axis}")
                 for start in range(0, view.num_slices, batch_size):
                     indices = list(range(start, min(start + batch_size, view.num_slices)))

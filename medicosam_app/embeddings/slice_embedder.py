@@ -145,8 +145,9 @@ class SliceEmbedder:
         return slice_to_rgb(view.extract(volume.array, index), self._volume_range(volume))
 
     def display_slice(self, volume: Volume, view: SliceView, index: int) -> np.ndarray:
-        """The slice as the encoder sees it: H×W uint8 after the intensity policy's windowing."""
-        return self.slice_rgb(volume, view, index)[:, :, 0]
+        """The slice as the encoder sees it, as one H×W uint8 brightness (the mean of the channels for colour)."""
+        rgb = self.slice_rgb(volume, view, index)
+        return rgb[:, :, 0] if not volume.is_colour else np.round(rgb.mean(axis=2)).astype(np.uint8)
 
     def _volume_range(self, volume: Volume) -> Optional[Tuple[float, float]]:
         key = (volume.content_hash, self.intensity.key)

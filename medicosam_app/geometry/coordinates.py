@@ -78,13 +78,14 @@ class SliceView:
         return self.shape[self.axis]
 
     def extract(self, array: np.ndarray, index: int) -> np.ndarray:
-        """Slice ``index`` of ``array[i, j, k]`` as a 2D array in display orientation (a view, not a copy)."""
+        """Slice ``index`` of ``array[i, j, k]`` as a 2D array in display orientation (a view, not a copy); a
+        colour ``array[i, j, k, channel]`` gives ``(rows, columns, channel)``."""
         selector = [slice(None)] * 3
         selector[self.axis] = index
         plane = array[tuple(selector)]  # basic indexing keeps a view, unlike np.take
         in_plane = [a for a in (0, 1, 2) if a != self.axis]
         if in_plane.index(self.row_axis) == 1:
-            plane = plane.T
+            plane = np.swapaxes(plane, 0, 1)  # rows first; a trailing channel axis stays last
         return plane[:: -1 if self.flip_rows else 1, :: -1 if self.flip_cols else 1]
 
     def paste(self, pixels: np.ndarray, volume: np.ndarray, index: int) -> None:

@@ -104,7 +104,7 @@ class InstanceSegmenter:
             self.semantic.served()  # 409 before any image is read when no semantic model exists
         predictor = self.models.predictor()
         volume = self.volumes.get(image_path)
-        view = SliceView.create(volume.shape, volume.direction, options.axis)
+        view = volume.view(options.axis)
         with self._hold_prefetch():
             if options.mode == "everything":
                 result = self._everything(volume, view, options, predictor)
@@ -129,7 +129,7 @@ class InstanceSegmenter:
         """The semantic label, each class component redrawn by MedicoSAM where it holds to the stop rules."""
         semantic = self.semantic.segment(str(image_path))  # every component is redrawn: no scores needed
         volume = semantic.volume
-        view = SliceView.create(volume.shape, volume.direction, semantic.axis)
+        view = volume.view(semantic.axis)
         proposals = semantic_proposals(semantic.label, semantic.classes.names, semantic.classes.values, view, None, min_voxels)
         predictor = self.models.predictor()
         refined = semantic.label.copy()

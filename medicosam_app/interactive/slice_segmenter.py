@@ -117,7 +117,7 @@ class InteractiveSegmenter:
         started = time.perf_counter()
         predictor = self.models.predictor()
         volume = self.volumes.get(image_path)
-        view = SliceView.create(volume.shape, volume.direction, axis)
+        view = volume.view(axis)
         prompts = parse_voxel_prompts(params, volume.shape)
         index = choose_slice(prompts, view)
         prompt = slice_prompt(prompts, view, index)

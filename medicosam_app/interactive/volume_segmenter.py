@@ -131,7 +131,7 @@ class VolumeSegmenter:
         started = time.perf_counter()
         predictor = self.models.predictor()
         volume = self.volumes.get(image_path)
-        view = SliceView.create(volume.shape, volume.direction, axis)
+        view = volume.view(axis)
         prompts = parse_voxel_prompts({**params, "slice": None}, volume.shape)
         slices, corrections = prompted_slices(prompts, view)
         bounds = propagation_bounds(prompts, view)

@@ -85,7 +85,7 @@ def server(pacs, phantom_checkpoint):
 
 def test_start_up_uses_our_datastore_and_downloads_no_dcmqi(server, pacs):
     log = (pacs[2] / "server.log").read_text()
-    assert "Using DICOMweb: http://127.0.0.1:" in log and "(modalities CT,MR)" in log
+    assert "Using DICOMweb: http://127.0.0.1:" in log and "(modalities ALL)" in log
     assert "dcmqi" not in log.lower() and "github.com" not in log
 
 

@@ -11,8 +11,9 @@ folder); this subclass replaces the parts that break or trust too much:
   that says so instead of a stack trace;
 - final labels become DICOM SEG with highdicom (no dcmqi download at start-up), naming algorithm and model
   version, stored to the PACS by STOW-RS after the label is safe in the local cache;
-- series of several modalities are listed (CT and MR by default) unless ``MONAI_LABEL_DICOMWEB_SEARCH_FILTER``
-  says otherwise.
+- every image series is listed (radiographs, ultrasound clips, photographs, enhanced CT/MR...; SEG, SR,
+  RTSTRUCT, PR, KO and other non-image series never), or the modalities ``--conf modalities`` names, unless
+  ``MONAI_LABEL_DICOMWEB_SEARCH_FILTER`` says otherwise.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
 
 from medicosam_app.dicom.seg import SegmentationAuthor, label_names, label_to_seg, seg_to_label
-from medicosam_app.dicom.series import DicomSeries, read_series_folder
+from medicosam_app.dicom.image import read_dicom_folder
+from medicosam_app.dicom.series import NON_IMAGE_MODALITIES, DicomSeries, read_series_folder
 from medicosam_app.dicom.wado import PacsContentError, download_series
 from medicosam_app.keyed_locks import KeyedLocks
-from medicosam_app.geometry.volume import read_volume
+from medicosam_app.geometry.volume import Volume, read_volume, write_image
 
 from .datastore import store_label
 from .http_errors import as_http_errors
@@ -65,12 +67,15 @@ MONAI_LABEL_DEFAULT_FILTER = {"Modality": "CT"}
 
 
 def search_filters(modalities: Sequence[str]) -> List[Dict[str, Any]]:
-    """The QIDO filters that list image series: one per modality (``--conf modalities CT,MR``), unless
+    """The QIDO filters that list image series: every series (``--conf modalities all``, the default; series
+    that are not images are left out of the listing), or one per modality (``--conf modalities CT,MR``), unless
     ``MONAI_LABEL_DICOMWEB_SEARCH_FILTER`` was set to something other than MONAI Label's CT-only default
     (``monailabel start_server`` exports every setting to the environment, so its presence alone says nothing)."""
     configured = dict(settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER or {})
     if configured and configured != MONAI_LABEL_DEFAULT_FILTER:
         return [configured]
+    if not modalities or "ALL" in modalities:
+        return [{}]
     return [{"Modality": m} for m in modalities]
 
 
@@ -94,8 +99,11 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         if "series" not in self._listing:
             found: Dict[str, None] = {}
             for search in self._filters:
-                for item in self._client.search_for_series(search_filters=search):
-                    found[str(Dataset.from_json(item)["SeriesInstanceUID"].value)] = None
+                for item in self._client.search_for_series(search_filters=search, fields=["Modality"]):
+                    series = Dataset.from_json(item)
+                    if str(series.get("Modality", "")).upper() in NON_IMAGE_MODALITIES:
+                        continue  # a SEG, a report, a presentation state: never an image to open
+                    found[str(series["SeriesInstanceUID"].value)] = None
             self._listing["series"] = list(found)
         return list(self._listing["series"])
 
@@ -143,23 +151,37 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
             return read_series_folder(self.series_folder(series_uid))
 
     def get_image_uri(self, image_id: str) -> str:
+        """The series converted to one local image file (once): a classic CT/MR/PET volume as NIfTI, as before;
+        a radiograph, a clip, a colour or an enhanced image as NRRD that keeps its layout, frame time and colour
+        (:mod:`medicosam_app.dicom.image`)."""
         check_uid(image_id)
         with self._series_locks.hold(image_id):
             obj = self._datastore.objects.get(image_id)
             if obj and os.path.isfile(LocalDatastore.get_image_uri(self, image_id)):
                 return LocalDatastore.get_image_uri(self, image_id)
-            series = self.series(image_id)
+            folder = self.series_folder(image_id)
             with as_http_errors():
-                image = series.to_sitk()
-            fd, converted = tempfile.mkstemp(suffix=".nii.gz", prefix=".converting_", dir=self._datastore.image_path())
+                image = read_dicom_folder(folder)
+            classic = image.series is not None and image.array.ndim == 3
+            suffix = ".nii.gz" if classic else ".nrrd"
+            fd, converted = tempfile.mkstemp(suffix=suffix, prefix=".converting_", dir=self._datastore.image_path())
             os.close(fd)
             try:
-                sitk.WriteImage(image, converted, useCompression=True)
-                LocalDatastore.add_image(self, image_id, converted, self._dicom_info(image_id))
+                if classic:
+                    sitk.WriteImage(image.to_sitk(), converted, useCompression=True)
+                else:
+                    write_image(Volume(image.array, image.spacing, image.origin, image.direction,
+                                       layout=image.layout, frame_time_ms=image.frame_time_ms), converted)
+                info = {**self._dicom_info(image_id), "layout": image.layout, "spacing_source": image.spacing_source,
+                        "presentation": list(image.steps)}
+                if image.frame_time_ms is not None:
+                    info["frame_time_ms"] = image.frame_time_ms
+                LocalDatastore.add_image(self, image_id, converted, info)
             finally:
-                os.remove(converted)
-            logger.info("Series %s cached as %s (stored as %s)", image_id, image.GetSize(),
-                        ", ".join(series.transfer_syntaxes))
+                if os.path.exists(converted):
+                    os.remove(converted)
+            logger.info("Series %s (%s, %s) cached as %s", image_id, image.modality, image.layout,
+                        list(image.array.shape))
             return LocalDatastore.get_image_uri(self, image_id)
 
     # -- labels -----------------------------------------------------------------------------------------
