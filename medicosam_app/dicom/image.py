@@ -21,6 +21,7 @@ region calibration, else 1.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -29,6 +30,7 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from .enhanced import enhanced_geometry, is_enhanced
 from .pixels import presented_frames
@@ -94,7 +96,7 @@ def read_dicom_files(files: Sequence[Path], headers: Optional[Sequence[Dataset]]
         raise DicomSeriesError("The folder mixes several series; one series is needed.")
     if modality in NON_IMAGE_MODALITIES or not any("Rows" in h for h in headers):
         raise DicomSeriesError(f"{what} is a {modality or 'non-image'} series, not an image: open an image series instead.")
-    enhanced = [i for i, h in enumerate(headers) if is_enhanced(h)]
+    enhanced = [i for i, h in enumerate(headers) if _is_enhanced_volume(h, modality)]
     multi = [i for i, h in enumerate(headers) if _frame_count(h) > 1 and i not in enhanced]
     if enhanced:
         if len(headers) > 1:
@@ -112,6 +114,14 @@ def read_dicom_files(files: Sequence[Path], headers: Optional[Sequence[Dataset]]
     if positioned and (len(headers) > 1 or modality in ("CT", "MR", "PT", "NM")):
         return _classic_volume(files, headers, what, modality)
     return _pictures(files, headers, what, modality)
+
+
+def _is_enhanced_volume(header: Dataset, modality: str) -> bool:
+    """An enhanced CT/MR/PET instance (its frames are slices placed by functional groups), even one whose
+    groups were stripped, which is then refused as a volume without geometry rather than shown as a clip.
+    Enhanced XA/XRF/US instances carry functional groups too, but their frames are a clip in time."""
+    name = UID(str(header.get("SOPClassUID", ""))).name
+    return bool(re.search(r"Enhanced (CT|MR|PET)", name)) or (is_enhanced(header) and modality in ("CT", "MR", "PT"))
 
 
 def _frame_count(header: Dataset) -> int:

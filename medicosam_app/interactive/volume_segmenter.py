@@ -82,7 +82,9 @@ def prompted_slices(prompts: VoxelPrompts, view: SliceView) -> Tuple[Dict[int, S
 
 
 def propagation_bounds(prompts: VoxelPrompts, view: SliceView) -> Tuple[int, int]:
-    if prompts.roi is not None:
+    """A 3D ROI bounds the walk; a flat one (one slice or frame thick: a box drawn on one frame of a clip) is a
+    2D box on that slice, followed both ways as far as the stop rule lets it go."""
+    if prompts.roi is not None and prompts.roi[view.axis][0] != prompts.roi[view.axis][1]:
         return prompts.roi[view.axis]
     return 0, view.num_slices - 1
 
