@@ -67,6 +67,7 @@ from medicosam_app.services import (  # noqa: E402
 )
 from medicosam_app.runtime.heap import glibc_tunables, heap_tuning_state  # noqa: E402
 from medicosam_app.settings import Settings  # noqa: E402
+from medicosam_app.geometry.volume import IMAGE_FILE_PATTERNS  # noqa: E402
 from medicosam_app.geometry.volume_cache import VolumeCache  # noqa: E402
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter  # noqa: E402
 
@@ -154,7 +155,8 @@ class MedicoSAMApp(MONAILabelApp):
             return self._dicomweb_datastore()
         return CheckedLocalDatastore(
             self.studies,
-            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            # MONAI Label's list plus every picture and volume format the core reads (JPEG, TIFF, MHA, DICOM).
+            extensions=list(dict.fromkeys([*settings.MONAI_LABEL_DATASTORE_FILE_EXT, *IMAGE_FILE_PATTERNS])),
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
         )

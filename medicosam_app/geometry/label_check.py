@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
@@ -20,6 +21,7 @@ import SimpleITK as sitk
 
 from ..errors import InvalidRequestError
 from .file_integrity import FileCheck, IncompleteFileError, check_file_complete, count_nonfinite
+from .pictures import is_picture
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,19 @@ class Grid:
         direction = np.array(source.GetDirection(), float).reshape(dimension, dimension)
         return cls(size + (1,) * (3 - len(size)), dimension, np.array(source.GetSpacing(), float),
                    np.array(source.GetOrigin(), float), direction)
+
+    @classmethod
+    def of_image(cls, path: str) -> "Grid":
+        """The grid the server gives an image file, the one its answers are written on: from the header for
+        volume formats; from the server's own reader for pictures and DICOM (ITK would read a radiograph's
+        spacing, or a colour PNG's, differently or not at all). :class:`~..errors.ImageReadError` if unreadable."""
+        from .volume import is_dicom_file, read_volume
+
+        if is_picture(Path(path)) or is_dicom_file(Path(path)):
+            volume = read_volume(path)
+            return cls(volume.shape, 3, np.array(volume.spacing, float), np.array(volume.origin, float),
+                       np.asarray(volume.direction, float))
+        return cls.read(path)
 
     @classmethod
     def read(cls, path: str) -> "Grid":

@@ -29,6 +29,8 @@ from .file_integrity import IncompleteFileError, check_file_complete
 from .pictures import is_picture, read_picture
 
 LAYOUTS = ("volume", "plane", "cine", "stack")
+# Files a folder datastore lists as images (beside MONAI Label's own list): volumes, pictures, single DICOM files.
+IMAGE_FILE_PATTERNS = ("*.nii.gz", "*.nii", "*.nrrd", "*.mha", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.dcm")
 # Keys of the NRRD header that keep what a converted image is (its layout, its frame time) across a restart.
 LAYOUT_KEY, FRAME_TIME_KEY = "medicosam_layout", "medicosam_frame_time_ms"
 

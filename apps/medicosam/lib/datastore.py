@@ -42,7 +42,7 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
 
 from medicosam_app.atomic_files import copy_file_atomic, fsync_directory, make_folders_durably, write_bytes_atomic
-from medicosam_app.errors import InvalidRequestError
+from medicosam_app.errors import ImageReadError, InvalidRequestError
 from medicosam_app.geometry.label_check import GEOMETRY_FORMATS, Grid, on_image_grid, read_checked_label
 from medicosam_app.security.audit import label_summary
 from medicosam_app.security.paths import UnsafePathError, confined_path, safe_extension, safe_name
@@ -289,8 +289,8 @@ def store_label(
             source = label_filename
             if os.path.isfile(image_path):
                 try:
-                    image = Grid.read(image_path)
-                except RuntimeError:
+                    image = Grid.of_image(image_path)
+                except (RuntimeError, ImageReadError):
                     raise HTTPException(
                         422, f"Image '{image_id}' in the datastore cannot be read: no label can be checked against it.",
                     ) from None

@@ -68,6 +68,7 @@ class InteractiveInfer(InferTask):
             "label_names": {label: 1},
             "slice": result.slice_index,
             "axis": result.axis,
+            "layout": result.volume.layout,  # volume (slices), cine (frames), stack or plane (images)
             "predicted_iou": round(result.predicted_iou, 4),
             "interactive_version": result.decoder_version,
             "latencies": latencies,

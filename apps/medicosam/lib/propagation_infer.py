@@ -92,6 +92,8 @@ class PropagationInfer(InferTask):
         return str(path), {
             "label_names": {label: 1},
             "axis": axis,
+            "layout": outcome.volume.layout,  # volume (slices), cine (frames), stack or plane (images)
+            "frame_time_ms": outcome.volume.frame_time_ms,
             "slice_range": [low, high],
             "prompted_slices": result.prompted_slices,
             "corrected_slices": result.corrected_slices,
