@@ -57,6 +57,8 @@ def write_dicom(path: Path, pixels: np.ndarray, modality: str = "CR", photometri
     ds.StudyInstanceUID, ds.SeriesInstanceUID = STUDY, series_uid or generate_uid()
     ds.PatientID, ds.PatientName, ds.Modality = "PROJ-1", "Projection^Test", modality
     ds.SeriesNumber, ds.InstanceNumber = 1, instance
+    ds.PatientBirthDate, ds.PatientSex, ds.StudyDate, ds.StudyTime = "19700101", "O", "20261207", "101500"
+    ds.ReferringPhysicianName, ds.StudyID, ds.AccessionNumber = "", "1", ""
     ds.Rows, ds.Columns = pixels.shape[(1 if frames else 0)], pixels.shape[(2 if frames else 1)]
     if frames:
         ds.NumberOfFrames = pixels.shape[0]

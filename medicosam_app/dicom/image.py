@@ -22,7 +22,7 @@ region calibration, else 1.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -58,7 +58,13 @@ class DicomImage:
     modality: str = ""
     spacing_source: str = ""
     steps: Tuple[str, ...] = field(default=())
-    series: Optional[DicomSeries] = None  # a classic volume: its checked series (for SEG)
+    series: Optional[DicomSeries] = None  # a classic volume: its checked series
+    files: Tuple[Path, ...] = ()  # the instances, in the order a DICOM SEG lists them as its sources
+    series_uid: str = ""
+
+    def datasets(self) -> List[Dataset]:
+        """The source instances (pixels included), in ``files`` order: what a DICOM SEG is made over."""
+        return [pydicom.dcmread(str(f)) for f in self.files]
 
     def to_sitk(self) -> sitk.Image:
         colour = self.array.ndim == 4
@@ -153,7 +159,8 @@ def _classic_volume(files: List[Path], headers: List[Dataset], what: str, modali
         array = np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
         return DicomImage(array, tuple(image.GetSpacing()), tuple(image.GetOrigin()),
                           np.array(image.GetDirection(), float).reshape(3, 3), "volume", uids, modality=modality,
-                          spacing_source="PixelSpacing and slice positions", series=series)
+                          spacing_source="PixelSpacing and slice positions", series=series, files=series.files,
+                          series_uid=series.series_uid)
     first = series.headers[0]
     _check_size(first, what, len(files))
     frames = [presented_frames(ds, voi=False, name=what).frames[0] for ds in series.datasets()]
@@ -167,7 +174,7 @@ def _classic_volume(files: List[Path], headers: List[Dataset], what: str, modali
     return DicomImage(np.ascontiguousarray(array.transpose(2, 1, 0, 3)), (pixel[1], pixel[0], step),
                       tuple(float(v) for v in first.ImagePositionPatient), np.column_stack([row, column, normal]),
                       "volume", uids, modality=modality, spacing_source="PixelSpacing and slice positions",
-                      steps=("colour",), series=series)
+                      steps=("colour",), series=series, files=series.files, series_uid=series.series_uid)
 
 
 def _enhanced_volume(path: Path, what: str, modality: str) -> DicomImage:
@@ -180,7 +187,8 @@ def _enhanced_volume(path: Path, what: str, modality: str) -> DicomImage:
     uid = str(dataset.SOPInstanceUID)
     return DicomImage(np.ascontiguousarray(frames.transpose(order)), geometry.spacing, geometry.origin,
                       geometry.direction, "volume", tuple((uid, i + 1) for i in geometry.frame_order),
-                      modality=modality, spacing_source="functional groups", steps=shown.steps)
+                      modality=modality, spacing_source="functional groups", steps=shown.steps, files=(path,),
+                      series_uid=str(dataset.SeriesInstanceUID))
 
 
 def _clip(path: Path, what: str, modality: str) -> DicomImage:
@@ -189,8 +197,9 @@ def _clip(path: Path, what: str, modality: str) -> DicomImage:
     shown = presented_frames(dataset, voi=True, name=what)
     spacing, source = projection_spacing(dataset)
     uid = str(dataset.SOPInstanceUID)
-    return _two_dimensional(shown.frames, spacing, "cine", tuple((uid, i + 1) for i in range(len(shown.frames))),
-                            frame_time_ms(dataset), modality, source, shown.steps)
+    image = _two_dimensional(shown.frames, spacing, "cine", tuple((uid, i + 1) for i in range(len(shown.frames))),
+                             frame_time_ms(dataset), modality, source, shown.steps)
+    return replace(image, files=(path,), series_uid=str(dataset.SeriesInstanceUID))
 
 
 def _pictures(files: List[Path], headers: List[Dataset], what: str, modality: str) -> DicomImage:
@@ -207,8 +216,9 @@ def _pictures(files: List[Path], headers: List[Dataset], what: str, modality: st
     frames = np.concatenate([s.frames for s in shown], axis=0)
     spacing, source = projection_spacing(datasets[0])
     layout = "plane" if len(datasets) == 1 else "stack"
-    return _two_dimensional(frames, spacing, layout, tuple((str(d.SOPInstanceUID), 1) for d in datasets), None,
-                            modality, source, shown[0].steps)
+    image = _two_dimensional(frames, spacing, layout, tuple((str(d.SOPInstanceUID), 1) for d in datasets), None,
+                             modality, source, shown[0].steps)
+    return replace(image, files=tuple(files[i] for i in order), series_uid=str(datasets[0].SeriesInstanceUID))
 
 
 def _instance_number(header: Dataset) -> int:

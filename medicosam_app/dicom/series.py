@@ -52,6 +52,11 @@ class DicomSeries:
     def sop_instance_uids(self) -> List[str]:
         return [str(h.SOPInstanceUID) for h in self.headers]
 
+    @property
+    def frames(self) -> Tuple[Tuple[str, int], ...]:
+        """Per slice k: the SOP instance UID and frame number (always 1 for classic slices) it comes from."""
+        return tuple((uid, 1) for uid in self.sop_instance_uids)
+
     def datasets(self) -> List[Dataset]:
         """The full instances (pixels included), in slice order."""
         return [pydicom.dcmread(str(f)) for f in self.files]

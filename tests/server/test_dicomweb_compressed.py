@@ -111,7 +111,8 @@ def pacs(tmp_path_factory):
     series["vendor mixed"] = Stored(uid, "", np.stack([mr_small] * len(mixed)))
     uid = build.write_stack_of([VENDOR_FILES / "693_J2KI.dcm"], dicom / "vendor J2K CT", 1.0, study, "vendor J2K CT", 21)
     series["vendor J2K CT"] = Stored(uid, JPEG2000, None)
-    # What cannot be opened: an enhanced multi-frame CT, and a JPEG 2000 series with a damaged slice.
+    # The same CT as one enhanced multi-frame instance (opened as the same volume), and what cannot be opened:
+    # a JPEG 2000 series with a damaged slice.
     broken = root / "broken"
     enhanced = build.write_enhanced_copy(dicom / "plain", broken / "enhanced", "Enhanced CT", 30)
     damaged = build.write_transcoded_copy(dicom / "plain", broken / "damaged", JPEG2000Lossless, "damaged J2K", 31)
@@ -211,9 +212,33 @@ def test_a_click_on_a_jpeg2000_series_gives_the_mask_of_the_uncompressed_one(ser
     assert masks[0] == masks[1] and any(masks[0])
 
 
+def test_an_enhanced_copy_of_a_series_opens_as_the_same_volume_and_gives_the_same_mask(server, pacs, tmp_path):
+    """One Legacy Converted Enhanced CT instance (frames placed by functional groups) against the classic series
+    it was made from: the same voxels, the same geometry, the same mask for the same click."""
+    _, series, _, other, _ = pacs
+    images = []
+    for name, uid in (("classic.nii.gz", series["plain"].uid), ("enhanced.nrrd", other["enhanced"])):
+        response = requests.get(f"{server}/datastore/image", params={"image": uid}, timeout=180)
+        assert response.status_code == 200, response.text[:1000]
+        (tmp_path / name).write_bytes(response.content)
+        images.append(sitk.ReadImage(str(tmp_path / name)))
+    classic, enhanced = images
+    assert np.array_equal(sitk.GetArrayFromImage(classic), sitk.GetArrayFromImage(enhanced))
+    assert np.allclose(classic.GetSpacing(), enhanced.GetSpacing(), atol=1e-4)
+    assert np.allclose(classic.GetOrigin(), enhanced.GetOrigin(), atol=1e-3)
+    assert np.allclose(classic.GetDirection(), enhanced.GetDirection(), atol=1e-5)
+    masks = []
+    for uid in (series["plain"].uid, other["enhanced"]):
+        response = requests.post(
+            f"{server}/infer/medicosam_interactive", params={"image": uid, "output": "image"},
+            files={"params": (None, json.dumps(dict(OHIF_PARAMS, foreground=[[64, 50, 20]])))}, timeout=180,
+        )
+        assert response.status_code == 200, response.text[:1000]
+        masks.append(response.content[response.content.index(b"\n\n") + 2:])
+    assert masks[0] == masks[1] and any(masks[0])
+
+
 @pytest.mark.parametrize("case, message", [
-    ("enhanced", "enhanced multi-frame CT is not supported: it is stored as 1 Legacy Converted Enhanced CT Image "
-                 "Storage instance(s) (40 frame(s) in the first)"),
     ("damaged", "the pixel data of slice 7 of 40"),
 ])
 def test_series_that_cannot_be_opened_answer_422_and_the_server_keeps_serving(server, pacs, case, message):

@@ -40,9 +40,16 @@ from monailabel.datastore.utils.convert import binary_to_image
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
 
-from medicosam_app.dicom.seg import SegmentationAuthor, label_names, label_to_seg, seg_to_label
 from medicosam_app.dicom.image import read_dicom_folder
-from medicosam_app.dicom.series import NON_IMAGE_MODALITIES, DicomSeries, read_series_folder
+from medicosam_app.dicom.seg import (
+    SegmentationAuthor,
+    SegSource,
+    label_names,
+    label_to_seg,
+    seg_to_label,
+    seg_unsupported,
+)
+from medicosam_app.dicom.series import NON_IMAGE_MODALITIES, DicomSeries, DicomSeriesError, read_series_folder
 from medicosam_app.dicom.wado import PacsContentError, download_series
 from medicosam_app.keyed_locks import KeyedLocks
 from medicosam_app.geometry.volume import Volume, read_volume, write_image
@@ -150,6 +157,16 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         with as_http_errors():
             return read_series_folder(self.series_folder(series_uid))
 
+    def seg_source(self, series_uid: str) -> SegSource:
+        """What a SEG of this series is made over: the classic series (headers only), else the image as read
+        (a radiograph, a stack, a clip, an enhanced instance)."""
+        folder = self.series_folder(series_uid)
+        with as_http_errors():
+            try:
+                return read_series_folder(folder)
+            except DicomSeriesError:
+                return read_dicom_folder(folder)
+
     def get_image_uri(self, image_id: str) -> str:
         """The series converted to one local image file (once): a classic CT/MR/PET volume as NIfTI, as before;
         a radiograph, a clip, a colour or an enhanced image as NRRD that keeps its layout, frame time and colour
@@ -234,7 +251,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         seg = pydicom.dcmread(str(next(seg_folder.glob("*.dcm"))))
         image_path = self.get_image_uri(image_id)
         with as_http_errors():
-            label = seg_to_label(seg, self.series(image_id))
+            label = seg_to_label(seg, self.seg_source(image_id))
         reference = sitk.ReadImage(image_path)
         written = _label_file(label, reference, self._datastore.label_path(label_tag))
         try:
@@ -257,10 +274,17 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
             if label_tag != DefaultLabelTag.FINAL:
                 return image_id
             author = self._author()
-            series = self.series(image_id)
+            source = self.seg_source(image_id)
+            sources = source.datasets()
+            unsupported = seg_unsupported(sources, len(source.frames))
+            if unsupported:
+                # The label is saved (above); the PACS just cannot be given it as a SEG yet. Say so in its info.
+                LocalDatastore.update_label_info(self, image_id, label_tag, {**info, "pacs": unsupported})
+                logger.warning("Series %s: %s", image_id, unsupported)
+                return image_id
             with as_http_errors():
                 label = read_volume(label_filename).array
-                seg = label_to_seg(label, series, label_names(info.get("label_info")), author)
+                seg = label_to_seg(label, source, label_names(info.get("label_info")), author)
             try:
                 self._client.store_instances([seg])
             except requests.RequestException as error:
