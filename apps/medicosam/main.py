@@ -23,10 +23,9 @@ from monailabel.interfaces.datastore import Datastore  # noqa: E402
 from monailabel.interfaces.tasks.infer_v2 import InferType  # noqa: E402
 
 from monailabel.tasks.activelearning.first import First  # noqa: E402
-from monailabel.tasks.activelearning.random import Random  # noqa: E402
 from monailabel.utils.async_tasks.task import AsyncTask  # noqa: E402
 
-from lib.active_learning import DiceScoring, UncertaintyStrategy  # noqa: E402
+from lib.active_learning import DiceScoring, RandomStrategy, UncertaintyStrategy  # noqa: E402
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
 from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  # noqa: E402
 from lib.instances_infer import InstancesInfer  # noqa: E402
@@ -220,7 +219,7 @@ class MedicoSAMApp(MONAILabelApp):
     def init_strategies(self) -> Dict[str, Any]:
         return {
             "medicosam_uncertainty": UncertaintyStrategy(UncertaintyRanker(self.semantic)),
-            "random": Random(),
+            "random": RandomStrategy(),
             "first": First(),
         }
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import Any, Dict, Optional
 
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.tasks.activelearning.random import Random
 
 from medicosam_app.semantic.active_learning import UncertaintyRanker, score_against_label
 from medicosam_app.errors import MedicoSamError
@@ -18,6 +20,24 @@ from medicosam_app.semantic.segmenter import NoSemanticModelError, SemanticSegme
 from .semantic_train import FINAL, labelled_studies
 
 logger = logging.getLogger(__name__)
+
+
+class RandomStrategy(Random):
+    """MONAI Label's random pick, weighted by how long ago each image was last handed out, without its crash:
+    an image handed out this very second weighs 0, and when every candidate was (two annotators asking at once,
+    or one image left) ``random.choices`` raised and the request answered 500. Each weight is now at least 1."""
+
+    def __call__(self, request, datastore: Datastore):
+        images = datastore.get_unlabeled_images(request.get("label_tag"), request.get("labels"))
+        if not images:
+            return None
+        strategy = request["strategy"]
+        now = int(time.time())
+        weights = [max(1, now - int(datastore.get_image_info(image).get("strategy", {}).get(strategy, {}).get("ts", 0)))
+                   for image in images]
+        index = random.choices(range(len(images)), weights=weights)[0]
+        logger.info("Random: selected image %s (weight %d of %d images)", images[index], weights[index], len(images))
+        return {"id": images[index], "weight": weights[index]}
 
 
 class UncertaintyStrategy(Strategy):
