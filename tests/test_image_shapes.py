@@ -206,6 +206,9 @@ def test_pictures_of_one_series_form_a_stack_in_instance_order_and_different_siz
     stack = read_volume(tmp_path)
     assert stack.layout == "stack" and stack.shape == (45, 30, 2)
     np.testing.assert_array_equal(stack.array[:, :, 0], frontal.T)  # instance 1 first
+    models = ModelsDouble(SquarePredictorDouble())
+    with pytest.raises(InvalidRequestError, match="stack of 2 separate 2D pictures"):
+        VolumeSegmenter(models, SliceEmbedder(models)).segment(tmp_path, {"foreground": [[5, 5, 0]]}, ClickContext("s"))
     write_dicom(tmp_path / "c.dcm", asymmetric_picture(20, 20), "CR", series_uid=uid, instance=3)
     with pytest.raises(ImageReadError, match="3 separate 2D images of different sizes"):
         read_volume(tmp_path)

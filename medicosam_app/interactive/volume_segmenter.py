@@ -18,6 +18,7 @@ import torch
 
 from ..embeddings.slice_embedder import SliceEmbedder
 from ..geometry.coordinates import SliceView
+from ..errors import InvalidRequestError
 from ..geometry.volume import Volume
 from ..geometry.volume_cache import VolumeCache
 from ..lru import LRUCache
@@ -134,6 +135,11 @@ class VolumeSegmenter:
         predictor = self.models.predictor()
         volume = self.volumes.get(image_path)
         view = volume.view(axis)
+        if volume.layout == "stack":
+            raise InvalidRequestError(
+                f"The image is a stack of {volume.shape[2]} separate 2D pictures (one series holding, say, a frontal "
+                "and a lateral film): they are not neighbours in space or time, so nothing can be propagated "
+                "between them. Click on each picture with medicosam_interactive instead.")
         prompts = parse_voxel_prompts({**params, "slice": None}, volume.shape)
         slices, corrections = prompted_slices(prompts, view)
         bounds = propagation_bounds(prompts, view)
