@@ -264,3 +264,29 @@ def test_a_converted_clip_keeps_its_layout_frame_time_and_colour(tmp_path):
     assert (converted.layout, converted.frame_time_ms) == ("cine", 25.0)
     np.testing.assert_array_equal(converted.array, original.array)
     assert converted.content_hash == original.content_hash  # embeddings made before the conversion still count
+
+
+def test_evaluate_finetune_and_retrain_read_a_folder_of_photographs_with_mask_images(tmp_path, tiny256_checkpoint):
+    """MedicoSAM's 2D evaluation sets are pictures with mask pictures (0/255): the command-line tools read them
+    from a datastore folder as they read volumes, the class named by its mask value."""
+    from medicosam_app.__main__ import main
+
+    studies = tmp_path / "studies"
+    (studies / "labels" / "final").mkdir(parents=True)
+    for n in range(3):
+        Image.fromarray(asymmetric_picture(60, 80, colour=True, seed=n)).save(studies / f"derm_{n}.png")
+        mask = np.zeros((60, 80), np.uint8)
+        mask[10 + n:30, 40:60 + n] = 255
+        Image.fromarray(mask).save(studies / "labels" / "final" / f"derm_{n}.png")
+    common = ["--studies", str(studies), "--checkpoint", str(tiny256_checkpoint), "--cache-dir", str(tmp_path / "c"),
+              "--precision", "fp32", "--labels", '{"lesion": 255}', "--quiet"]
+    assert main(["evaluate", *common, "--iterations", "2", "--no-3d", "--json", str(tmp_path / "run.json")]) == 0
+    import json
+
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["images"] == ["derm_0", "derm_1", "derm_2"]
+    assert {o["class_name"] for o in run["objects"]} == {"lesion"} and run["summary"]["box"]["2d"]["objects"] == 3
+    assert main(["retrain", *common, "--epochs", "1", "--force", "--initial-features", "8"]) == 0
+    assert (tmp_path / "c" / "semantic" / "versions" / "v0001").is_dir()
+    assert main(["finetune", *common, "--epochs", "1"]) == 0
+    assert (tmp_path / "c" / "interactive" / "versions" / "v0001").is_dir()

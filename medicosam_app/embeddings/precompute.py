@@ -20,11 +20,12 @@ from .slice_embedder import SliceEmbedder
 
 logger = logging.getLogger(__name__)
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+# Image files of a datastore folder: volumes, pictures (PNG, JPEG, TIFF) and single DICOM files.
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
 
 
 def find_images(studies: Path) -> List[Path]:
-    """The image files of a local MONAI Label datastore: volume files at the top of the folder.
+    """The image files of a local MONAI Label datastore: image files at the top of the folder.
 
     Labels live in ``labels/`` below it and are not images; a single file is accepted as it is.
     """
