@@ -111,3 +111,19 @@ def test_a_label_drawn_on_a_photograph_is_saved_and_served_back(server, tmp_path
     assert saved.ok
     (tmp_path / "saved.nrrd").write_bytes(saved.content)
     np.testing.assert_array_equal(_read(tmp_path / "saved.nrrd")[1], _read(path)[1])
+
+
+@pytest.mark.parametrize("image_id", ["photo", "cells"])
+def test_automatic_instances_on_a_photograph_and_a_microscopy_image(server, studies, models, tmp_path, image_id):
+    from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
+    from medicosam_app.semantic.segmenter import SemanticSegmenter
+    from medicosam_app.semantic.versions import VersionStore
+
+    params = {"mode": "everything", "points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    path, answer = slicer_client(server, tmp_path).infer("medicosam_instances", image_id, {**params, **SLICER})
+    _, label = _read(path)
+    assert answer["slice"] == 0 and label.shape[2] == 1
+    embedder = SliceEmbedder(models)
+    core = InstanceSegmenter(models, embedder, SemanticSegmenter(VersionStore(tmp_path / "none"), embedder))
+    name = next(p.name for p in studies.iterdir() if p.name.split(".")[0] == image_id)
+    np.testing.assert_array_equal(label, core.segment(studies / name, InstanceOptions.from_request(params)).instances.label)
