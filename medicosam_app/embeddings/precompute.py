@@ -13,7 +13,6 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from ..errors import MedicoSamError
-from ..geometry.coordinates import SliceView
 from ..geometry.volume import image_size, read_volume
 from .prefetch import default_encode_batch_size
 from .slice_embedder import SliceEmbedder

@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import InvalidRequestError
-from ..geometry.coordinates import SliceView
 from ..geometry.volume import Volume
 from ..model.predictor import PromptPredictor
 from ..semantic.studies import LabelledStudy, read_labelled

@@ -13,7 +13,6 @@ from tqdm import tqdm
 from ..embeddings.key import EmbeddingKey
 from ..embeddings.slice_embedder import SliceEmbedder
 from ..evaluation.objects import foreground_slices, slice_objects
-from ..geometry.coordinates import SliceView
 from ..semantic.studies import LabelledStudy, read_labelled
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ from ..embeddings.intensity import IntensityPolicy
 from ..embeddings.memory_cache import EmbeddingCache, EmbeddingSource
 from ..embeddings.prefetch import Prefetcher
 from ..embeddings.slice_embedder import SliceEmbedder
-from ..geometry.coordinates import SliceView
 from ..geometry.volume import Volume
 from ..geometry.volume_cache import VolumeCache
 from ..model.provider import ModelProvider

@@ -15,7 +15,6 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..geometry.coordinates import SliceView
 from ..geometry.volume import read_volume
 from ..lru import LRUCache
 from .metrics import DiceAccumulator
