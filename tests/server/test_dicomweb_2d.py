@@ -146,3 +146,23 @@ def test_a_label_on_a_clip_is_kept_and_says_why_no_seg_was_written(server, pacs,
     (tmp_path / "saved.nrrd").write_bytes(saved.content)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "saved.nrrd"))),
                                   sitk.GetArrayFromImage(sitk.ReadImage(str(path))))
+
+
+def test_a_raw_labelmap_as_ohif_holds_it_is_saved_on_a_colour_clip(server, pacs, tmp_path):
+    """OHIF's labelmap is one uint8 per voxel, i fastest; the clip's colour channels are not voxels."""
+    _, uids, _ = pacs
+    label = np.zeros((40, 30, 5), np.uint8)
+    label[5:20, 3:9, 1:4] = 2  # asymmetric: a transposed or channel-counting reader misplaces it
+    raw = label.ravel(order="F").tobytes()
+    response = requests.put(f"{server}/datastore/label", params={"image": uids["Echo clip"], "tag": "ohif"},
+                            files={"label": ("label.bin", raw), "params": (None, json.dumps({"label_info": []}))},
+                            timeout=60)
+    assert response.status_code == 200, response.text[:500]
+    saved = requests.get(f"{server}/datastore/label", params={"label": uids["Echo clip"], "tag": "ohif"}, timeout=30)
+    (tmp_path / "saved.nii.gz").write_bytes(saved.content)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "saved.nii.gz"))).transpose(2, 1, 0),
+                                  label)
+    short = requests.put(f"{server}/datastore/label", params={"image": uids["Echo clip"], "tag": "ohif"},
+                         files={"label": ("label.bin", raw[:-7]), "params": (None, json.dumps({"label_info": []}))},
+                         timeout=60)
+    assert short.status_code == 422 and "one uint8 value per voxel" in short.text

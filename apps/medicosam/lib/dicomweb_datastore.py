@@ -36,7 +36,6 @@ from fastapi import HTTPException
 from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
-from monailabel.datastore.utils.convert import binary_to_image
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
 
@@ -52,7 +51,7 @@ from medicosam_app.dicom.seg import (
 from medicosam_app.dicom.series import NON_IMAGE_MODALITIES, DicomSeries, DicomSeriesError, read_series_folder
 from medicosam_app.dicom.wado import PacsContentError, download_series
 from medicosam_app.keyed_locks import KeyedLocks
-from medicosam_app.geometry.volume import Volume, read_volume, write_image
+from medicosam_app.geometry.volume import Volume, read_volume, write_image, write_label
 
 from .datastore import store_label
 from .http_errors import as_http_errors
@@ -266,7 +265,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         image_uri = self.get_image_uri(image_id)
         converted = ""
         if "".join(Path(label_filename).suffixes) == ".bin":  # OHIF sends raw voxels in the image's order
-            converted = label_filename = binary_to_image(image_uri, label_filename)
+            converted = label_filename = _binary_label(image_uri, label_filename)
         try:
             info = dict(label_info or {})
             # The label is safe in the local cache first: a PACS that refuses the SEG loses nothing.
@@ -308,6 +307,20 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         finally:
             if converted and os.path.exists(converted):
                 os.remove(converted)
+
+
+def _binary_label(image_uri: str, raw: str) -> str:
+    """Raw uint8 voxels, i fastest (what OHIF's labelmap holds), as a label file on the image's grid. The grid is
+    the image's voxel grid without its colour channels (MONAI Label's converter counted them as voxels)."""
+    with as_http_errors():
+        image = read_volume(image_uri)
+    values = np.fromfile(raw, dtype=np.uint8)
+    if values.size != int(np.prod(image.shape)):
+        raise HTTPException(
+            422, f"The raw label holds {values.size} values but the image has {int(np.prod(image.shape))} voxels "
+                 f"({' x '.join(map(str, image.shape))}): send one uint8 value per voxel, i fastest.")
+    return str(write_label(values.reshape(image.shape, order="F"), image, ".nii.gz",
+                           directory=os.path.dirname(raw) or None))
 
 
 def _label_file(label: np.ndarray, reference: sitk.Image, folder: str) -> str:
