@@ -1,13 +1,15 @@
 """Clicks on 2D images against a click on one CT slice, and a box followed through an ultrasound clip.
 
-    python benchmarks/projection_images.py [--arch vit_b|tiny] [--frames 64] [--warm 20] [--device cpu|cuda]
+    python benchmarks/projection_images.py [--arch vit_b|tiny] [--frames 64] [--ct-slices 16] [--warm 20]
+                                           [--device cpu|cuda] [--precision fp32|auto|...]
 
 Random weights in the real ViT-B shape, in the core (what a server click costs minus HTTP; the server adds
 ~10 ms). Images, all made here, asymmetric: a 512² CT slice (the reference), a 4084 × 3328 14-bit MONOCHROME1
 mammogram and a 2k chest radiograph as DICOM, a 1280 × 1024 colour endoscopy PNG, and a 640 × 480 colour
 ultrasound clip of ``--frames`` frames. For each image: the cold click (read + present + encode + decode; the
 image file read is timed apart) and warm clicks (p50, p95), the answer's size as the server sends it (NRRD,
-gzip), then the clip's propagation in frames per second beside the CT's slices per second. Prints figures only.
+gzip), then the clip's propagation in frames per second beside a CT's (``--ct-slices`` slices of 512²) in slices
+per second, one table. Prints figures only.
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ from medicosam_app.settings import Settings  # noqa: E402
 from projection_files import asymmetric_picture, write_dicom  # noqa: E402
 
 
-def _images(folder: Path, frames: int) -> dict:
+def _images(folder: Path, frames: int, ct_slices: int) -> dict:
     from PIL import Image
 
     import SimpleITK as sitk
 
     made = {}
-    ct = (asymmetric_picture(512, 512).astype(np.int16) - 1000)[None].repeat(3, axis=0)
+    ct = (asymmetric_picture(512, 512, frames=max(3, ct_slices)).astype(np.int16) - 1000)
     sitk.WriteImage(sitk.GetImageFromArray(ct), str(folder / "ct.nii.gz"))
     made["CT slice 512²"] = (folder / "ct.nii.gz", [256, 240, 1])
     with warnings.catch_warnings():
@@ -58,7 +60,7 @@ def _images(folder: Path, frames: int) -> dict:
         clip_path = write_dicom(folder / "us.dcm", clip, "US", frames=True, FrameTime=33.3)
     Image.fromarray(asymmetric_picture(1024, 1280, colour=True)).save(folder / "endoscopy.png")
     made["endoscopy PNG 1280×1024 RGB"] = (folder / "endoscopy.png", [600, 500, 0])
-    return made, clip_path
+    return made, clip_path, folder / "ct.nii.gz"
 
 
 def _percentile(values, q):
@@ -69,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=["vit_b", "tiny"], default="vit_b")
     parser.add_argument("--frames", type=int, default=64, help="frames of the ultrasound clip")
+    parser.add_argument("--ct-slices", type=int, default=16, help="slices of the CT the clip is compared with")
     parser.add_argument("--warm", type=int, default=20, help="warm clicks per image")
     parser.add_argument("--device", default=None)
     parser.add_argument("--precision", default="fp32", help="encoder precision (auto measures first)")
@@ -84,7 +87,7 @@ def main() -> None:
         settings = Settings.from_conf(conf)
         models = build_model_provider(settings)
         models.predictor()
-        images, clip_path = _images(folder, args.frames)
+        images, clip_path, ct_path = _images(folder, args.frames, args.ct_slices)
         print(f"{'image':34s} {'read s':>7s} {'cold s':>7s} {'warm p50 ms':>12s} {'p95 ms':>8s} {'answer KiB':>11s}")
         cold_reference = None
         for name, (path, click) in images.items():
@@ -110,18 +113,20 @@ def main() -> None:
         print()
         segmenter = VolumeSegmenter(models, build_slice_embedder(settings, models))
         relaxed = PropagationSettings(iou_threshold=0.0, min_predicted_iou=0.0)
-        clip = read_volume(clip_path)
-        k = clip.shape[2] // 2
-        request = {"roi": [250, 390, 150, 330, k, k]}  # a box on the middle frame, followed both ways
-        for run in ("cold", "warm"):
-            started = time.perf_counter()
-            outcome = segmenter.segment(clip_path, dict(request, reset_state=True), ClickContext("clip"),
-                                        settings=relaxed)
-            seconds = time.perf_counter() - started
-            frames = len(outcome.result.masks)
-            print(f"ultrasound clip 640×480 RGB, {run}: {frames} frames in {seconds:.2f} s = "
-                  f"{frames / seconds:.2f} frames/s (encode {outcome.latencies.get('encode', 0):.2f} s, "
-                  f"decode {outcome.latencies.get('decode', 0):.2f} s)")
+        print(f"{'propagation':34s} {'run':>5s} {'slices':>7s} {'seconds':>8s} {'per s':>7s} {'encode s':>9s} "
+              f"{'decode s':>9s}")
+        for name, path, box in (("CT 512², slices", ct_path, [180, 330, 170, 320]),
+                                ("ultrasound clip 640×480 RGB, frames", clip_path, [250, 390, 150, 330])):
+            k = read_volume(path).shape[2] // 2
+            request = {"roi": box + [k, k]}  # a box on the middle slice or frame, followed both ways
+            for run in ("cold", "warm"):
+                started = time.perf_counter()
+                outcome = segmenter.segment(path, dict(request, reset_state=True), ClickContext(name),
+                                            settings=relaxed)
+                seconds = time.perf_counter() - started
+                count = len(outcome.result.masks)
+                print(f"{name:34s} {run:>5s} {count:7d} {seconds:8.2f} {count / seconds:7.2f} "
+                      f"{outcome.latencies.get('encode', 0):9.2f} {outcome.latencies.get('decode', 0):9.2f}")
 
 
 if __name__ == "__main__":
