@@ -67,10 +67,23 @@ def test_a_label_on_a_shuffled_enhanced_mr_references_each_stored_frame(tmp_path
     assert stored_frame_of_last_slice in referenced
 
 
-def test_a_clip_without_a_frame_of_reference_is_refused_with_the_reason(tmp_path):
-    path = write_dicom(tmp_path / "us.dcm", asymmetric_picture(30, 40, frames=4, colour=True), "US", frames=True)
+@pytest.mark.parametrize("frame_of_reference", [None, "1.2.826.0.1.3680043.8.498.1"])
+def test_a_clip_is_refused_with_the_reason_with_or_without_a_frame_of_reference(tmp_path, frame_of_reference):
+    extra = {"FrameOfReferenceUID": frame_of_reference} if frame_of_reference else {}
+    path = write_dicom(tmp_path / "us.dcm", asymmetric_picture(30, 40, frames=4, colour=True), "US", frames=True,
+                       **extra)
     image = read_dicom_files([path])
     reason = seg_unsupported(image.datasets(), len(image.frames))
-    assert reason and "clip without a frame of reference" in reason
+    assert reason and "frames of a clip" in reason
     with pytest.raises(InvalidRequestError, match="kept on this server"):
         label_to_seg(np.zeros(image.array.shape[:3], np.uint8), image, {}, AUTHOR)
+
+
+def test_a_stack_of_pictures_is_refused_with_the_reason(tmp_path):
+    uid = pydicom.uid.generate_uid()
+    for n, name in enumerate(("a.dcm", "b.dcm"), start=1):
+        write_dicom(tmp_path / name, asymmetric_picture(seed=n), "DX", series_uid=uid, instance=n,
+                    FrameOfReferenceUID="1.2.826.0.1.3680043.8.498.2")
+    image = read_dicom_folder(tmp_path)
+    assert image.layout == "stack"
+    assert "2 separate images without patient positions" in seg_unsupported(image.datasets(), 2)

@@ -121,13 +121,20 @@ def label_to_seg(
 
 
 def seg_unsupported(sources: Sequence[Dataset], slices: int) -> Optional[str]:
-    """Why no DICOM SEG can be written over these sources, or None. highdicom (0.22) writes a SEG over sources
+    """Why no DICOM SEG can be written over these sources, or None. highdicom 0.22 references the frames of one
+    multi-frame instance only through its functional groups (an enhanced CT/MR/PET), and writes a SEG over sources
     without a frame of reference (radiographs, photographs, most ultrasound) for one frame only."""
-    if "FrameOfReferenceUID" in sources[0] or (len(sources) == 1 and slices == 1):
-        return None
-    what = "a clip" if len(sources) == 1 else f"{len(sources)} separate images"
-    return (f"A DICOM SEG over {what} without a frame of reference (FrameOfReferenceUID) cannot be written yet: "
-            "the label is kept on this server only.")
+    first = sources[0]
+    if len(sources) == 1 and slices > 1 and "PerFrameFunctionalGroupsSequence" not in first:
+        return ("A DICOM SEG over the frames of a clip (a multi-frame instance without per-frame functional "
+                "groups) cannot be written yet: the label is kept on this server only.")
+    if len(sources) > 1 and "FrameOfReferenceUID" not in first:
+        return (f"A DICOM SEG over {len(sources)} separate images without a frame of reference "
+                "(FrameOfReferenceUID) cannot be written yet: the label is kept on this server only.")
+    if len(sources) > 1 and any("ImagePositionPatient" not in d for d in sources):
+        return (f"A DICOM SEG over {len(sources)} separate images without patient positions cannot be written "
+                "yet: the label is kept on this server only.")
+    return None
 
 
 def _with_type2_attributes(dataset: Dataset) -> Dataset:
