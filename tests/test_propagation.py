@@ -230,3 +230,37 @@ def test_a_correction_outside_the_roi_or_on_a_prompted_slice_is_refused():
         Propagator(double).run({10: click(25, 20)}, (5, 15), corrections={17: background(1, 1)})
     with pytest.raises(ValueError, match="both prompted and corrections"):
         Propagator(double).run({10: click(25, 20)}, (0, 19), corrections={10: background(1, 1)})
+
+
+def test_a_frame_step_segments_every_nth_frame_and_holds_the_rest():
+    double = GroundTruthSegmenterDouble(tube(0, 20))
+    result = Propagator(double, PropagationSettings(frame_step=3)).run({10: click(25, 20)}, (0, 20))
+    assert sorted(double.decoded) == [0, 1, 4, 7, 10, 13, 16, 19, 20]  # the last frame before each end always
+    assert sorted(result.masks) == list(range(21))
+    assert result.held_slices == [2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+    # A held frame shows the mask of the segmented frame before it in the walk (towards the ends).
+    assert np.array_equal(result.masks[12].mask, result.masks[10].mask)
+    assert np.array_equal(result.masks[8].mask, result.masks[10].mask)
+    assert np.array_equal(result.masks[14].mask, result.masks[13].mask)
+
+
+def test_a_frame_step_leaves_frames_before_a_stop_empty():
+    double = GroundTruthSegmenterDouble(tube(6, 14))
+    result = Propagator(double, PropagationSettings(frame_step=4)).run({10: click(25, 20)}, (0, 20))
+    # Up: 14 kept, 18 empty (stop): 15..17 are not held. Down: 6 kept, 2 empty (stop): 3..5 not held.
+    assert sorted(result.masks) == list(range(6, 15))
+    assert result.stops["above"].startswith("slice 18") and result.stops["below"].startswith("slice 2")
+
+
+def test_a_frame_step_fills_a_gap_from_both_ends():
+    double = GroundTruthSegmenterDouble(tube(0, 10))
+    result = Propagator(double, PropagationSettings(frame_step=3)).run({0: click(25, 20), 10: click(25, 20)}, (0, 10))
+    assert sorted(result.masks) == list(range(11))
+    assert sorted(double.decoded) == [0, 3, 6, 7, 10]
+    assert result.held_slices == [1, 2, 4, 5, 8, 9]
+
+
+@pytest.mark.parametrize("value", [0, 17, "2.5", "two"])
+def test_a_frame_step_out_of_range_is_refused(value):
+    with pytest.raises(InvalidRequestError, match="frame_step"):
+        PropagationSettings.from_request({"frame_step": value})

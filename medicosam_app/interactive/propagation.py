@@ -13,6 +13,10 @@ segments touching that slice and keeps the others (see :class:`PropagationState`
 A slice with background points only is a *correction*, not an end: when a walk reaches it, its points are
 added to the prompt projected from the previous slice ("not this part"), which removes a leak there. A
 segment's key includes the corrections inside it, so adding one recomputes just that segment.
+
+``frame_step`` n > 1 (a long clip at a high frame rate) segments every n-th slice or frame of each walk; the ones
+in between hold the mask of the segmented one before them in the walk, and are listed as *held*. Where a walk
+stops, the held frames before the stop stay empty: where the object ended between them is not known.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ import torch
 from scipy import ndimage
 
 from ..errors import InvalidRequestError
-from ..request_values import parse_choice, parse_number
+from ..request_values import parse_choice, parse_int, parse_number
 from .prompts import SlicePrompt
 
 logger = logging.getLogger(__name__)
 
 Projection = Literal["mask", "box", "points"]
 PROJECTIONS = ("mask", "box", "points")
+MAX_FRAME_STEP = 16
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class PropagationSettings:
     min_predicted_iou: float = 0.5  # stop when the model's predicted IoU falls below (0: never)
     box_extension: float = 0.05  # the projected box grows by this fraction of its size on each side
     low_confidence: float = 0.8  # slices whose predicted IoU is below are listed for review
+    frame_step: int = 1  # segment every n-th slice of a walk; those between hold the previous mask
 
     def __post_init__(self) -> None:
         if self.projection not in PROJECTIONS:
@@ -56,6 +62,8 @@ class PropagationSettings:
                 raise InvalidRequestError(f"'{name}' must lie between 0 and 1, got {value}.")
         if not 0.0 <= self.box_extension <= 1.0:
             raise InvalidRequestError(f"'box_extension' must lie between 0 and 1, got {self.box_extension}.")
+        if not (isinstance(self.frame_step, int) and 1 <= self.frame_step <= MAX_FRAME_STEP):
+            raise InvalidRequestError(f"'frame_step' must be a whole number from 1 to {MAX_FRAME_STEP}, got {self.frame_step!r}.")
 
 
     @classmethod
@@ -68,6 +76,8 @@ class PropagationSettings:
                 values[name] = parse_number(params[name], name, 0.0, 1.0)
         if params.get("projection") is not None:
             values["projection"] = parse_choice(params["projection"], "projection", PROJECTIONS)
+        if params.get("frame_step") is not None:
+            values["frame_step"] = parse_int(params["frame_step"], "frame_step", 1, MAX_FRAME_STEP)
         return dataclasses.replace(defaults, **values)
 
 
@@ -135,6 +145,7 @@ class SegmentResult:
 
     masks: Dict[int, SliceMask] = field(default_factory=dict)
     stops: Dict[str, Optional[str]] = field(default_factory=dict)
+    held: List[int] = field(default_factory=list)  # slices given the previous mask (frame_step > 1)
 
 
 @dataclass
@@ -160,6 +171,7 @@ class PropagationResult:
     state: PropagationState
     settings: PropagationSettings
     corrected_slices: List[int] = field(default_factory=list)  # background-only slices the walks were given
+    held_slices: List[int] = field(default_factory=list)  # slices that hold the previous mask (frame_step > 1)
 
     @property
     def slice_range(self) -> Tuple[int, int]:
@@ -228,6 +240,7 @@ class Propagator:
             fresh.prompted[key] = masks[index] = mask
 
         stops: Dict[str, Optional[str]] = {}
+        held: List[int] = []
         segments = [("below", keys[anchors[0]], low, self._corrections_within(low, anchors[0] - 1))]
         segments += [("gap", keys[a], keys[b], self._corrections_within(a + 1, b - 1)) for a, b in zip(anchors, anchors[1:])]
         segments += [("above", keys[anchors[-1]], high, self._corrections_within(anchors[-1] + 1, high))]
@@ -237,13 +250,14 @@ class Propagator:
                 result = self._fill(segment_key, masks)
             fresh.segments[segment_key] = result
             masks.update(result.masks)
+            held += result.held
             for end, reason in result.stops.items():
                 if reason is not None:
                     stops[end] = reason
         for end in ("below", "above"):
             stops.setdefault(end, None)
         return PropagationResult(
-            masks, anchors, stops, sorted(self._decoded), fresh, self.settings, sorted(self._corrections)
+            masks, anchors, stops, sorted(self._decoded), fresh, self.settings, sorted(self._corrections), sorted(held)
         )
 
     def _corrections_within(self, first: int, last: int) -> Tuple:
@@ -257,46 +271,61 @@ class Propagator:
         result = SegmentResult()
         if kind == "below":
             start = segment_key[1][0]
-            result.stops["below"] = self._walk(start, -1, segment_key[2] - 1, masks[start], result.masks)
+            result.stops["below"] = self._walk(start, -1, segment_key[2] - 1, masks[start], result)
         elif kind == "above":
             start = segment_key[1][0]
-            result.stops["above"] = self._walk(start, +1, segment_key[2] + 1, masks[start], result.masks)
+            result.stops["above"] = self._walk(start, +1, segment_key[2] + 1, masks[start], result)
         else:
             a, b = segment_key[1][0], segment_key[2][0]
             self._fill_gap(a, b, masks[a], masks[b], result)
         return result
 
-    def _walk(self, start: int, step: int, end: int, first: SliceMask, out: Dict[int, SliceMask]) -> Optional[str]:
-        """From ``start`` (exclusive) towards ``end`` (exclusive); returns why it stopped, or None."""
-        current, index = first, start + step
-        while index != end:
+    def _walk(self, start: int, step: int, end: int, first: SliceMask, out: SegmentResult) -> Optional[str]:
+        """From ``start`` (exclusive) towards ``end`` (exclusive), every ``frame_step``-th slice segmented and the
+        last one before ``end`` always; returns why it stopped, or None."""
+        current, done = first, start
+        while (end - (done + step)) * step > 0:  # a slice is left before the end
+            index = done + step * self.settings.frame_step
+            if (end - index) * step <= 0:
+                index = end - step
             new, reason = self._step(index, current)
             if reason is not None:
                 return f"slice {index}: {reason}"
-            out[index] = current = new
-            index += step
+            self._hold(current, range(done + step, index, step), out)
+            out.masks[index] = current = new
+            done = index
         return None
+
+    @staticmethod
+    def _hold(mask: SliceMask, indices: range, out: SegmentResult) -> None:
+        """Slices skipped by ``frame_step`` keep ``mask`` (without logits: nothing refines from them)."""
+        for index in indices:
+            out.masks[index] = SliceMask(mask.mask, None, mask.predicted_iou)
+            out.held.append(index)
 
     def _fill_gap(self, a: int, b: int, from_a: SliceMask, from_b: SliceMask, out: SegmentResult) -> None:
         """Both ends walk towards each other, one slice each in turn; an end that stops leaves the rest to the other."""
         lower, upper = a + 1, b - 1
         ends = {"up": from_a, "down": from_b}
         alive = {"up": True, "down": True}
+        skip = self.settings.frame_step - 1
         while lower <= upper and (alive["up"] or alive["down"]):
             for direction in ("up", "down"):
                 if not alive[direction] or lower > upper:
                     continue
-                index = lower if direction == "up" else upper
+                index = min(lower + skip, upper) if direction == "up" else max(upper - skip, lower)
                 new, reason = self._step(index, ends[direction])
                 if reason is not None:
                     alive[direction] = False
                     out.stops[f"gap {a}-{b} from {a if direction == 'up' else b}"] = f"slice {index}: {reason}"
                     continue
-                out.masks[index] = ends[direction] = new
                 if direction == "up":
-                    lower += 1
+                    self._hold(ends["up"], range(lower, index), out)
+                    lower = index + 1
                 else:
-                    upper -= 1
+                    self._hold(ends["down"], range(index + 1, upper + 1), out)
+                    upper = index - 1
+                out.masks[index] = ends[direction] = new
 
     def _step(self, index: int, previous: SliceMask) -> Tuple[SliceMask, Optional[str]]:
         prompt, logits = project(previous, self.settings)

@@ -96,6 +96,17 @@ def test_a_box_on_one_frame_of_a_clip_is_followed_through_the_clip(server, studi
     assert set(answer["predicted_iou"]) == {str(k) for k in expected.result.predicted_iou}
 
 
+def test_a_frame_step_segments_every_second_frame_and_lists_the_held_ones(server, tmp_path):
+    params = {"roi": [22, 32, 6, 16, 2, 2], "frame_step": 2, "reset_state": True, **PERMISSIVE}
+    path, answer = slicer_client(server, tmp_path).infer("medicosam_3d", "clip", {**params, **SLICER})
+    decoded = set(answer["recomputed_slices"])
+    assert decoded <= {0, 2, 4, 5} and 2 in decoded  # the prompted frame, every second one, the last
+    assert set(answer["held_slices"]) <= {1, 3} and not decoded & set(answer["held_slices"])
+    bad = requests.post(f"{server}/infer/medicosam_3d", params={"image": "clip", "output": "json"},
+                        data={"params": json.dumps({"roi": [22, 32, 6, 16, 2, 2], "frame_step": 0})}, timeout=30)
+    assert bad.status_code == 422 and "frame_step" in bad.text
+
+
 def test_a_clip_cut_across_time_is_refused_with_what_to_send(server):
     response = requests.post(f"{server}/infer/medicosam_3d", params={"image": "clip", "output": "json"},
                              data={"params": json.dumps({"foreground": [[20, 10, 2]], "axis": 0})}, timeout=30)

@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Tuple
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.interactive.slice_segmenter import ClickContext
-from medicosam_app.interactive.propagation import PROJECTIONS, PropagationSettings
+from medicosam_app.interactive.propagation import MAX_FRAME_STEP, PROJECTIONS, PropagationSettings
 from medicosam_app.request_values import parse_choice, parse_int, parse_number
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 
@@ -30,6 +30,8 @@ def propagation_options(request: Mapping[str, Any]) -> Dict[str, Any]:
     }
     if request.get("projection") is not None:
         options["projection"] = parse_choice(request["projection"], "projection", PROJECTIONS)
+    if request.get("frame_step") is not None:  # a long clip: every n-th frame segmented, those between held
+        options["frame_step"] = parse_int(request["frame_step"], "frame_step", 1, MAX_FRAME_STEP)
     return options
 
 
@@ -51,6 +53,7 @@ class PropagationInfer(InferTask):
                 "min_predicted_iou": defaults.min_predicted_iou,
                 "box_extension": defaults.box_extension,
                 "low_confidence": defaults.low_confidence,
+                "frame_step": defaults.frame_step,
             },
         )
         self.segmenter = segmenter
@@ -97,6 +100,7 @@ class PropagationInfer(InferTask):
             "slice_range": [low, high],
             "prompted_slices": result.prompted_slices,
             "corrected_slices": result.corrected_slices,
+            "held_slices": result.held_slices,
             "predicted_iou": {str(k): v for k, v in result.predicted_iou.items()},
             "low_confidence_slices": result.low_confidence_slices,
             "stopped": result.stops,
