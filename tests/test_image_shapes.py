@@ -226,6 +226,14 @@ def test_headers_that_cannot_be_honoured_are_refused_with_what_to_do(tmp_path, c
         read_volume(path)
 
 
+def test_a_tiled_whole_slide_image_is_refused_not_shown_as_a_clip_of_tiles(tmp_path):
+    tiles = asymmetric_picture(16, 16, frames=4, colour=True)
+    path = write_dicom(tmp_path / "sm.dcm", tiles, "SM", frames=True, TotalPixelMatrixColumns=32,
+                       TotalPixelMatrixRows=32)
+    with pytest.raises(ImageReadError, match="tiled whole-slide image .32 x 32 pixels in 4 tiles"):
+        read_volume(path)
+
+
 def test_a_secondary_capture_with_float_colour_or_32_bit_samples_is_refused():
     with pytest.raises(ImageReadError, match="32 bits per sample"):
         read_dicom_files([pydicom_file("SC_rgb_32bit.dcm")])

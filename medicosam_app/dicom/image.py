@@ -102,6 +102,14 @@ def read_dicom_files(files: Sequence[Path], headers: Optional[Sequence[Dataset]]
         raise DicomSeriesError("The folder mixes several series; one series is needed.")
     if modality in NON_IMAGE_MODALITIES or not any("Rows" in h for h in headers):
         raise DicomSeriesError(f"{what} is a {modality or 'non-image'} series, not an image: open an image series instead.")
+    tiled = [h for h in headers if _is_tiled(h)]
+    if tiled:
+        first = tiled[0]
+        raise DicomSeriesError(
+            f"{what} is a tiled whole-slide image ({int(first.TotalPixelMatrixColumns)} x "
+            f"{int(first.TotalPixelMatrixRows)} pixels in {_frame_count(first)} tiles): its frames are tiles of one "
+            "picture, not a clip, and a slide is not opened here yet. Export the region to segment as a PNG or "
+            "TIFF and open that.")
     enhanced = [i for i, h in enumerate(headers) if _is_enhanced_volume(h, modality)]
     multi = [i for i, h in enumerate(headers) if _frame_count(h) > 1 and i not in enhanced]
     if enhanced:
@@ -128,6 +136,16 @@ def _is_enhanced_volume(header: Dataset, modality: str) -> bool:
     Enhanced XA/XRF/US instances carry functional groups too, but their frames are a clip in time."""
     name = UID(str(header.get("SOPClassUID", ""))).name
     return bool(re.search(r"Enhanced (CT|MR|PET)", name)) or (is_enhanced(header) and modality in ("CT", "MR", "PT"))
+
+
+def _is_tiled(header: Dataset) -> bool:
+    """A whole-slide (or other tiled) image: frames are tiles of a total pixel matrix larger than one frame."""
+    try:
+        total = (int(header.get("TotalPixelMatrixColumns", 0) or 0), int(header.get("TotalPixelMatrixRows", 0) or 0))
+        frame = (int(header.get("Columns", 0) or 0), int(header.get("Rows", 0) or 0))
+    except (TypeError, ValueError):
+        return False
+    return total[0] > frame[0] or total[1] > frame[1]
 
 
 def _frame_count(header: Dataset) -> int:
