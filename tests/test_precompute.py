@@ -139,3 +139,21 @@ def test_precompute_batches_by_the_encoders_device_unless_told(tmp_path):
     assert batches_on("cuda") == [8, 3]
     assert batches_on("cpu") == [1] * 11
     assert batches_on("cpu", batch_size=4) == [4, 4, 3]
+
+
+def test_precompute_encodes_pictures_and_clips_along_their_frames_only(tmp_path, tiny_checkpoint):
+    import tifffile
+    from PIL import Image
+
+    from projection_files import asymmetric_picture
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    write_volume(studies / "a.nii.gz", asymmetric_array((20, 16, 5), seed=1))
+    Image.fromarray(asymmetric_picture(24, 30, colour=True)).save(studies / "photo.png")
+    tifffile.imwrite(studies / "clip.tif", asymmetric_picture(24, 30, frames=4), imagej=True, metadata={"axes": "TYX"})
+    done = _run("precompute", "--studies", str(studies), "--checkpoint", str(tiny_checkpoint), "--cache-dir",
+                str(tmp_path / "cache"), "--no-download", "--quiet", "--axis", "0", "--axis", "2")
+    assert done.returncode == 0, done.stderr
+    # The volume along i (20) and k (5); the photograph (1) and the clip (4) along k alone.
+    assert "3 images, 30 slices: 30 encoded" in done.stdout

@@ -136,7 +136,8 @@ def precompute(
                 logger.warning("Skipping %s: %s", path.name, error)
                 continue
             summary.images += 1
-            for axis in axes:
+            # A picture or clip has frames along k only: its other axes are rows and columns, not slices.
+            for axis in axes if volume.layout == "volume" else [a for a in axes if a == 2]:
                 view = volume.view(axis)
                 bar.set_postfix_str(f"{path.name} axis {axis}")
                 for start in range(0, view.num_slices, batch_size):
