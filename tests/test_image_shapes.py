@@ -288,7 +288,9 @@ def test_evaluate_finetune_and_retrain_read_a_folder_of_photographs_with_mask_im
         Image.fromarray(mask).save(studies / "labels" / "final" / f"derm_{n}.png")
     common = ["--studies", str(studies), "--checkpoint", str(tiny256_checkpoint), "--cache-dir", str(tmp_path / "c"),
               "--precision", "fp32", "--labels", '{"lesion": 255}', "--quiet"]
-    assert main(["evaluate", *common, "--iterations", "2", "--no-3d", "--json", str(tmp_path / "run.json")]) == 0
+    # A server-wide slicing axis (here i) applies to volumes; pictures are cut along k whatever it says.
+    assert main(["evaluate", *common, "--iterations", "2", "--no-3d", "--slice-axis", "0",
+                 "--json", str(tmp_path / "run.json")]) == 0
     import json
 
     run = json.loads((tmp_path / "run.json").read_text())

@@ -153,7 +153,7 @@ class Evaluator:
         if uncovered:
             logger.warning("%s: label values %s belong to no class of %s and are not evaluated (set --labels)",
                            image_id, uncovered, classes)
-        view = volume.view(settings.axis)
+        view = volume.configured_view(settings.axis)
         slices = foreground_slices(np.isin(label, list(classes.values())), view, settings.max_slices_per_image)
         objects = slice_objects(image_id, label, view, classes, slices, settings.min_object_pixels)
         objects_3d = volume_objects(image_id, label, classes, settings.min_object_pixels) if settings.volumetric else []

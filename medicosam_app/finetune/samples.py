@@ -48,7 +48,7 @@ def prepare_objects(
     skipped: List[Tuple[str, str]] = []
     work = []
     for study, volume, label in read_labelled(studies, skipped):
-        view = volume.view(axis)
+        view = volume.configured_view(axis)
         slices = foreground_slices(np.isin(label.array, list(classes.values())), view, max_slices_per_image)
         objects = slice_objects(study.image_id, label.array, view, classes, slices)
         used = []

@@ -77,6 +77,11 @@ class Volume:
                 "used. Leave the axis out or send 2.")
         return SliceView.create(self.shape, self.direction, axis)
 
+    def configured_view(self, axis: int) -> SliceView:
+        """Slices across a server-wide configured ``axis`` (semantic training, evaluation): that axis for a volume,
+        k for a plane, clip or stack, whose only slices are their frames. A request's own axis uses :meth:`view`."""
+        return self.view(axis if self.layout == "volume" else 2)
+
 
 def read_volume(path: os.PathLike) -> Volume:
     """Read an image file (NIfTI / NRRD / MHA, PNG / JPEG / TIFF, one DICOM file) or a DICOM folder.

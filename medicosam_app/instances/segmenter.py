@@ -129,7 +129,7 @@ class InstanceSegmenter:
         """The semantic label, each class component redrawn by MedicoSAM where it holds to the stop rules."""
         semantic = self.semantic.segment(str(image_path))  # every component is redrawn: no scores needed
         volume = semantic.volume
-        view = volume.view(semantic.axis)
+        view = volume.configured_view(semantic.axis)
         proposals = semantic_proposals(semantic.label, semantic.classes.names, semantic.classes.values, view, None, min_voxels)
         predictor = self.models.predictor()
         refined = semantic.label.copy()

@@ -58,7 +58,7 @@ class UncertaintyRanker:
     def score(self, image_path: str) -> UncertaintyScore:
         served = self.segmenter.served()
         volume = self.segmenter.volumes.get(image_path)
-        view = volume.view(self.segmenter.axis)
+        view = volume.configured_view(self.segmenter.axis)
         key = (volume.content_hash, served.version, self.slices_per_image)
 
         def entropy() -> float:
@@ -85,7 +85,7 @@ def score_against_label(
     truth = read_volume(Path(label_path))
     if truth.shape != volume.shape:
         raise ValueError(f"label shape {truth.shape} differs from image shape {volume.shape}")
-    view = volume.view(segmenter.axis)
+    view = volume.configured_view(segmenter.axis)
     targets = served.classes.to_indices(truth.array)
     indices = choose_slices(truth.array, view, max_slices)
     accumulator = DiceAccumulator(served.classes.names)

@@ -117,7 +117,7 @@ class SemanticSegmenter:
         served = self.served()
         volume = self.volumes.get(image_path)
         loaded = time.perf_counter()
-        view = volume.view(self.axis)
+        view = volume.configured_view(self.axis)
         indices = np.zeros(volume.shape, dtype=np.uint8)
         confidence = np.zeros(volume.shape, dtype=np.float16) if with_confidence else None
         for start in range(0, view.num_slices, self.batch_size):

@@ -67,7 +67,7 @@ def prepare_samples(
     skipped: List[Tuple[str, str]] = []
     work = []
     for study, volume, label in read_labelled(studies, skipped):
-        view = volume.view(axis)
+        view = volume.configured_view(axis)
         indices = choose_slices(label.array, view, max_slices_per_image)
         targets = classes.to_indices(label.array)
         for index in indices:
