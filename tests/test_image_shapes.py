@@ -300,3 +300,46 @@ def test_evaluate_finetune_and_retrain_read_a_folder_of_photographs_with_mask_im
     assert (tmp_path / "c" / "semantic" / "versions" / "v0001").is_dir()
     assert main(["finetune", *common, "--epochs", "1"]) == 0
     assert (tmp_path / "c" / "interactive" / "versions" / "v0001").is_dir()
+
+
+def _functional_groups(frames: int, positions: bool) -> dict:
+    """Shared and per-frame functional groups as an enhanced XA clip (no positions) or a placed stack has them."""
+    shared, measures = pydicom.Dataset(), pydicom.Dataset()
+    measures.PixelSpacing = [0.3, 0.2]
+    shared.PixelMeasuresSequence = [measures]
+    items = []
+    for n in range(frames):
+        item, content = pydicom.Dataset(), pydicom.Dataset()
+        content.FrameAcquisitionNumber = n + 1
+        item.FrameContentSequence = [content]
+        if positions:
+            position = pydicom.Dataset()
+            position.ImagePositionPatient = [0.0, 0.0, 2.0 * n]
+            item.PlanePositionSequence = [position]
+        items.append(item)
+    return {"SharedFunctionalGroupsSequence": [shared], "PerFrameFunctionalGroupsSequence": items}
+
+
+def test_an_enhanced_xa_clip_is_a_clip_with_its_pixel_spacing_and_no_seg_is_attempted(tmp_path):
+    from medicosam_app.dicom.seg import seg_unsupported
+
+    path = write_dicom(tmp_path / "xa.dcm", asymmetric_picture(frames=4), "XA", frames=True,
+                       FrameOfReferenceUID="1.2.826.0.1.3680043.8.498.3", **_functional_groups(4, positions=False))
+    image = read_dicom_files([path])
+    assert image.layout == "cine" and image.spacing[:2] == pytest.approx((0.2, 0.3))
+    assert "frames of a clip" in seg_unsupported(image.datasets(), 4)
+
+
+def test_a_series_mixing_grey_and_colour_or_holding_a_non_image_is_refused(tmp_path):
+    uid = pydicom.uid.generate_uid()
+    write_dicom(tmp_path / "grey.dcm", asymmetric_picture(), "OT", series_uid=uid, instance=1)
+    write_dicom(tmp_path / "rgb.dcm", asymmetric_picture(colour=True), "OT", series_uid=uid, instance=2)
+    with pytest.raises(ImageReadError, match="mixes greyscale and colour"):
+        read_volume(tmp_path)
+    (tmp_path / "rgb.dcm").unlink()
+    odd = pydicom.dcmread(str(tmp_path / "grey.dcm"))
+    del odd.Rows
+    odd.SOPInstanceUID = pydicom.uid.generate_uid()
+    odd.save_as(str(tmp_path / "odd.dcm"))
+    with pytest.raises(ImageReadError, match="1 of 2 instances .odd.dcm first. have no Rows"):
+        read_volume(tmp_path)

@@ -264,3 +264,18 @@ def test_a_frame_step_fills_a_gap_from_both_ends():
 def test_a_frame_step_out_of_range_is_refused(value):
     with pytest.raises(InvalidRequestError, match="frame_step"):
         PropagationSettings.from_request({"frame_step": value})
+
+
+@pytest.mark.parametrize("frame_step", [2, 4, 16])
+def test_a_frame_step_never_jumps_over_a_correction(frame_step):
+    # A leak on slices 12..15 (the double answers its truth, which leaks there), removed by a background point
+    # on slice 13: the walk must decode slice 13 with that point, whatever the step.
+    truth = tube(0, 20)
+    double = GroundTruthSegmenterDouble(truth)
+    background = SlicePrompt(np.array([[1.0, 1.0]]), np.array([0]), None)
+    result = Propagator(double, PropagationSettings(frame_step=frame_step)).run(
+        {10: click(25, 20)}, (0, 20), corrections={13: background})
+    assert 13 in double.decoded and 13 not in result.held_slices
+    corrected = [c for c in double.calls if c["index"] == 13][0]["prompt"]
+    assert (corrected.point_labels == 0).any()
+    assert sorted(result.masks) == list(range(21))

@@ -102,6 +102,15 @@ def read_dicom_files(files: Sequence[Path], headers: Optional[Sequence[Dataset]]
         raise DicomSeriesError("The folder mixes several series; one series is needed.")
     if modality in NON_IMAGE_MODALITIES or not any("Rows" in h for h in headers):
         raise DicomSeriesError(f"{what} is a {modality or 'non-image'} series, not an image: open an image series instead.")
+    without = [i for i, h in enumerate(headers) if "Rows" not in h or "Columns" not in h or "SOPInstanceUID" not in h]
+    if without:
+        raise DicomSeriesError(
+            f"{what}: {len(without)} of {len(headers)} instances ({files[without[0]].name} first) have no Rows, "
+            "Columns or SOPInstanceUID: they are not images. Send the series again without them.")
+    kinds = {_is_colour(h) for h in headers}
+    if len(kinds) > 1:
+        raise DicomSeriesError(
+            f"{what} mixes greyscale and colour instances: one image cannot be both. Send them as separate series.")
     tiled = [h for h in headers if _is_tiled(h)]
     if tiled:
         first = tiled[0]
@@ -131,11 +140,28 @@ def read_dicom_files(files: Sequence[Path], headers: Optional[Sequence[Dataset]]
 
 
 def _is_enhanced_volume(header: Dataset, modality: str) -> bool:
-    """An enhanced CT/MR/PET instance (its frames are slices placed by functional groups), even one whose
-    groups were stripped, which is then refused as a volume without geometry rather than shown as a clip.
-    Enhanced XA/XRF/US instances carry functional groups too, but their frames are a clip in time."""
+    """A multi-frame instance whose frames are slices placed in space by functional groups: an enhanced CT/MR/PET
+    (even one whose groups were stripped, then refused as a volume without geometry rather than shown as a
+    clip), a breast tomosynthesis, an enhanced 3D ultrasound or X-ray angiography volume. Enhanced XA/XRF/US
+    clips carry functional groups too, without plane positions: their frames are time."""
     name = UID(str(header.get("SOPClassUID", ""))).name
-    return bool(re.search(r"Enhanced (CT|MR|PET)", name)) or (is_enhanced(header) and modality in ("CT", "MR", "PT"))
+    if re.search(r"Enhanced (CT|MR|PET)", name):
+        return True
+    return is_enhanced(header) and (modality in ("CT", "MR", "PT") or _frames_have_positions(header))
+
+
+def _frames_have_positions(header: Dataset) -> bool:
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        items = header.get(group) or []
+        if items and items[0].get("PlanePositionSequence"):
+            return True
+    return False
+
+
+def _is_colour(header: Dataset) -> bool:
+    """Shown in colour: several samples per pixel, or a palette."""
+    photometric = str(header.get("PhotometricInterpretation", "")).strip().upper()
+    return int(header.get("SamplesPerPixel", 1) or 1) > 1 or photometric == "PALETTE COLOR"
 
 
 def _is_tiled(header: Dataset) -> bool:
@@ -172,7 +198,7 @@ def _classic_volume(files: List[Path], headers: List[Dataset], what: str, modali
     order = check_series(headers, allow_colour=True)
     series = DicomSeries(files=tuple(files[i] for i in order), headers=tuple(headers[i] for i in order))
     uids = tuple((str(h.SOPInstanceUID), 1) for h in series.headers)
-    if all(int(h.get("SamplesPerPixel", 1) or 1) == 1 for h in series.headers):
+    if not any(_is_colour(h) for h in series.headers):
         image = series.to_sitk()
         array = np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
         return DicomImage(array, tuple(image.GetSpacing()), tuple(image.GetOrigin()),
@@ -202,11 +228,11 @@ def _enhanced_volume(path: Path, what: str, modality: str) -> DicomImage:
     shown = presented_frames(dataset, voi=False, name=what)
     frames = shown.frames[list(geometry.frame_order)]
     order = (2, 1, 0, 3) if frames.ndim == 4 else (2, 1, 0)
-    uid = str(dataset.SOPInstanceUID)
+    uid = str(dataset.get("SOPInstanceUID", ""))
     return DicomImage(np.ascontiguousarray(frames.transpose(order)), geometry.spacing, geometry.origin,
                       geometry.direction, "volume", tuple((uid, i + 1) for i in geometry.frame_order),
                       modality=modality, spacing_source="functional groups", steps=shown.steps, files=(path,),
-                      series_uid=str(dataset.SeriesInstanceUID))
+                      series_uid=str(dataset.get("SeriesInstanceUID", "")))
 
 
 def _clip(path: Path, what: str, modality: str) -> DicomImage:
@@ -214,29 +240,29 @@ def _clip(path: Path, what: str, modality: str) -> DicomImage:
     _check_size(dataset, what)
     shown = presented_frames(dataset, voi=True, name=what)
     spacing, source = projection_spacing(dataset)
-    uid = str(dataset.SOPInstanceUID)
+    uid = str(dataset.get("SOPInstanceUID", ""))
     image = _two_dimensional(shown.frames, spacing, "cine", tuple((uid, i + 1) for i in range(len(shown.frames))),
                              frame_time_ms(dataset), modality, source, shown.steps)
-    return replace(image, files=(path,), series_uid=str(dataset.SeriesInstanceUID))
+    return replace(image, files=(path,), series_uid=str(dataset.get("SeriesInstanceUID", "")))
 
 
 def _pictures(files: List[Path], headers: List[Dataset], what: str, modality: str) -> DicomImage:
     order = sorted(range(len(headers)), key=lambda i: (_instance_number(headers[i]), str(files[i])))
     datasets = [pydicom.dcmread(str(files[i])) for i in order]
-    sizes = {(int(d.Rows), int(d.Columns), int(d.get("SamplesPerPixel", 1) or 1)) for d in datasets}
+    sizes = {(int(d.Rows), int(d.Columns)) for d in datasets}
     if len(sizes) > 1:
         raise DicomSeriesError(
             f"{what} holds {len(datasets)} separate 2D images of different sizes "
-            f"({', '.join(f'{c} x {r}' + (' colour' if s > 1 else '') for r, c, s in sorted(sizes))}): one series "
-            "must hold one picture, or pictures of one size. Send each image as its own series.")
+            f"({', '.join(f'{c} x {r}' for r, c in sorted(sizes))}): one series must hold one picture, or pictures "
+            "of one size. Send each image as its own series.")
     _check_size(datasets[0], what, len(datasets))
     shown = [presented_frames(d, voi=True, name=what) for d in datasets]
     frames = np.concatenate([s.frames for s in shown], axis=0)
     spacing, source = projection_spacing(datasets[0])
     layout = "plane" if len(datasets) == 1 else "stack"
-    image = _two_dimensional(frames, spacing, layout, tuple((str(d.SOPInstanceUID), 1) for d in datasets), None,
+    image = _two_dimensional(frames, spacing, layout, tuple((str(d.get("SOPInstanceUID", "")), 1) for d in datasets), None,
                              modality, source, shown[0].steps)
-    return replace(image, files=tuple(files[i] for i in order), series_uid=str(datasets[0].SeriesInstanceUID))
+    return replace(image, files=tuple(files[i] for i in order), series_uid=str(datasets[0].get("SeriesInstanceUID", "")))
 
 
 def _instance_number(header: Dataset) -> int:
@@ -270,7 +296,7 @@ def projection_spacing(dataset: Dataset) -> Tuple[Tuple[float, float], str]:
     EstimatedRadiographicMagnificationFactor; else the ultrasound region calibration (PhysicalDelta in cm of
     the largest region calibrated in cm in both directions); else 1 mm, as a viewer shows an uncalibrated image.
     """
-    calibrated = _positive(dataset.get("PixelSpacing"))
+    calibrated = _positive(dataset.get("PixelSpacing")) or _positive(_shared_pixel_spacing(dataset))
     if calibrated:
         return (calibrated[1], calibrated[0]), "PixelSpacing"
     detector = _positive(dataset.get("ImagerPixelSpacing"))
@@ -297,6 +323,13 @@ def projection_spacing(dataset: Dataset) -> Tuple[Tuple[float, float], str]:
         _, dx, dy = max(regions)
         return (dx, dy), "ultrasound region calibration"
     return (1.0, 1.0), "none (1 mm per pixel)"
+
+
+def _shared_pixel_spacing(dataset: Dataset):
+    """PixelSpacing of an enhanced clip, kept in its shared functional groups (Pixel Measures)."""
+    shared = dataset.get("SharedFunctionalGroupsSequence") or []
+    measures = shared[0].get("PixelMeasuresSequence") if shared else None
+    return measures[0].get("PixelSpacing") if measures else None
 
 
 def frame_time_ms(dataset: Dataset) -> Optional[float]:

@@ -125,9 +125,9 @@ def seg_unsupported(sources: Sequence[Dataset], slices: int) -> Optional[str]:
     multi-frame instance only through its functional groups (an enhanced CT/MR/PET), and writes a SEG over sources
     without a frame of reference (radiographs, photographs, most ultrasound) for one frame only."""
     first = sources[0]
-    if len(sources) == 1 and slices > 1 and "PerFrameFunctionalGroupsSequence" not in first:
-        return ("A DICOM SEG over the frames of a clip (a multi-frame instance without per-frame functional "
-                "groups) cannot be written yet: the label is kept on this server only.")
+    if len(sources) == 1 and slices > 1 and not _frames_are_placed(first):
+        return ("A DICOM SEG over the frames of a clip (a multi-frame instance whose frames have no plane "
+                "positions) cannot be written yet: the label is kept on this server only.")
     if len(sources) > 1 and "FrameOfReferenceUID" not in first:
         return (f"A DICOM SEG over {len(sources)} separate images without a frame of reference "
                 "(FrameOfReferenceUID) cannot be written yet: the label is kept on this server only.")
@@ -135,6 +135,18 @@ def seg_unsupported(sources: Sequence[Dataset], slices: int) -> Optional[str]:
         return (f"A DICOM SEG over {len(sources)} separate images without patient positions cannot be written "
                 "yet: the label is kept on this server only.")
     return None
+
+
+def _frames_are_placed(dataset: Dataset) -> bool:
+    """Each frame has a plane position (per frame or shared) in a frame of reference: what highdicom needs to
+    reference the frames of one instance (an enhanced CT/MR/PET; not an enhanced XA/US clip)."""
+    if "FrameOfReferenceUID" not in dataset:
+        return False
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        items = dataset.get(group) or []
+        if items and items[0].get("PlanePositionSequence"):
+            return True
+    return False
 
 
 def _with_type2_attributes(dataset: Dataset) -> Dataset:

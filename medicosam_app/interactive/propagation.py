@@ -285,9 +285,7 @@ class Propagator:
         last one before ``end`` always; returns why it stopped, or None."""
         current, done = first, start
         while (end - (done + step)) * step > 0:  # a slice is left before the end
-            index = done + step * self.settings.frame_step
-            if (end - index) * step <= 0:
-                index = end - step
+            index = self._next(done, step, end - step)
             new, reason = self._step(index, current)
             if reason is not None:
                 return f"slice {index}: {reason}"
@@ -295,6 +293,17 @@ class Propagator:
             out.masks[index] = current = new
             done = index
         return None
+
+    def _next(self, done: int, step: int, last: int) -> int:
+        """The next slice a walk segments after ``done``: ``frame_step`` further, but never past ``last`` (the
+        last slice before its end) nor past a correction, which must be decoded to take effect."""
+        index = done + step * self.settings.frame_step
+        if (index - last) * step > 0:
+            index = last
+        ahead = [c for c in self._corrections if (c - done) * step > 0 and (index - c) * step > 0]
+        if ahead:
+            index = min(ahead, key=lambda c: abs(c - done))
+        return index
 
     @staticmethod
     def _hold(mask: SliceMask, indices: range, out: SegmentResult) -> None:
@@ -308,12 +317,11 @@ class Propagator:
         lower, upper = a + 1, b - 1
         ends = {"up": from_a, "down": from_b}
         alive = {"up": True, "down": True}
-        skip = self.settings.frame_step - 1
         while lower <= upper and (alive["up"] or alive["down"]):
             for direction in ("up", "down"):
                 if not alive[direction] or lower > upper:
                     continue
-                index = min(lower + skip, upper) if direction == "up" else max(upper - skip, lower)
+                index = self._next(lower - 1, +1, upper) if direction == "up" else self._next(upper + 1, -1, lower)
                 new, reason = self._step(index, ends[direction])
                 if reason is not None:
                     alive[direction] = False
