@@ -343,3 +343,38 @@ def test_a_series_mixing_grey_and_colour_or_holding_a_non_image_is_refused(tmp_p
     odd.save_as(str(tmp_path / "odd.dcm"))
     with pytest.raises(ImageReadError, match="1 of 2 instances .odd.dcm first. have no Rows"):
         read_volume(tmp_path)
+
+
+def test_pictures_too_large_to_open_are_refused_before_they_are_unpacked(tmp_path):
+    Image.new("1", (21000, 21000)).save(tmp_path / "huge.png")  # a few kB on disk, 441 M pixels: Pillow's limit
+    with pytest.raises(ImageReadError, match="huge.png is too large to open"):
+        read_volume(tmp_path / "huge.png")
+    Image.new("RGB", (12000, 12000)).save(tmp_path / "wide.png")  # 144 M pixels but 432 M values: our limit
+    with pytest.raises(ImageReadError, match=r"12000 x 12000 pixels \(R\+G\+B\), more than 400,000,000 values"):
+        read_volume(tmp_path / "wide.png")
+
+
+def test_label_pictures_give_class_numbers_not_colours(tmp_path):
+    from medicosam_app.geometry.volume import read_label
+
+    classes = np.zeros((20, 30), np.uint8)
+    classes[2:8, 3:12], classes[10:15, 20:28] = 1, 2
+    palette = Image.fromarray(classes, mode="P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    palette.save(tmp_path / "voc.png")
+    np.testing.assert_array_equal(read_label(tmp_path / "voc.png").array[:, :, 0], classes.T)
+    assert read_volume(tmp_path / "voc.png").is_colour  # as an image, the palette is looked up
+    Image.fromarray(np.repeat((classes * 127)[..., None], 3, axis=2)).save(tmp_path / "rgb_mask.png")
+    np.testing.assert_array_equal(read_label(tmp_path / "rgb_mask.png").array[:, :, 0], (classes * 127).T)
+    Image.fromarray(asymmetric_picture(20, 30, colour=True)).save(tmp_path / "photo.png")
+    with pytest.raises(ImageReadError, match="colour image, not a label map"):
+        read_label(tmp_path / "photo.png")
+
+
+def test_the_alpha_of_a_grey_tiff_is_not_a_channel(tmp_path):
+    grey = (asymmetric_picture(24, 32) // 16).astype(np.uint8)
+    with_alpha = np.stack([grey, np.full_like(grey, 255)], axis=-1)
+    tifffile.imwrite(tmp_path / "la.tif", with_alpha, photometric="minisblack", extrasamples=["unassalpha"])
+    volume = read_volume(tmp_path / "la.tif")
+    assert not volume.is_colour
+    np.testing.assert_array_equal(volume.array[:, :, 0], grey.T)

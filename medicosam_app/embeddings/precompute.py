@@ -136,15 +136,20 @@ def precompute(
                 logger.warning("Skipping %s: %s", path.name, error)
                 continue
             summary.images += 1
-            # A picture or clip has frames along k only: its other axes are rows and columns, not slices.
-            for axis in axes if volume.layout == "volume" else [a for a in axes if a == 2]:
-                view = volume.view(axis)
-                bar.set_postfix_str(f"{path.name} axis {axis}")
-                for start in range(0, view.num_slices, batch_size):
-                    indices = list(range(start, min(start + batch_size, view.num_slices)))
-                    summary.encoded += embedder.encode_into_cache(volume, view, indices)
-                    summary.slices += len(indices)
-                    bar.update(len(indices))
+            # A picture or clip has frames along k only, whatever axes are asked for the volumes beside it.
+            try:
+                for axis in axes if volume.layout == "volume" else [2]:
+                    view = volume.view(axis)
+                    bar.set_postfix_str(f"{path.name} axis {axis}")
+                    for start in range(0, view.num_slices, batch_size):
+                        indices = list(range(start, min(start + batch_size, view.num_slices)))
+                        summary.encoded += embedder.encode_into_cache(volume, view, indices)
+                        summary.slices += len(indices)
+                        bar.update(len(indices))
+            except MedicoSamError as error:  # e.g. a CT window asked of a colour photograph: that image only
+                summary.images -= 1
+                summary.failed.append((path.name, str(error)))
+                logger.warning("Skipping %s: %s", path.name, error)
             del volume  # before the next one is read
     summary.seconds = time.perf_counter() - started
     return summary

@@ -28,7 +28,10 @@ PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIME_AXES = "T"
 _STACK_AXES = "ZQIR"
 _CHANNEL_AXES = "CS"
-MAX_PIXELS = 40_000 * 40_000  # beyond this a 2D file is a slide pyramid, not an image to click on
+# Values (pixels x samples x frames) one picture may hold, as for DICOM: a 20k x 20k grey image or a 11k x 11k
+# colour photograph fits; beyond that a file is a slide pyramid, or a small compressed file that would unpack
+# to gigabytes.
+MAX_VALUES = 400_000_000
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,14 @@ def is_picture(path: Path) -> bool:
     return path.name.lower().endswith(PICTURE_SUFFIXES)
 
 
-def read_picture(path: Path) -> Picture:
-    """Read a PNG, JPEG or TIFF file; :class:`ImageReadError` names what cannot be read or mapped."""
+def read_picture(path: Path, palette_indices: bool = False) -> Picture:
+    """Read a PNG, JPEG or TIFF file; :class:`ImageReadError` names what cannot be read or mapped.
+    ``palette_indices``: a palette PNG keeps its indices (a label map saved with a colour table) instead of
+    the colours they stand for."""
     if path.name.lower().endswith((".tif", ".tiff")):
         frames, layout, spacing = _read_tiff(path)
     else:
-        frames, layout, spacing = _read_with_pillow(path), "plane", _itk_spacing(path)
+        frames, layout, spacing = _read_with_pillow(path, palette_indices), "plane", _itk_spacing(path)
     if frames.ndim == 4 and frames.shape[-1] > 3:
         raise ImageReadError(
             f"{path.name} has {frames.shape[-1]} channels: one (grey), two (nuclear + membrane), three (RGB) or "
@@ -64,17 +69,19 @@ def read_picture(path: Path) -> Picture:
     return Picture(np.ascontiguousarray(frames.transpose(order)), spacing, layout)
 
 
-def _read_with_pillow(path: Path) -> np.ndarray:
+def _read_with_pillow(path: Path, palette_indices: bool = False) -> np.ndarray:
     """(1, rows, columns) grey or (1, rows, columns, 3) RGB, alpha dropped, palettes looked up."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageReadError(f"{path.name} is {image.width} x {image.height} pixels, too large to open.")
+            if image.width * image.height * len(image.getbands()) > MAX_VALUES:
+                raise ImageReadError(
+                    f"{path.name} is {image.width} x {image.height} pixels ({'+'.join(image.getbands())}), more than "
+                    f"{MAX_VALUES:,} values: too large to open as one image. Save the part to segment as its own file.")
             image.load()
             mode = image.mode
-            if mode == "P":
+            if mode == "P" and not palette_indices:
                 image = image.convert("RGBA" if "transparency" in image.info else "RGB")
             elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                 image = image.convert("RGB")
@@ -83,6 +90,9 @@ def _read_with_pillow(path: Path) -> np.ndarray:
             pixels = np.asarray(image)
     except ImageReadError:
         raise
+    except Image.DecompressionBombError as error:  # Pillow's own limit, checked as the header is read
+        raise ImageReadError(f"{path.name} is too large to open as one image ({error}). Save the part to segment "
+                             "as its own file.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise ImageReadError(f"Cannot read image {path.name}: {error}. Replace it with a complete copy.") from None
     if pixels.ndim == 3 and pixels.shape[-1] in (2, 4):  # LA, RGBA: the alpha channel is not a picture
@@ -112,15 +122,29 @@ def _read_tiff(path: Path) -> Tuple[np.ndarray, str, Tuple[float, float, float]]
         with tifffile.TiffFile(str(path)) as tiff:
             series = tiff.series[0]
             axes, shape = series.axes, series.shape
-            if int(np.prod(shape)) > MAX_PIXELS * 4:
-                raise ImageReadError(f"{path.name} holds {shape} values, too many to open as one image.")
+            if int(np.prod(shape)) > MAX_VALUES:
+                raise ImageReadError(
+                    f"{path.name} holds {' x '.join(map(str, shape))} values, more than {MAX_VALUES:,}: too large to "
+                    "open as one image. Save the part to segment as its own file.")
             pixels = series.asarray()
             spacing = _tiff_spacing(tiff.pages[0])
+            alpha = _alpha_samples(tiff.pages[0])
     except ImageReadError:
         raise
     except Exception as error:  # tifffile raises many types for damaged files; each is a bad file, not a bug
         raise ImageReadError(f"Cannot read TIFF {path.name}: {error}. Replace it with a complete copy.") from None
-    return _arrange(pixels, axes, path) + (spacing,)
+    frames, layout = _arrange(pixels, axes, path)
+    if alpha and frames.ndim == 4 and "S" in axes:  # extra samples marked as alpha are not a picture
+        frames = frames[..., : frames.shape[-1] - alpha]
+    if frames.ndim == 4 and "S" in axes and frames.shape[-1] == 4:
+        frames = frames[..., :3]  # RGB and a fourth sample of unspecified meaning, as every viewer shows it
+    return frames, layout, spacing
+
+
+def _alpha_samples(page) -> int:
+    """How many of a TIFF page's extra samples are alpha (associated or unassociated)."""
+    extra = getattr(page, "extrasamples", None) or ()
+    return sum(1 for value in extra if int(value) in (1, 2))
 
 
 def _arrange(pixels: np.ndarray, axes: str, path: Path) -> Tuple[np.ndarray, str]:
@@ -143,8 +167,6 @@ def _arrange(pixels: np.ndarray, axes: str, path: Path) -> Tuple[np.ndarray, str
     if not stacks:
         pixels = pixels[None]
     layout = "plane" if not stacks else ("cine" if stacks[0] in _TIME_AXES else "volume")
-    if channels and pixels.shape[-1] == 4 and "S" in channels:
-        pixels = pixels[..., :3]  # RGBA samples: the fourth is alpha
     return pixels, layout
 
 

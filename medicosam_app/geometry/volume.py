@@ -125,6 +125,29 @@ def read_volume(path: os.PathLike) -> Volume:
     )
 
 
+def read_label(path: os.PathLike) -> Volume:
+    """A label map, one class number per voxel, in any format :func:`read_volume` reads. A palette PNG gives its
+    indices (a mask saved with a colour table); a colour file whose channels are all equal (a mask saved as RGB)
+    gives one of them; other colour is refused, since colours are not class numbers."""
+    path = Path(path)
+    if is_picture(path):
+        check_complete(path)
+        picture = read_picture(path, palette_indices=True)
+        label = Volume(picture.array, picture.spacing, (0.0, 0.0, 0.0), np.eye(3), "", picture.layout)
+    else:
+        label = read_volume(path)
+    if label.is_colour:
+        channels = label.array
+        if not all(np.array_equal(channels[..., 0], channels[..., c]) for c in range(1, channels.shape[-1])):
+            raise ImageReadError(
+                f"{path.name} is a colour image, not a label map: save the mask with one class number per pixel "
+                "(a greyscale or palette PNG, or NIfTI/NRRD).")
+        label = Volume(np.ascontiguousarray(channels[..., 0]), label.spacing, label.origin, label.direction,
+                       "", label.layout, label.frame_time_ms)
+    return Volume(label.array, label.spacing, label.origin, label.direction, hash_array(label.array), label.layout,
+                  label.frame_time_ms)
+
+
 def _stored_layout(image: sitk.Image, array: np.ndarray) -> Tuple[str, Optional[float]]:
     """The layout a converted image was written with (NRRD header keys), else a plane for one slice."""
     layout = image.GetMetaData(LAYOUT_KEY).strip() if image.HasMetaDataKey(LAYOUT_KEY) else ""

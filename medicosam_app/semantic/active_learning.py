@@ -15,7 +15,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..geometry.volume import read_volume
+from ..geometry.volume import read_label
 from ..lru import LRUCache
 from .metrics import DiceAccumulator
 from .segmenter import SemanticSegmenter
@@ -82,7 +82,7 @@ def score_against_label(
     """
     served = segmenter.served()
     volume = segmenter.volumes.get(image_path)
-    truth = read_volume(Path(label_path))
+    truth = read_label(Path(label_path))
     if truth.shape != volume.shape:
         raise ValueError(f"label shape {truth.shape} differs from image shape {volume.shape}")
     view = volume.configured_view(segmenter.axis)

@@ -13,7 +13,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 from ..embeddings.precompute import VOLUME_SUFFIXES, find_images
 from ..errors import MedicoSamError
-from ..geometry.volume import Volume, read_volume
+from ..geometry.volume import Volume, read_label, read_volume
 from ..model.checkpoints import file_xxh128
 
 
@@ -70,7 +70,7 @@ def read_labelled(studies: Sequence[LabelledStudy], skipped: List[Tuple[str, str
     for study in studies:
         try:
             volume = read_volume(study.image_path)
-            label = read_volume(study.label_path)
+            label = read_label(study.label_path)
         except MedicoSamError as error:
             skipped.append((study.image_id, str(error)))
             continue

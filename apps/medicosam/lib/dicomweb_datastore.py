@@ -51,7 +51,7 @@ from medicosam_app.dicom.seg import (
 from medicosam_app.dicom.series import NON_IMAGE_MODALITIES, DicomSeries, DicomSeriesError, read_series_folder
 from medicosam_app.dicom.wado import PacsContentError, download_series
 from medicosam_app.keyed_locks import KeyedLocks
-from medicosam_app.geometry.volume import Volume, read_volume, write_image, write_label
+from medicosam_app.geometry.volume import Volume, read_label, read_volume, write_image, write_label
 
 from .datastore import store_label
 from .http_errors import as_http_errors
@@ -282,7 +282,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
                 logger.warning("Series %s: %s", image_id, unsupported)
                 return image_id
             with as_http_errors():
-                label = read_volume(label_filename).array
+                label = read_label(label_filename).array
                 seg = label_to_seg(label, source, label_names(info.get("label_info")), author)
             try:
                 self._client.store_instances([seg])
