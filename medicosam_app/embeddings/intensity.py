@@ -6,7 +6,8 @@ skips the volume step, ``percentile`` clips to the volume's 1st–99th percentil
 ``window`` applies a CT window (level/width in HU): a deviation from the authors, offered as an option.
 
 Colour stays colour (``[..., 3]`` values): each channel is scaled on its own, over the volume (or clip) and
-then over the slice, as micro-sam's ``_to_image`` scales each channel of a 2D image; a 2D grey image is its
+then over the slice, as micro-sam's current ``util._to_image`` scales each channel of a 2D image, uint8 RGB
+included (its first releases passed uint8 through unchanged); a 2D grey image is its
 own volume, so ``volume`` and ``slice`` agree there. A CT window means nothing for colour and is refused.
 """
 
