@@ -246,11 +246,14 @@ def to_sitk(array: np.ndarray, like: Volume) -> sitk.Image:
     return image
 
 
-def write_image(volume: Volume, path: os.PathLike) -> Path:
+def write_image(volume: Volume, path: os.PathLike, notes: Optional[dict] = None) -> Path:
     """Write ``volume`` (colour included) as NRRD with its layout and frame time in the header, atomically: what
-    a PACS series is converted to, read back by :func:`read_volume` as the same image."""
+    a PACS series is converted to, read back by :func:`read_volume` as the same image. ``notes``: more header
+    keys (strings), such as where the image came from."""
     path = Path(path)
     image = to_sitk(volume.array, volume)
+    for key, value in (notes or {}).items():
+        image.SetMetaData(str(key), str(value))
     image.SetMetaData(LAYOUT_KEY, volume.layout)
     if volume.frame_time_ms is not None:
         image.SetMetaData(FRAME_TIME_KEY, f"{volume.frame_time_ms:.6g}")

@@ -138,3 +138,18 @@ def test_automatic_instances_on_a_photograph_and_a_microscopy_image(server, stud
     core = InstanceSegmenter(models, embedder, SemanticSegmenter(VersionStore(tmp_path / "none"), embedder))
     name = next(p.name for p in studies.iterdir() if p.name.split(".")[0] == image_id)
     np.testing.assert_array_equal(label, core.segment(studies / name, InstanceOptions.from_request(params)).instances.label)
+
+
+def test_a_dicom_radiograph_is_served_to_slicer_as_the_image_the_server_reads(server, studies, tmp_path):
+    """Slicer opens what it downloads with its own reader: a DICOM radiograph goes out as the server's NRRD
+    (presented pixels, detector spacing), so the label it gets back overlays at the same scale."""
+    from medicosam_app.geometry.volume import read_volume
+
+    response = requests.get(f"{server}/datastore/image", params={"image": "radiograph"}, timeout=30)
+    assert response.ok and 'radiograph.nrrd' in response.headers.get("content-disposition", "")
+    (tmp_path / "radiograph.nrrd").write_bytes(response.content)
+    served, voxels = _read(tmp_path / "radiograph.nrrd")
+    assert served.GetSpacing()[:2] == pytest.approx((0.1, 0.2)) and served.GetMetaData("medicosam_layout") == "plane"
+    np.testing.assert_array_equal(voxels, read_volume(studies / "radiograph.dcm").array)
+    again = requests.get(f"{server}/datastore/image", params={"image": "radiograph"}, timeout=30)
+    assert again.content == response.content  # converted once, served from the copy

@@ -49,6 +49,7 @@ from medicosam_app.security.paths import UnsafePathError, confined_path, safe_ex
 from medicosam_app.security.users import Role
 
 from .request_context import add_audit_details, current_user
+from .served_images import served_image
 
 logger = logging.getLogger(__name__)
 
@@ -538,7 +539,11 @@ class CheckedLocalDatastore(LocalDatastore):
     list_images = _reading(LocalDatastore.list_images)
     get_labeled_images = _reading(LocalDatastore.get_labeled_images)
     get_unlabeled_images = _reading(LocalDatastore.get_unlabeled_images)
-    get_image_uri = _reading(LocalDatastore.get_image_uri)
+    _image_file = _reading(LocalDatastore.get_image_uri)
+
+    def get_image_uri(self, image_id: str) -> str:
+        """The image file, or for a DICOM file the NRRD the server reads it as (:mod:`.served_images`)."""
+        return served_image(self._image_file(image_id), self._datastore_path)
     get_image_info = _reading(LocalDatastore.get_image_info)
     get_label_uri = _reading(LocalDatastore.get_label_uri)
     get_label_info = _reading(LocalDatastore.get_label_info)
