@@ -35,6 +35,15 @@ def is_enhanced(dataset: Dataset) -> bool:
     return any(group in dataset for group in FUNCTIONAL_GROUPS)
 
 
+def frames_have_positions(dataset: Dataset) -> bool:
+    """Whether its frames carry plane positions (shared or per frame): slices placed in space, not a clip."""
+    for group in FUNCTIONAL_GROUPS:
+        items = dataset.get(group) or []
+        if items and items[0].get("PlanePositionSequence"):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class FrameGeometry:
     """Where the frames of one enhanced instance lie, as one volume in ITK (LPS) conventions."""

@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from .enhanced import enhanced_geometry, is_enhanced
+from .enhanced import enhanced_geometry, frames_have_positions, is_enhanced
 from .pixels import presented_frames
 from .series import NON_IMAGE_MODALITIES, DicomSeries, DicomSeriesError, _describe, check_series
 
@@ -147,15 +147,7 @@ def _is_enhanced_volume(header: Dataset, modality: str) -> bool:
     name = UID(str(header.get("SOPClassUID", ""))).name
     if re.search(r"Enhanced (CT|MR|PET)", name):
         return True
-    return is_enhanced(header) and (modality in ("CT", "MR", "PT") or _frames_have_positions(header))
-
-
-def _frames_have_positions(header: Dataset) -> bool:
-    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        items = header.get(group) or []
-        if items and items[0].get("PlanePositionSequence"):
-            return True
-    return False
+    return is_enhanced(header) and (modality in ("CT", "MR", "PT") or frames_have_positions(header))
 
 
 def _is_colour(header: Dataset) -> bool:

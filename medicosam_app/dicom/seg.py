@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from ..errors import InvalidRequestError
+from .enhanced import frames_have_positions
 
 class SegSource(Protocol):
     """What a SEG is made over: a checked classic series (:class:`.series.DicomSeries`) or any image read by
@@ -125,7 +126,9 @@ def seg_unsupported(sources: Sequence[Dataset], slices: int) -> Optional[str]:
     multi-frame instance only through its functional groups (an enhanced CT/MR/PET), and writes a SEG over sources
     without a frame of reference (radiographs, photographs, most ultrasound) for one frame only."""
     first = sources[0]
-    if len(sources) == 1 and slices > 1 and not _frames_are_placed(first):
+    # highdicom references the frames of one instance through their plane positions in a frame of reference.
+    placed = "FrameOfReferenceUID" in first and frames_have_positions(first)
+    if len(sources) == 1 and slices > 1 and not placed:
         return ("A DICOM SEG over the frames of a clip (a multi-frame instance whose frames have no plane "
                 "positions) cannot be written yet: the label is kept on this server only.")
     if len(sources) > 1 and "FrameOfReferenceUID" not in first:
@@ -135,18 +138,6 @@ def seg_unsupported(sources: Sequence[Dataset], slices: int) -> Optional[str]:
         return (f"A DICOM SEG over {len(sources)} separate images without patient positions cannot be written "
                 "yet: the label is kept on this server only.")
     return None
-
-
-def _frames_are_placed(dataset: Dataset) -> bool:
-    """Each frame has a plane position (per frame or shared) in a frame of reference: what highdicom needs to
-    reference the frames of one instance (an enhanced CT/MR/PET; not an enhanced XA/US clip)."""
-    if "FrameOfReferenceUID" not in dataset:
-        return False
-    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        items = dataset.get(group) or []
-        if items and items[0].get("PlanePositionSequence"):
-            return True
-    return False
 
 
 def _with_type2_attributes(dataset: Dataset) -> Dataset:
