@@ -48,7 +48,7 @@ from medicosam_app.instances.metrics import instance_f1_per_class  # noqa: E402
 from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter  # noqa: E402
 from medicosam_app.model.provider import ModelProvider  # noqa: E402
 from medicosam_app.model.predictor import ImageEmbedding, PromptPredictor  # noqa: E402
-from medicosam_app.interactive.propagation import PropagationSettings  # noqa: E402
+from medicosam_app.interactive.propagation_settings import PropagationSettings  # noqa: E402
 from medicosam_app.model.random_checkpoint import VIT_B_SAM  # noqa: E402
 from medicosam_app.model.sam_builder import build_sam  # noqa: E402
 from medicosam_app.semantic.classes import SemanticClasses  # noqa: E402

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from medicosam_app.geometry.volume import read_volume, write_label  # noqa: E402
-from medicosam_app.interactive.propagation import PropagationSettings  # noqa: E402
+from medicosam_app.interactive.propagation_settings import PropagationSettings  # noqa: E402
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter  # noqa: E402
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter  # noqa: E402
 from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402

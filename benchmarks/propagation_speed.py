@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medicosam_app.interactive.slice_segmenter import ClickContext  # noqa: E402
-from medicosam_app.interactive.propagation import PropagationSettings  # noqa: E402
+from medicosam_app.interactive.propagation_settings import PropagationSettings  # noqa: E402
 from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
 from medicosam_app.services import build_model_provider, build_slice_embedder  # noqa: E402
 from medicosam_app.settings import Settings  # noqa: E402

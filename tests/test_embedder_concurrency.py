@@ -18,7 +18,7 @@ from medicosam_app.embeddings.memory_cache import EmbeddingCache
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.predictor import ImageEmbedding, MaskPrediction
 from medicosam_app.embeddings.prefetch import Prefetcher
-from medicosam_app.interactive.propagation import PropagationSettings
+from medicosam_app.interactive.propagation_settings import PropagationSettings
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 

@@ -11,7 +11,8 @@ import torch
 
 from medicosam_app.errors import InvalidRequestError
 from medicosam_app.interactive.prompts import SlicePrompt
-from medicosam_app.interactive.propagation import PropagationSettings, Propagator, SliceMask, mask_iou, project
+from medicosam_app.interactive.propagation import Propagator, SliceMask, mask_iou, project
+from medicosam_app.interactive.propagation_settings import PropagationSettings
 
 SHAPE = (40, 50)  # rows, cols of every slice
 

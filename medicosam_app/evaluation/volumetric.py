@@ -12,7 +12,8 @@ from ..errors import InvalidRequestError
 from ..geometry.coordinates import SliceView
 from ..geometry.volume import Volume
 from ..interactive.prompts import SlicePrompt
-from ..interactive.propagation import PropagationSettings, Propagator
+from ..interactive.propagation import Propagator
+from ..interactive.propagation_settings import PropagationSettings
 from ..interactive.volume_segmenter import slice_segmenter
 from .clicks import first_click, mask_box
 from .objects import VolumeObject

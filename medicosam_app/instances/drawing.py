@@ -16,7 +16,8 @@ import torch
 from segment_anything.utils.amg import calculate_stability_score
 
 from ..interactive.prompts import SlicePrompt
-from ..interactive.propagation import PropagationSettings, SegmentSlice, SliceMask, stop_reason
+from ..interactive.propagation import SegmentSlice, SliceMask, stop_reason
+from ..interactive.propagation_settings import PropagationSettings
 from .instance_label import DrawnInstance
 from .proposals import Proposal
 

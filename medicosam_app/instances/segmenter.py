@@ -17,7 +17,7 @@ from ..errors import InvalidRequestError
 from ..geometry.coordinates import SliceView
 from ..geometry.volume import Volume
 from ..geometry.volume_cache import VolumeCache
-from ..interactive.propagation import PropagationSettings
+from ..interactive.propagation_settings import PropagationSettings
 from ..interactive.volume_segmenter import slice_segmenter
 from ..model.provider import ModelProvider
 from ..request_values import parse_choice, parse_int, parse_text

@@ -21,65 +21,20 @@ stops, the held frames before the stop stay empty: where the object ended betwee
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from scipy import ndimage
 
 from ..errors import InvalidRequestError
-from ..request_values import parse_choice, parse_int, parse_number
 from .prompts import SlicePrompt
+from .propagation_settings import PropagationSettings
 
 logger = logging.getLogger(__name__)
-
-Projection = Literal["mask", "box", "points"]
-PROJECTIONS = ("mask", "box", "points")
-MAX_FRAME_STEP = 16
-
-
-@dataclass(frozen=True)
-class PropagationSettings:
-    """Defaults follow micro-sam's annotator (IoU 0.5, box extension 0.05) with box+mask projection."""
-
-    projection: Projection = "mask"
-    iou_threshold: float = 0.5  # stop when IoU(previous slice, new slice) falls below
-    min_predicted_iou: float = 0.5  # stop when the model's predicted IoU falls below (0: never)
-    box_extension: float = 0.05  # the projected box grows by this fraction of its size on each side
-    low_confidence: float = 0.8  # slices whose predicted IoU is below are listed for review
-    frame_step: int = 1  # segment every n-th slice of a walk; those between hold the previous mask
-
-    def __post_init__(self) -> None:
-        if self.projection not in PROJECTIONS:
-            raise InvalidRequestError(f"'projection' must be one of {PROJECTIONS}, not {self.projection!r}.")
-        for name in ("iou_threshold", "min_predicted_iou", "low_confidence"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise InvalidRequestError(f"'{name}' must lie between 0 and 1, got {value}.")
-        if not 0.0 <= self.box_extension <= 1.0:
-            raise InvalidRequestError(f"'box_extension' must lie between 0 and 1, got {self.box_extension}.")
-        if not (isinstance(self.frame_step, int) and 1 <= self.frame_step <= MAX_FRAME_STEP):
-            raise InvalidRequestError(f"'frame_step' must be a whole number from 1 to {MAX_FRAME_STEP}, got {self.frame_step!r}.")
-
-
-    @classmethod
-    def from_request(cls, params: Mapping[str, Any], defaults: Optional["PropagationSettings"] = None) -> "PropagationSettings":
-        """The request's ``projection``, thresholds and ``box_extension`` over ``defaults``; bad values → 422."""
-        defaults = defaults or cls()
-        values: Dict[str, Any] = {}
-        for name in ("iou_threshold", "min_predicted_iou", "box_extension", "low_confidence"):
-            if params.get(name) is not None:
-                values[name] = parse_number(params[name], name, 0.0, 1.0)
-        if params.get("projection") is not None:
-            values["projection"] = parse_choice(params["projection"], "projection", PROJECTIONS)
-        if params.get("frame_step") is not None:
-            values["frame_step"] = parse_int(params["frame_step"], "frame_step", 1, MAX_FRAME_STEP)
-        return dataclasses.replace(defaults, **values)
-
 
 @dataclass(frozen=True)
 class SliceMask:

@@ -24,7 +24,8 @@ from ..geometry.volume_cache import VolumeCache
 from ..lru import LRUCache
 from ..model.provider import ModelProvider
 from .prompts import SlicePrompt, VoxelPrompts, background_points, parse_voxel_prompts, slice_prompt
-from .propagation import PropagationResult, PropagationSettings, PropagationState, Propagator, SegmentSlice, SliceMask
+from .propagation import PropagationResult, PropagationState, Propagator, SegmentSlice, SliceMask
+from .propagation_settings import PropagationSettings
 from .slice_segmenter import ClickContext
 
 

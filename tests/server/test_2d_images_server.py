@@ -17,7 +17,7 @@ import tifffile
 from PIL import Image
 
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder
-from medicosam_app.interactive.propagation import PropagationSettings
+from medicosam_app.interactive.propagation_settings import PropagationSettings
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 from medicosam_app.model.provider import ModelProvider

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from conftest import OBLIQUE_AXIAL_DIRECTION, asymmetric_array, write_volume
 from medicosam_app.interactive.slice_segmenter import ClickContext
 from medicosam_app.model.provider import ModelProvider
-from medicosam_app.interactive.propagation import PropagationSettings
+from medicosam_app.interactive.propagation_settings import PropagationSettings
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 

@@ -14,7 +14,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.instances.mask_generator import GridSettings
 from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
-from medicosam_app.interactive.propagation import PropagationSettings
+from medicosam_app.interactive.propagation_settings import PropagationSettings
 
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference

@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Tuple
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.interactive.slice_segmenter import ClickContext
-from medicosam_app.interactive.propagation import MAX_FRAME_STEP, PROJECTIONS, PropagationSettings
+from medicosam_app.interactive.propagation_settings import MAX_FRAME_STEP, PROJECTIONS, PropagationSettings
 from medicosam_app.request_values import parse_choice, parse_int, parse_number
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 

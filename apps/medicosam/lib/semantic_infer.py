@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.instances.segmenter import InstanceSegmenter
-from medicosam_app.interactive.propagation import PropagationSettings
+from medicosam_app.interactive.propagation_settings import PropagationSettings
 from medicosam_app.request_values import parse_bool, parse_int
 from medicosam_app.semantic.classes import SemanticClasses
 from medicosam_app.semantic.segmenter import SemanticSegmenter
