@@ -55,6 +55,8 @@ class Settings:
     audit_dir: Path  # the audit trail (JSON Lines, rotated by size)
     token_lifetime_s: int  # how long a sign-in lasts
     cors_origins: Optional[Tuple[str, ...]]  # other origins browsers may call from; None: the default (see README)
+    viewer: str  # "medicosam": our OHIF 3.13 with the MedicoSAM tools at /ohif/; "monailabel": MONAI Label's bundled OHIF
+    viewer_dicomweb: Optional[str]  # a DICOMweb root browsers reach directly; None: through this server's proxy
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str]) -> "Settings":
@@ -133,6 +135,8 @@ class Settings:
             ).expanduser(),
             token_lifetime_s=int(get("token_lifetime_s", "MEDICOSAM_TOKEN_LIFETIME_S", str(8 * 3600))),
             cors_origins=_origins(get("cors_origins", "MEDICOSAM_CORS_ORIGINS")),
+            viewer=_viewer(get("viewer", "MEDICOSAM_VIEWER", "medicosam")),
+            viewer_dicomweb=get("viewer_dicomweb", "MEDICOSAM_VIEWER_DICOMWEB") or None,
         )
 
 
@@ -148,6 +152,16 @@ def _batch_size(value: object) -> Optional[int]:
     if size < 1:
         raise ValueError(f"encode_batch_size must be auto or a whole number of slices, at least 1 (got {value!r})")
     return size
+
+
+VIEWERS = ("medicosam", "monailabel")
+
+
+def _viewer(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in VIEWERS:
+        raise ValueError(f"viewer must be one of {', '.join(VIEWERS)} (got {value!r})")
+    return text
 
 
 def _origins(value: Optional[str]) -> Optional[Tuple[str, ...]]:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages for the DICOMweb/OHIF path: Orthanc with its DICOMweb plugin, and chromium for the browser
-# test. Installs only what is missing; uses sudo when not root. Skip with MEDICOSAM_SKIP_SYSTEM_PACKAGES=1.
+# Debian packages for the DICOMweb/OHIF path: Orthanc with its DICOMweb plugin, chromium for the browser
+# tests, npm to fetch the viewer (when no npm is on the PATH). Installs only what is missing; uses sudo when not
+# root. Skip with MEDICOSAM_SKIP_SYSTEM_PACKAGES=1.
 set -euo pipefail
 [ "${MEDICOSAM_SKIP_SYSTEM_PACKAGES:-0}" = 1 ] && exit 0
 packages=(orthanc orthanc-dicomweb chromium)
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

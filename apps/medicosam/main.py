@@ -33,6 +33,8 @@ from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.interactive_train import InteractiveTrain  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
+from lib.viewer_config import viewer_app_config  # noqa: E402
+from lib.viewer_route import serve_viewer  # noqa: E402
 from lib.access_control import SiteAccess, install_access_control  # noqa: E402
 from lib.request_context import current_user  # noqa: E402
 from lib.log_limits import limit_log_records  # noqa: E402
@@ -238,7 +240,10 @@ class MedicoSAMApp(MONAILabelApp):
         guard_requests(fastapi_app, app_instance)  # before the thread-pool rebuild, which keeps the checks
         serve_heavy_endpoints_in_threads()
 
-        serve_ohif(fastapi_app)
+        if self.settings.viewer == "monailabel":
+            serve_ohif(fastapi_app)
+        else:
+            serve_viewer(fastapi_app, lambda: viewer_app_config(self.settings.viewer_dicomweb))
         self._lock_down(fastapi_app)
         self.models.start_loading()
         for model, schedule in ((SEMANTIC, self.settings.retrain_schedule), (INTERACTIVE, self.settings.finetune_schedule)):

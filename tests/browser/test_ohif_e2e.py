@@ -1,4 +1,4 @@
-"""End to end in headless Chromium: OHIF from our server, a study from Orthanc, a point prompt, the mask.
+"""End to end in headless Chromium: MONAI Label's bundled OHIF (``--conf viewer monailabel``) from our server, a study from Orthanc, a point prompt, the mask.
 
 The browser is Debian's chromium (scripts/install_system.sh), driven by playwright without downloading a
 browser. The test clicks as a radiologist would: connect the MONAI Label panel, open Point Prompts, pick the
@@ -41,7 +41,7 @@ def stack(tmp_path_factory, phantom_checkpoint):
     build = build_dicom
     dicom = build.build(root / "dicom")
     env = {"MEDICOSAM_CHECKPOINT": str(phantom_checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0",
-           "MEDICOSAM_RETRAIN_AFTER_LABELS": "0"}
+           "MEDICOSAM_RETRAIN_AFTER_LABELS": "0", "MEDICOSAM_VIEWER": "monailabel"}
     with running_orthanc(root / "orthanc") as pacs:
         upload(pacs, dicom)
         with running_server(pacs, root / "server.log", env=env) as server:
@@ -192,7 +192,7 @@ def signed_in_stack(tmp_path_factory, phantom_checkpoint):
     users = root / "users.json"
     UserStore(users, rounds=4).add("rad", "rad-pass-1", "annotator")
     env = {"MEDICOSAM_CHECKPOINT": str(phantom_checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0",
-           "MEDICOSAM_RETRAIN_AFTER_LABELS": "0", "MEDICOSAM_USERS_FILE": str(users),
+           "MEDICOSAM_RETRAIN_AFTER_LABELS": "0", "MEDICOSAM_VIEWER": "monailabel", "MEDICOSAM_USERS_FILE": str(users),
            "MEDICOSAM_AUDIT_DIR": str(root / "audit")}
     with running_orthanc(root / "orthanc") as pacs:
         upload(pacs, dicom)

@@ -1,4 +1,4 @@
-"""OHIF as our server serves it: nested assets load, client-side routes get the app, nothing escapes the folder."""
+"""MONAI Label's bundled OHIF (``--conf viewer monailabel``) as our server serves it: nested assets load, client-side routes get the app, nothing escapes the folder."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def test_resolve_asset_confines_paths(folder, path, expected):
 def server(tmp_path_factory, tiny_checkpoint):
     root = tmp_path_factory.mktemp("ohif_route")
     (root / "studies").mkdir()
-    with running_server(root / "studies", root / "server.log", env={"MEDICOSAM_CHECKPOINT": str(tiny_checkpoint)}) as url:
+    with running_server(root / "studies", root / "server.log", env={"MEDICOSAM_CHECKPOINT": str(tiny_checkpoint),
+                                                                          "MEDICOSAM_VIEWER": "monailabel"}) as url:
         yield url
 
 

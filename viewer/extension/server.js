@@ -1,0 +1,56 @@
+// Our server's REST API as the viewer uses it. Requests carry the sign-in cookie (same origin); every failure
+// becomes an Error whose message says what happened and what to do, for the panel to show.
+
+const ADVICE = {
+  401: 'You are signed out: reload the page to sign in again.',
+  403: 'Your role may not do this; ask an administrator.',
+  413: 'The request is too large for the server.',
+  422: '',
+  503: 'The model is still loading or busy; try again in a moment.',
+};
+
+export class ServerError extends Error {
+  constructor(status, detail) {
+    const advice = ADVICE[status] ?? '';
+    super([`Server answered ${status}${detail ? `: ${detail}` : ''}.`, advice].filter(Boolean).join(' '));
+    this.status = status;
+  }
+}
+
+async function detailOf(response) {
+  const text = await response.text();
+  try {
+    const detail = JSON.parse(text).detail;
+    return typeof detail === 'string' ? detail : JSON.stringify(detail);
+  } catch {
+    return text.slice(0, 300);
+  }
+}
+
+async function checked(response) {
+  if (!response.ok) throw new ServerError(response.status, await detailOf(response));
+  return response;
+}
+
+export function serverUrl() {
+  return (window.config?.medicosam?.server || '').replace(/\/$/, '');
+}
+
+export async function fetchInfo() {
+  const response = await checked(await fetch(`${serverUrl()}/info/`, { credentials: 'same-origin' }));
+  return response.json();
+}
+
+/** Run model ``model`` on the series ``image`` with ``params``; returns { params, label (ArrayBuffer) }. */
+export async function infer(model, image, params, signal) {
+  const form = new FormData();
+  form.append('params', JSON.stringify(params));
+  const query = new URLSearchParams({ image, output: 'all' });
+  const response = await checked(await fetch(`${serverUrl()}/infer/${encodeURIComponent(model)}?${query}`, {
+    method: 'POST', body: form, credentials: 'same-origin', signal,
+  }));
+  const answer = await response.formData();
+  const label = answer.get('image');
+  if (!label) throw new Error(`the server answered no label for ${model}`);
+  return { params: JSON.parse(answer.get('params') || '{}'), label: await label.arrayBuffer() };
+}
