@@ -28,6 +28,8 @@ export class Controller {
     this.history = []; // { prompt, write } newest last
     this.running = null;
     this.lastAnswer = null;
+    this.sent = []; // the last requests, oldest first (tests replay them; a developer reads them)
+    this.resetNext = false; // after an undo the server's memory of this plane is ahead of the viewer
   }
 
   /** The active viewport, its cornerstone viewport and its display set. */
@@ -101,6 +103,8 @@ export class Controller {
       ...prompts.params(), label: this.label, client_id: this.clientId,
       result_extension: '.nrrd', result_compress: true,
     };
+    if (this.resetNext) params.reset_state = true;
+    this.sent = [...this.sent.slice(-49), params];
     this.running?.abort();
     const running = new AbortController();
     this.running = running;
@@ -115,6 +119,7 @@ export class Controller {
       });
       const write = writePlane(segmentationId, grid, answer.params.axis, answer.params.slice, nrrd.data, 1);
       if (entry) entry.write = entry.write ?? write;
+      this.resetNext = false;
       const elapsed = Math.round(performance.now() - started);
       this.lastAnswer = { params, answer: answer.params, elapsedMs: elapsed };
       const iou = answer.params.predicted_iou;
@@ -139,6 +144,7 @@ export class Controller {
     removeMarks([entry.prompt.uid]);
     if (entry.write) undoWrite(entry.write);
     this.prompts = entry.prompts;
+    this.resetNext = true;
     this.report('done', 'last prompt undone');
   }
 
