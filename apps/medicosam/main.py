@@ -33,6 +33,7 @@ from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.interactive_train import InteractiveTrain  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
+from lib.viewer_capabilities import capabilities  # noqa: E402
 from lib.viewer_config import viewer_app_config  # noqa: E402
 from lib.viewer_route import serve_viewer  # noqa: E402
 from lib.access_control import SiteAccess, install_access_control  # noqa: E402
@@ -148,6 +149,11 @@ class MedicoSAMApp(MONAILabelApp):
         # MONAI Label would run every scoring method after each training round, in the training process too,
         # where on_init_complete never runs; our Dice scoring runs only after a promoted semantic round (train()).
         self._auto_update_scoring = False
+
+    def info(self) -> Dict[str, Any]:
+        info = super().info()
+        info["capabilities"] = capabilities(self._infers)  # what each model offers per image layout (viewers)
+        return info
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):

@@ -1,14 +1,17 @@
 // One annotator's MedicoSAM session in the viewer: a prompt mark → voxels → the server → the labelmap.
-// Keeps the prompts of the current plane, the undo history and the grid of each open series.
+// Keeps the prompts of the current plane, the undo history, the classes and the grid of each open series.
 
 import { parseNrrd } from './nrrd.js';
 import { seriesGrid, worldToVoxel, viewAxis, checkAnswerGrid } from './grid.js';
 import { infer } from './server.js';
-import { ensureSegmentation, writePlane, undoWrite } from './labelmap.js';
+import { ensureSegmentation, writeAnswer, undoWrite } from './labelmap.js';
+import { seriesLayout, offered } from './layout.js';
 import { PromptSet } from './prompts.js';
-import { removeMarks } from './tools.js';
+import { removeMarks, setMarksVisible } from './tools.js';
 
 export const INTERACTIVE_MODEL = 'medicosam_interactive';
+export const PROPAGATION_MODEL = 'medicosam_3d';
+export const SEMANTIC_MODEL = 'medicosam_semantic';
 
 function planeName(layout, axis) {
   if (layout === 'cine') return 'frame';
@@ -16,23 +19,48 @@ function planeName(layout, axis) {
   return `${['sagittal', 'coronal', 'axial'][axis]} slice`;
 }
 
+/** The classes a user labels: the semantic model's (so accepted labels train it), else the interactive model's. */
+export function classesOf(info) {
+  const models = info?.models ?? {};
+  const colors = { ...(info?.capabilities?.[INTERACTIVE_MODEL]?.label_colors ?? {}),
+    ...(info?.capabilities?.[SEMANTIC_MODEL]?.label_colors ?? {}) };
+  let labels = models[SEMANTIC_MODEL]?.labels;
+  if (!labels || !Object.keys(labels).length) labels = models[INTERACTIVE_MODEL]?.labels ?? ['label'];
+  const values = Array.isArray(labels) ? Object.fromEntries(labels.map((name, n) => [name, n + 1])) : labels;
+  return Object.fromEntries(Object.entries(values).map(([label, value]) => [value, { label, color: colors[label] }]));
+}
+
 export class Controller {
   constructor(services, report) {
     this.services = services;
-    this.report = report; // (kind: 'busy' | 'done' | 'error', message) → shown in the panel
+    this.report = report; // (state: 'busy' | 'done' | 'error', message) → shown in the panel
     this.clientId = `ohif-${crypto.randomUUID()}`;
     this.live = true;
-    this.label = 'label';
+    this.info = null;
+    this.classes = { 1: { label: 'label' } };
+    this.segment = 1; // the class prompts label: its segment index is its label value
     this.grids = new Map();
+    this.answerGrids = new Map(); // series → the server's NRRD grid, as its answers carry it (for saving)
+    this.layouts = new Map(); // series → layout, confirmed by the server's answers
     this.prompts = null;
-    this.history = []; // { prompt, write } newest last
+    this.history = []; // { prompt, prompts, write, replaced } newest last
     this.running = null;
     this.lastAnswer = null;
     this.sent = []; // the last requests, oldest first (tests replay them; a developer reads them)
     this.resetNext = false; // after an undo the server's memory of this plane is ahead of the viewer
   }
 
-  /** The active viewport, its cornerstone viewport and its display set. */
+  setInfo(info) {
+    this.info = info;
+    this.classes = classesOf(info);
+    this.segment = Number(Object.keys(this.classes)[0]);
+  }
+
+  get label() {
+    return this.classes[this.segment]?.label ?? 'label';
+  }
+
+  /** The active viewport, its cornerstone viewport, its display set and that series' grid. */
   activeView() {
     const { viewportGridService, cornerstoneViewportService, displaySetService } = this.services;
     const viewportId = viewportGridService.getActiveViewportId();
@@ -40,13 +68,57 @@ export class Controller {
     const uids = viewportGridService.getDisplaySetsUIDsForViewport(viewportId) || [];
     const displaySet = uids.map(uid => displaySetService.getDisplaySetByUID(uid)).find(ds => ds?.imageIds?.length);
     if (!viewport || !displaySet) throw new Error('open an image in the active viewport first');
-    return { viewportId, viewport, displaySet };
+    const grid = this.grid(displaySet);
+    return { viewportId, viewport, displaySet, grid, seriesUid: displaySet.SeriesInstanceUID };
   }
 
   grid(displaySet) {
     const key = displaySet.displaySetInstanceUID;
     if (!this.grids.has(key)) this.grids.set(key, seriesGrid(displaySet.imageIds, window.cornerstone.metaData));
     return this.grids.get(key);
+  }
+
+  /** The plane the active view shows: { axis, slice } in the server's grid. */
+  currentPlane(view = this.activeView()) {
+    const { grid, viewport } = view;
+    if (viewport.type === 'stack') {
+      return { axis: 2, slice: grid.sliceOf.get(viewport.getCurrentImageId()) ?? 0 };
+    }
+    const camera = viewport.getCamera();
+    const axis = viewAxis(grid, camera.viewPlaneNormal);
+    const slice = Math.round(worldToVoxel(grid, camera.focalPoint)[axis]);
+    return { axis, slice: Math.min(Math.max(slice, 0), grid.sizes[axis] - 1) };
+  }
+
+  layout(view) {
+    return this.layouts.get(view.seriesUid) ?? seriesLayout(view.displaySet, view.grid);
+  }
+
+  /** What the server's models offer for the active series: { model: { prompts, propagates, automatic } }. */
+  offers() {
+    try {
+      return offered(this.info, this.layout(this.activeView()));
+    } catch {
+      return {};
+    }
+  }
+
+  /** Send ``params`` to ``model`` for the active series; returns the answer and its parsed, checked label. */
+  async ask(model, view, params) {
+    this.running?.abort();
+    const running = new AbortController();
+    this.running = running;
+    try {
+      const answer = await infer(model, view.seriesUid, params, running.signal);
+      const nrrd = await parseNrrd(answer.label);
+      checkAnswerGrid(view.grid, nrrd, answer.params.layout);
+      if (answer.params.layout) this.layouts.set(view.seriesUid, answer.params.layout);
+      this.answerGrids.set(view.seriesUid, nrrd);
+      const segmentationId = await ensureSegmentation(this.services, view.displaySet, view.viewportId, this.classes);
+      return { answer: answer.params, nrrd, segmentationId };
+    } finally {
+      if (this.running === running) this.running = null;
+    }
   }
 
   /** A finished prompt mark (include/exclude point, box) from the tools. */
@@ -59,9 +131,8 @@ export class Controller {
       this.report('error', error.message);
       return;
     }
-    const grid = this.grid(view.displaySet);
+    const { grid } = view;
     const axis = view.viewport.type === 'stack' ? 2 : viewAxis(grid, view.viewport.getCamera().viewPlaneNormal);
-    const points = annotation.data.handles.points;
     const toVoxel = world => {
       const voxel = worldToVoxel(grid, world);
       // A stack shows one image at a time: the slice is that image's (frames of a clip share one position).
@@ -69,89 +140,93 @@ export class Controller {
       if (view.viewport.type === 'stack' && grid.sliceOf.has(imageId)) voxel[2] = grid.sliceOf.get(imageId);
       return voxel;
     };
+    const points = annotation.data.handles.points;
     const prompt = { uid: annotation.annotationUID, kind };
     if (kind === 'box') prompt.corners = points.map(toVoxel);
     else prompt.voxel = toVoxel(points[0]);
-    const anchor = kind === 'box' ? prompt.corners[0] : prompt.voxel;
-    const slice = Math.round(anchor[axis]);
+    const slice = Math.round((kind === 'box' ? prompt.corners[0] : prompt.voxel)[axis]);
     if (slice < 0 || slice >= grid.sizes[axis]) {
       removeMarks([prompt.uid]);
       this.report('error', 'the prompt lies outside the image');
       return;
     }
-    const seriesUid = view.displaySet.SeriesInstanceUID;
-    if (!this.prompts || !this.prompts.matches(seriesUid, axis, slice)) {
-      this.prompts = new PromptSet(seriesUid, axis, slice);
+    if (!this.prompts || !this.prompts.matches(view.seriesUid, axis, slice, this.segment)) {
+      this.prompts = new PromptSet(view.seriesUid, axis, slice, this.segment);
     }
     const replaced = this.prompts.add(kind, prompt);
-    if (replaced) removeMarks([replaced.uid]);
-    const entry = { prompt, prompts: this.prompts, write: null };
+    if (replaced) setMarksVisible([replaced.uid], false);
+    const entry = { prompt, prompts: this.prompts, write: null, replaced };
     this.history.push(entry);
-    if (this.live) await this.run(view, entry);
+    if (this.live) await this.run(entry);
     else this.report('done', 'prompt added: press Run');
   }
 
   /** Segment the current plane from its prompts and draw the answer. */
-  async run(view = this.activeView(), entry = this.history[this.history.length - 1]) {
+  async run(entry = this.history[this.history.length - 1]) {
     const prompts = this.prompts;
     if (!prompts || prompts.isEmpty) {
       this.report('error', 'place a point or draw a box first');
       return;
     }
-    const grid = this.grid(view.displaySet);
     const params = {
-      ...prompts.params(), label: this.label, client_id: this.clientId,
+      ...prompts.params(), label: this.classes[prompts.segment]?.label ?? this.label, client_id: this.clientId,
       result_extension: '.nrrd', result_compress: true,
     };
     if (this.resetNext) params.reset_state = true;
     this.sent = [...this.sent.slice(-49), params];
-    this.running?.abort();
-    const running = new AbortController();
-    this.running = running;
     const started = performance.now();
     this.report('busy', 'segmenting …');
     try {
-      const answer = await infer(INTERACTIVE_MODEL, prompts.seriesUid, params, running.signal);
-      const nrrd = await parseNrrd(answer.label);
-      checkAnswerGrid(grid, nrrd, answer.params.layout);
-      const segmentationId = await ensureSegmentation(this.services, view.displaySet, view.viewportId, {
-        1: { label: this.label, active: true },
+      const view = this.activeView();
+      const { answer, nrrd, segmentationId } = await this.ask(INTERACTIVE_MODEL, view, params);
+      const segment = prompts.segment;
+      const write = writeAnswer(segmentationId, view.grid, nrrd.data, {
+        axis: answer.axis, index: answer.slice, segmentOf: () => segment, replaced: new Set([segment]),
       });
-      const write = writePlane(segmentationId, grid, answer.params.axis, answer.params.slice, nrrd.data, 1);
-      if (entry) entry.write = entry.write ?? write;
+      if (entry && !entry.write) entry.write = write;
       this.resetNext = false;
       const elapsed = Math.round(performance.now() - started);
-      this.lastAnswer = { params, answer: answer.params, elapsedMs: elapsed };
-      const iou = answer.params.predicted_iou;
-      this.report('done', `mask on ${planeName(answer.params.layout, params.axis)} ${params.slice + 1}` +
-        (iou !== undefined ? `, predicted IoU ${iou.toFixed(2)}` : '') + ` (${elapsed} ms)`);
+      this.lastAnswer = { params, answer, elapsedMs: elapsed };
+      const iou = answer.predicted_iou;
+      this.report('done', `${this.classes[segment]?.label}: mask on ${planeName(answer.layout, params.axis)} ` +
+        `${params.slice + 1}` + (iou !== undefined ? `, predicted IoU ${iou.toFixed(2)}` : '') + ` (${elapsed} ms)`);
     } catch (error) {
-      if (error.name === 'AbortError') return;
-      this.report('error', error.message);
-    } finally {
-      if (this.running === running) this.running = null;
+      if (error.name !== 'AbortError') this.report('error', error.message);
     }
   }
 
-  /** Take back the last prompt: its mark goes, and the labelmap returns to what it was before it. */
+  /** Record a whole-volume write (propagation, automatic) so Undo takes it back. */
+  remember(write, what) {
+    this.history.push({ prompt: null, prompts: null, write, what });
+  }
+
+  /** Take back the last action: a prompt's mark goes (a box it replaced comes back) and the labelmap returns
+   *  to what it was before it. */
   undo() {
     const entry = this.history.pop();
     if (!entry) {
       this.report('error', 'nothing to undo');
       return;
     }
-    entry.prompts.remove(entry.prompt);
-    removeMarks([entry.prompt.uid]);
+    if (entry.prompt) {
+      entry.prompts.remove(entry.prompt);
+      removeMarks([entry.prompt.uid]);
+      if (entry.replaced) {
+        entry.prompts.add('box', entry.replaced);
+        setMarksVisible([entry.replaced.uid], true);
+      }
+      this.prompts = entry.prompts;
+      this.resetNext = true;
+    }
     if (entry.write) undoWrite(entry.write);
-    this.prompts = entry.prompts;
-    this.resetNext = true;
-    this.report('done', 'last prompt undone');
+    this.report('done', entry.what ? `${entry.what} undone` : 'last prompt undone');
   }
 
   /** Remove every prompt mark (the labelmap stays). */
   clearPrompts() {
-    removeMarks(this.history.map(entry => entry.prompt.uid));
-    this.history = [];
+    const marks = this.history.flatMap(entry => [entry.prompt?.uid, entry.replaced?.uid]).filter(Boolean);
+    removeMarks(marks);
+    this.history = this.history.filter(entry => !entry.prompt);
     this.prompts = null;
     this.report('done', 'prompts cleared');
   }

@@ -27,7 +27,8 @@ export function seriesGrid(imageIds, metaData) {
   const ordered = planes.map((p, n) => ({ ...p, n, along: position(p) }))
     .sort((a, b) => a.along - b.along || a.n - b.n);
   const gaps = ordered.slice(1).map((p, n) => p.along - ordered[n].along);
-  const sliceSpacing = gaps.length && gaps.every(g => g > 1e-6) ? gaps.reduce((a, b) => a + b, 0) / gaps.length : 1;
+  const placed = gaps.length > 0 && gaps.every(g => g > 1e-6);
+  const sliceSpacing = placed ? gaps.reduce((a, b) => a + b, 0) / gaps.length : 1;
   const axes = [
     scale(rowCosines, Number(first.columnPixelSpacing) || 1),
     scale(columnCosines, Number(first.rowPixelSpacing) || 1),
@@ -36,6 +37,7 @@ export function seriesGrid(imageIds, metaData) {
   const origin = (ordered[0].plane.imagePositionPatient || [0, 0, 0]).map(Number);
   return {
     sizes: [Number(first.columns), Number(first.rows), ordered.length],
+    sliceSpacingKnown: placed,
     origin,
     axes,
     inverse: inverse3(axes),

@@ -42,3 +42,20 @@ export async function parseNrrd(buffer) {
   const origin = fields['space origin'] ? vector(fields['space origin']) : [0, 0, 0];
   return { sizes, origin, directions, data: new Type(data.buffer, data.byteOffset, count), fields };
 }
+
+async function gzip(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream('gzip'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+const triple = v => `(${v.map(x => Number(x).toPrecision(12).replace(/\.?0+$/, '')).join(',')})`;
+
+/** A uint8 label volume as a gzip-encoded NRRD on the grid ``{ sizes, origin, directions }`` (LPS, as DICOM). */
+export async function writeNrrd({ sizes, origin, directions }, data) {
+  const header = [
+    'NRRD0004', 'type: uint8', 'dimension: 3', 'space: left-posterior-superior', `sizes: ${sizes.join(' ')}`,
+    `space directions: ${directions.map(triple).join(' ')}`, 'kinds: domain domain domain', 'endian: little',
+    'encoding: gzip', `space origin: ${triple(origin)}`, '', '',
+  ].join('\n');
+  return new Blob([header, await gzip(data)], { type: 'application/octet-stream' });
+}

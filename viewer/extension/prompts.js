@@ -1,13 +1,13 @@
-// Prompts on one plane (series, axis, slice) as the server takes them: voxel indices, a box as [i0, i1, j0, j1,
+// Prompts on one plane (series, axis, slice) for one class (segment), as the server takes them: voxel indices, a box as [i0, i1, j0, j1,
 // k0, k1]. A prompt on another plane starts a new set; a second box replaces the first.
 
 export class PromptSet {
-  constructor(seriesUid, axis, slice) {
-    Object.assign(this, { seriesUid, axis, slice, include: [], exclude: [], box: null });
+  constructor(seriesUid, axis, slice, segment) {
+    Object.assign(this, { seriesUid, axis, slice, segment, include: [], exclude: [], box: null });
   }
 
-  matches(seriesUid, axis, slice) {
-    return this.seriesUid === seriesUid && this.axis === axis && this.slice === slice;
+  matches(seriesUid, axis, slice, segment) {
+    return this.seriesUid === seriesUid && this.axis === axis && this.slice === slice && this.segment === segment;
   }
 
   /** Add a prompt; returns the mark it replaces (a previous box), if any. */

@@ -12,7 +12,8 @@ const ADVICE = {
 export class ServerError extends Error {
   constructor(status, detail) {
     const advice = ADVICE[status] ?? '';
-    super([`Server answered ${status}${detail ? `: ${detail}` : ''}.`, advice].filter(Boolean).join(' '));
+    const said = detail ? `: ${detail.trim().replace(/\.+$/, '')}` : '';
+    super([`Server answered ${status}${said}.`, advice].filter(Boolean).join(' '));
     this.status = status;
   }
 }
@@ -53,4 +54,36 @@ export async function infer(model, image, params, signal) {
   const label = answer.get('image');
   if (!label) throw new Error(`the server answered no label for ${model}`);
   return { params: JSON.parse(answer.get('params') || '{}'), label: await label.arrayBuffer() };
+}
+
+/** Save ``label`` (an NRRD Blob) as the final label of series ``image``; returns the server's answer. */
+export async function saveLabel(image, label, labelInfo) {
+  const form = new FormData();
+  form.append('label', label, 'label.nrrd');
+  form.append('params', JSON.stringify({ label_info: labelInfo }));
+  const query = new URLSearchParams({ image, tag: 'final' });
+  const response = await checked(await fetch(`${serverUrl()}/datastore/label?${query}`, {
+    method: 'PUT', body: form, credentials: 'same-origin',
+  }));
+  return response.json();
+}
+
+/** The next image to label by active-learning strategy ``strategy``: { id, ... }. */
+export async function nextSample(strategy) {
+  const response = await checked(await fetch(`${serverUrl()}/activelearning/${encodeURIComponent(strategy)}`, {
+    method: 'POST', body: '{}', headers: { 'Content-Type': 'application/json' }, credentials: 'same-origin',
+  }));
+  return response.json();
+}
+
+/** The study holding series ``seriesUid``, asked of the PACS through the server's DICOMweb proxy. */
+export async function studyOfSeries(seriesUid) {
+  const query = new URLSearchParams({ SeriesInstanceUID: seriesUid, includefield: '0020000D' });
+  const response = await checked(await fetch(`${serverUrl()}/proxy/dicom/qido/series?${query}`, {
+    credentials: 'same-origin', headers: { Accept: 'application/dicom+json' },
+  }));
+  const [series] = await response.json();
+  const study = series?.['0020000D']?.Value?.[0];
+  if (!study) throw new Error(`the PACS does not know series ${seriesUid}`);
+  return study;
 }

@@ -58,6 +58,12 @@ export function onPromptCompleted(onPrompt) {
   return () => eventTarget.removeEventListener(event, listener);
 }
 
+export function setMarksVisible(annotationUIDs, visible) {
+  const { visibility } = window.cornerstoneTools.annotation;
+  for (const uid of annotationUIDs) visibility.setAnnotationVisibility(uid, visible);
+  window.cornerstone.getRenderingEngines?.().forEach(engine => engine.render());
+}
+
 export function removeMarks(annotationUIDs) {
   const { state } = window.cornerstoneTools.annotation;
   for (const uid of annotationUIDs) state.removeAnnotation(uid);
