@@ -36,6 +36,7 @@ export class Controller {
     this.report = report; // (state: 'busy' | 'done' | 'error', message) → shown in the panel
     this.clientId = `ohif-${crypto.randomUUID()}`;
     this.live = true;
+    this.propagationOptions = {}; // the propagation task's options (stop rule, frame step); its defaults if empty
     this.info = null;
     this.classes = { 1: { label: 'label' } };
     this.segment = 1; // the class prompts label: its segment index is its label value

@@ -15,8 +15,7 @@ function enter() {
   leave();
   const controller = new Controller(servicesManager.services, (state, message) => {
     panel.report(state, message);
-    if (state === 'error') console.warn(`MedicoSAM: ${message}`);
-    else console.log(`MedicoSAM: ${message}`);
+    (state === 'error' ? console.warn : console.log)(`MedicoSAM [${state}] ${message}`);
   });
   const refresh = () => {
     const offers = controller.offers();
@@ -51,7 +50,7 @@ function enter() {
   fetchInfo().then(info => {
     controller.setInfo(info);
     refresh();
-    console.log('MedicoSAM: ready');
+    console.log('MedicoSAM ready');
   }).catch(error => controller.report('error', error.message));
   session = { panel, controller, unsubscribe, subscriptions };
   window.medicosam = controller; // for the browser tests and a curious developer's console

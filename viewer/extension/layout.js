@@ -5,10 +5,14 @@
 export function seriesLayout(displaySet, grid) {
   const count = grid.imageIds.length;
   if (count <= 1) return 'plane';
-  const instances = displaySet.instances?.length ?? count;
-  const placed = grid.sliceSpacingKnown; // distinct positions along the normal
-  if (instances === 1) return placed ? 'volume' : 'cine'; // one multi-frame instance
-  return placed ? 'volume' : 'stack';
+  const instances = displaySet.instances ?? [];
+  if (instances.length === 1) {
+    // One multi-frame instance: a volume only if its frames are placed in space (enhanced CT/MR/PET, tomosynthesis);
+    // cornerstone invents positions for the frames of a clip, so its grid cannot tell.
+    const frames = instances[0].PerFrameFunctionalGroupsSequence;
+    return Array.isArray(frames) && frames[0]?.PlanePositionSequence ? 'volume' : 'cine';
+  }
+  return grid.sliceSpacingKnown ? 'volume' : 'stack'; // distinct positions along the normal, or pictures
 }
 
 /** What ``info.capabilities`` lets each model do for ``layout``: { model: { prompts, propagates, automatic } }. */

@@ -23,7 +23,7 @@ export async function propagate(controller) {
     return;
   }
   const params = { ...prompts.params(), label: controller.classes[prompts.segment]?.label, client_id: controller.clientId,
-    ...RESULT };
+    ...RESULT, ...controller.propagationOptions };
   delete params.slice; // the propagation task starts from the prompted slice itself
   controller.report('busy', `propagating through the ${along} …`);
   const started = performance.now();
