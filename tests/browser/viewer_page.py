@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from email.parser import BytesParser
+from email.policy import default as email_policy
 from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -139,3 +142,43 @@ def press(page, action: str) -> None:
     """A panel command (run, undo, propagate, semantic, instances, accept, next) or tool (include, exclude, box)."""
     kind = "data-tool" if action in ("include", "exclude", "box") else "data-action"
     page.locator(f"#medicosam-panel button[{kind}='{action}']").click()
+
+
+def answer_label(response, tmp_path) -> np.ndarray:
+    """The label file in an ``output=all`` answer the browser received, as [k, j, i]."""
+    message = BytesParser(policy=email_policy).parsebytes(
+        f"Content-Type: {response.headers['content-type']}\r\n\r\n".encode() + response.body())
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "image":
+            path = tmp_path / "answer.nrrd"
+            path.write_bytes(part.get_content())
+            return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    raise AssertionError("the answer holds no label")
+
+
+def drawn_box(page) -> dict:
+    """The last box drawn, as the active stack view renders it: its corners as continuous pixel indices of the
+    image it was drawn on (vtk's world → index of the displayed image data: voxel centres at whole numbers), the
+    image's id and its pixels. cornerstone's ``worldToImageCoords`` is not used: it swaps the two pixel spacings
+    of an image whose pixels are not square (a radiograph with ImagerPixelSpacing 0.2 × 0.1)."""
+    return page.evaluate("""() => {
+        const boxes = window.cornerstoneTools.annotation.state.getAllAnnotations()
+            .filter(a => a.metadata.toolName === 'MedicoSAMBox');
+        const box = boxes[boxes.length - 1];
+        const viewport = window.medicosam.activeView().viewport;
+        const { imageData } = viewport.getImageData();
+        const image = window.cornerstone.cache.getImage(box.metadata.referencedImageId);
+        return { imageId: box.metadata.referencedImageId, boxes: boxes.length,
+                 corners: box.data.handles.points.map(p => imageData.worldToIndex(p).slice(0, 2)),
+                 pixels: Array.from(image.voxelManager.getScalarData()), rows: image.rows, columns: image.columns };
+    }""")
+
+
+def check_box(params: dict, drawn: dict) -> None:
+    """The request's box [i0, i1, j0, j1] is the voxels nearest the drawn corners (an edge exactly between two
+    voxels may round either way)."""
+    columns = [i for i, _ in drawn["corners"]]
+    rows = [j for _, j in drawn["corners"]]
+    expected = (min(columns), max(columns), min(rows), max(rows))
+    sent = params["roi"][:4]
+    assert all(abs(s - edge) <= 0.5 + 1e-3 for s, edge in zip(sent, expected)), (sent, expected)
