@@ -120,6 +120,30 @@ def test_a_box_dragged_on_the_axial_stack_draws_the_servers_mask_where_the_box_w
     print("viewer timings:", timings)
 
 
+def test_dragging_a_box_corner_segments_again_with_the_moved_box(stack, page, phantom_checkpoint):
+    open_study(page, stack["server"], stack["study"])
+    frame = activate(page, page.locator("[data-viewport-uid='default']"))
+    press(page, "box")
+    drag_box(page, frame, 0.40, 0.52, 70, 45)
+    wait_for_answer(page, 1)
+    first = page.evaluate("() => window.medicosam.lastAnswer.params")
+    corner_x, corner_y = frame["x"] + 0.40 * frame["width"] + 70, frame["y"] + 0.52 * frame["height"] + 45
+    page.mouse.move(corner_x, corner_y)  # grab the box's lower right handle and pull it outwards
+    page.mouse.down()
+    page.mouse.move(corner_x + 30, corner_y + 25, steps=6)
+    page.mouse.up()
+    said = wait_for_answer(page, 2)
+    moved = page.evaluate("() => window.medicosam.lastAnswer.params")
+    assert moved["slice"] == first["slice"]
+    assert moved["roi"][1] > first["roi"][1] and moved["roi"][3] > first["roi"][3], (first["roi"], moved["roi"])
+    assert moved["roi"][0] == first["roi"][0] and moved["roi"][2] == first["roi"][2]  # the other corner stayed
+    check_box(moved, drawn_box(page))
+    requests = page.evaluate("() => window.medicosam.sent")
+    assert len(requests) == 2, said
+    found, _ = labelmap(page, stack["series"])
+    assert np.array_equal(found, np.flatnonzero(_served(stack, phantom_checkpoint, requests).ravel()))
+
+
 def test_points_on_the_sagittal_mpr_view_segment_that_sagittal_plane(stack, page, phantom_checkpoint):
     open_study(page, stack["server"], stack["study"], protocol="mpr")
     frame = activate(page, page.locator("[data-viewport-uid='mpr-sagittal']"))

@@ -122,16 +122,8 @@ export class Controller {
     }
   }
 
-  /** A finished prompt mark (include/exclude point, box) from the tools. */
-  async addPrompt(kind, annotation) {
-    let view;
-    try {
-      view = this.activeView();
-    } catch (error) {
-      removeMarks([annotation.annotationUID]);
-      this.report('error', error.message);
-      return;
-    }
+  /** The prompt a mark stands for, in voxels of the active series: { prompt, axis, slice } or an error. */
+  promptOf(kind, annotation, view) {
     const { grid } = view;
     const axis = view.viewport.type === 'stack' ? 2 : viewAxis(grid, view.viewport.getCamera().viewPlaneNormal);
     const toVoxel = world => {
@@ -146,11 +138,23 @@ export class Controller {
     if (kind === 'box') prompt.corners = points.map(toVoxel);
     else prompt.voxel = toVoxel(points[0]);
     const slice = Math.round((kind === 'box' ? prompt.corners[0] : prompt.voxel)[axis]);
-    if (slice < 0 || slice >= grid.sizes[axis]) {
-      removeMarks([prompt.uid]);
-      this.report('error', 'the prompt lies outside the image');
+    if (slice < 0 || slice >= grid.sizes[axis]) throw new Error('the prompt lies outside the image');
+    return { prompt, axis, slice };
+  }
+
+  /** A finished prompt mark (include/exclude point, box) from the tools. */
+  async addPrompt(kind, annotation) {
+    let view;
+    let placed;
+    try {
+      view = this.activeView();
+      placed = this.promptOf(kind, annotation, view);
+    } catch (error) {
+      removeMarks([annotation.annotationUID]);
+      this.report('error', error.message);
       return;
     }
+    const { prompt, axis, slice } = placed;
     if (!this.prompts || !this.prompts.matches(view.seriesUid, axis, slice, this.segment)) {
       this.prompts = new PromptSet(view.seriesUid, axis, slice, this.segment);
     }
@@ -160,6 +164,27 @@ export class Controller {
     this.history.push(entry);
     if (this.live) await this.run(entry);
     else this.report('done', 'prompt added: press Run');
+  }
+
+  /** A prompt mark the user dragged to a new place: the prompt follows it and, live, the plane is segmented again
+   *  (Undo then takes back that new mask; the mark stays where it was put). */
+  async movePrompt(kind, annotation) {
+    const entry = this.history.find(e => e.prompt?.uid === annotation.annotationUID);
+    if (!entry || entry.prompts !== this.prompts) return; // a mark of an earlier plane: kept as it was drawn
+    let placed;
+    try {
+      placed = this.promptOf(kind, annotation, this.activeView());
+    } catch (error) {
+      this.report('error', error.message);
+      return;
+    }
+    if (placed.axis !== this.prompts.axis || placed.slice !== this.prompts.slice) return;
+    const voxels = prompt => JSON.stringify((prompt.corners ?? [prompt.voxel]).map(v => v.map(Math.round)));
+    if (voxels(placed.prompt) === voxels(entry.prompt)) return; // not moved by a whole voxel (or just drawn)
+    Object.assign(entry.prompt, placed.prompt);
+    const moved = { prompt: null, prompts: null, write: null, what: 'moved prompt' };
+    this.history.push(moved);
+    if (this.live) await this.run(moved);
   }
 
   /** Segment the current plane from its prompts and draw the answer. */

@@ -4,7 +4,7 @@
 
 import { Controller, PROPAGATION_MODEL } from './controller.js';
 import { fetchInfo } from './server.js';
-import { activate, onPromptCompleted } from './tools.js';
+import { activate, onPromptCompleted, onPromptMoved } from './tools.js';
 import { mountPanel } from './panel.js';
 import { propagate, automatic, accept, openNext } from './tasks.js';
 
@@ -52,7 +52,8 @@ function enter() {
     refresh();
     console.log('MedicoSAM ready');
   }).catch(error => controller.report('error', error.message));
-  session = { panel, controller, unsubscribe, subscriptions };
+  const unsubscribeMoves = onPromptMoved((kind, annotation) => controller.movePrompt(kind, annotation));
+  session = { panel, controller, unsubscribe: () => { unsubscribe(); unsubscribeMoves(); }, subscriptions };
   window.medicosam = controller; // for the browser tests and a curious developer's console
 }
 

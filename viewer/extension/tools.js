@@ -64,6 +64,28 @@ export function setMarksVisible(annotationUIDs, visible) {
   window.cornerstone.getRenderingEngines?.().forEach(engine => engine.render());
 }
 
+/** Calls ``onMoved(kind, annotation)`` once a prompt mark has been dragged (debounced: cornerstone reports every step of
+ *  the drag); returns the unsubscribe function. */
+export function onPromptMoved(onMoved, quietMs = 250) {
+  const { eventTarget } = window.cornerstone;
+  const event = window.cornerstoneTools.Enums.Events.ANNOTATION_MODIFIED;
+  const pending = new Map();
+  const listener = evt => {
+    const annotation = evt.detail?.annotation;
+    if (!promptKind(annotation)) return;
+    clearTimeout(pending.get(annotation.annotationUID));
+    pending.set(annotation.annotationUID, setTimeout(() => {
+      pending.delete(annotation.annotationUID);
+      onMoved(promptKind(annotation), annotation);
+    }, quietMs));
+  };
+  eventTarget.addEventListener(event, listener);
+  return () => {
+    eventTarget.removeEventListener(event, listener);
+    pending.forEach(timer => clearTimeout(timer));
+  };
+}
+
 export function removeMarks(annotationUIDs) {
   const { state } = window.cornerstoneTools.annotation;
   for (const uid of annotationUIDs) state.removeAnnotation(uid);
