@@ -99,3 +99,16 @@ def test_config_and_extension_come_from_the_server(server):
 def test_nothing_outside_the_viewer_folders_is_served(server, path):
     status, _, body = _get(server, path)
     assert status == 404, (path, body[:200])
+
+
+def test_info_says_what_each_model_offers_per_layout(server):
+    info = requests.get(f"{server}/info/", timeout=30).json()
+    table = info["capabilities"]
+    assert set(table) == {"medicosam_interactive", "medicosam_3d", "medicosam_semantic", "medicosam_instances"}
+    assert table["medicosam_interactive"]["layouts"]["plane"]["prompts"] == ["point", "box"]
+    assert table["medicosam_3d"]["layouts"]["volume"]["propagates"] == "slices"
+    assert table["medicosam_3d"]["layouts"]["cine"]["propagates"] == "frames"
+    assert "plane" not in table["medicosam_3d"]["layouts"] and "stack" not in table["medicosam_3d"]["layouts"]
+    semantic_labels = info["models"]["medicosam_semantic"]["labels"]
+    colors = table["medicosam_semantic"]["label_colors"]
+    assert set(colors) == set(semantic_labels) and len({tuple(c) for c in colors.values()}) == len(colors)
