@@ -229,3 +229,9 @@ def test_propagation_then_accept_writes_a_seg_the_viewer_shows(stack, page, tmp_
         .map(d => [d.Modality, d.SeriesInstanceUID])""")
     assert ["SEG", str(meta.SeriesInstanceUID)] in listed
     page.screenshot(path=str(ARTIFACTS / "viewer_after_accept.png"))
+
+    # Next: the active-learning strategy's pick among the unlabelled series (the MR) opens in the viewer.
+    press(page, "next")
+    page.wait_for_url(lambda url: "initialSeriesInstanceUID=" in url, timeout=60_000)
+    mr = [uid for modality, uid in listed if modality == "MR"]
+    assert f"initialSeriesInstanceUID={mr[0]}" in page.url and f"StudyInstanceUIDs={stack['study']}" in page.url
