@@ -31,6 +31,8 @@ EXTRA_RULES = {
     ("OPTIONS", "/{path:path}"),  # answered by the CORS middleware
     # the sign-in page for browsers (OHIF), added by apps/medicosam/lib/access_control.py
     ("GET", "/auth/signin"), ("POST", "/auth/signin"), ("POST", "/auth/signout"),
+    # health and metrics, added by apps/medicosam/lib/health.py and lib/metrics.py (test_health_server.py)
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
 }
 
 

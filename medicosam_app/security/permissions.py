@@ -54,13 +54,15 @@ def route_pattern(template: str) -> Pattern[str]:
 @dataclass(frozen=True)
 class Rule:
     """``method`` on ``route`` (a FastAPI route template) needs ``role`` (None: public); ``others`` is the
-    role needed when the label or session it acts on belongs to another user (None: no owner)."""
+    role needed when the label or session it acts on belongs to another user (None: no owner); ``loopback``:
+    callers on this machine need no sign-in (a Prometheus scraper beside the server)."""
 
     method: str
     route: str
     role: Optional[Role]
     what: str
     others: Optional[Role] = None
+    loopback: bool = False
     _regex: Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +88,9 @@ RULES: Tuple[Rule, ...] = (
     Rule("GET", "/favicon.ico", PUBLIC, "icon"),
     Rule("GET", "/static/{path:path}", PUBLIC, "MONAI Label's static files (API page assets)"),
     Rule("GET", "/ohif/{path:path}", PUBLIC, "the OHIF viewer's code and pages (images come via /proxy)"),
+    Rule("GET", "/healthz", PUBLIC, "is the process alive? (load balancers, systemd; says nothing else)"),
+    Rule("GET", "/readyz", PUBLIC, "can it serve? model, datastore or PACS, disk (names of failed checks only)"),
+    Rule("GET", "/metrics", AD, "Prometheus metrics (also open to callers on this machine)", loopback=True),
     Rule("GET", "/", A, "API documentation page"),
     Rule("GET", "/docs", A, "API documentation (ReDoc)"),
     Rule("GET", "/openapi.json", A, "API description"),
@@ -176,18 +181,25 @@ def required_role(method: str, path: str, api_prefix: str = "") -> Optional[Role
     return DEFAULT_ROLE if rule is None else rule.role
 
 
-def may_call(role: Optional[Role], method: str, path: str, owner_is_other: bool = False, api_prefix: str = "") -> bool:
+def may_call(
+    role: Optional[Role], method: str, path: str, owner_is_other: bool = False, api_prefix: str = "",
+    from_loopback: bool = False,
+) -> bool:
     """Whether a caller with ``role`` (None: not signed in) may call ``method`` on ``path``;
-    ``owner_is_other``: the label or session it acts on belongs to another user."""
+    ``owner_is_other``: the label or session it acts on belongs to another user; ``from_loopback``: the caller
+    is on this machine."""
     rule = rule_for(method, path, api_prefix)
+    if from_loopback and rule is not None and rule.loopback:
+        return True
     needed = DEFAULT_ROLE if rule is None else rule.role
     if owner_is_other and rule is not None and rule.others is not None:
         needed = rule.others
     return needed is None or (role is not None and role >= needed)
 
 
-def _role_text(role: Optional[Role]) -> str:
-    return "public" if role is None else role.label
+def _role_text(role: Optional[Role], loopback: bool = False) -> str:
+    text = "public" if role is None else role.label
+    return f"{text} (or this machine)" if loopback else text
 
 
 def markdown_table() -> str:
@@ -198,6 +210,8 @@ def markdown_table() -> str:
     ]
     for rule in RULES:
         others = _role_text(rule.others) if rule.others is not None else "–"
-        lines.append(f"| {rule.method} | `{rule.route}` | {_role_text(rule.role)} | {others} | {rule.what} |")
+        lines.append(
+            f"| {rule.method} | `{rule.route}` | {_role_text(rule.role, rule.loopback)} | {others} | {rule.what} |"
+        )
     lines.append(f"| any other | | {DEFAULT_ROLE.label} | – | routes not in this table are closed by default |")
     return "\n".join(lines) + "\n"

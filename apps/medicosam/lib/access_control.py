@@ -33,10 +33,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from medicosam_app.security.audit import AuditLog, AuditRecord
-from medicosam_app.security.permissions import required_role, route_pattern
+from medicosam_app.security.permissions import DEFAULT_ROLE, route_pattern, rule_for
 from medicosam_app.security.tokens import TokenError, TokenIssuer, secret_file_for, token_from_authorization
 from medicosam_app.security.users import User, UserStore
 
+from .network import caller_is_local
 from .request_context import handling_request
 
 logger = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class AccessControl:
         relative = path[len(self.access.api_prefix):] if path.startswith(self.access.api_prefix) else path
         started = time.perf_counter()
         caller = self.access.identify(request)
-        refusal = self._refusal(method, path, caller)
+        refusal = self._refusal(method, path, caller, caller_is_local(scope))
         if self.access.enabled and caller.user is None and method == "GET" and _is_ohif_page(relative):
             # The viewer's code is public, but a viewer without sign-in could load no images: sign in first.
             refusal = (401, "sign in to use the viewer")
@@ -212,10 +213,13 @@ class AccessControl:
             finally:
                 record()  # the request failed or the client went away before the answer was complete
 
-    def _refusal(self, method: str, path: str, caller: Caller) -> Optional[Tuple[int, str]]:
+    def _refusal(self, method: str, path: str, caller: Caller, local: bool = False) -> Optional[Tuple[int, str]]:
         if not self.access.enabled:
             return None
-        needed = required_role(method, path, self.access.api_prefix)
+        rule = rule_for(method, path, self.access.api_prefix)
+        if rule is not None and rule.loopback and local:
+            return None
+        needed = DEFAULT_ROLE if rule is None else rule.role
         if needed is None:
             return None
         if caller.user is None:

@@ -99,6 +99,22 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         self._listing: TTLCache = TTLCache(maxsize=2, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY)
         self._series_locks = KeyedLocks()  # one download at a time per series; no table that only grows
 
+    def reachable(self, timeout_s: float = 3.0) -> Optional[str]:
+        """None when the PACS answers a one-study search within ``timeout_s``, else a short reason (for
+        ``/readyz``: no URL, no detail an anonymous caller should see)."""
+        from dicomweb_client.web import _Transaction
+
+        url = self._client._get_studies_url(_Transaction.SEARCH)  # the URL the client's own searches use
+        try:
+            answer = self._client._session.get(
+                url, params={"limit": "1"}, headers={"Accept": "application/dicom+json"}, timeout=timeout_s
+            )
+        except requests.Timeout:
+            return f"PACS did not answer within {timeout_s:.0f} s"
+        except requests.RequestException:
+            return "PACS unreachable"
+        return None if answer.status_code < 400 else f"PACS answered {answer.status_code}"
+
     # -- listing ----------------------------------------------------------------------------------------
 
     def list_images(self) -> List[str]:
