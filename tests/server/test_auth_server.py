@@ -236,7 +236,9 @@ def test_fifty_mixed_requests_leave_fifty_audit_lines_that_parse_back(site):
                                      files={"params": (None, json.dumps(dict(CLICK, foreground=[[20 + n % 10, 7, 5]])))},
                                      headers=annotator, timeout=60)
         elif kind == 1:
-            response = requests.post(f"{site['url']}/auth/token", data={"username": "ann", "password": "wrong"}, timeout=30)
+            # A made-up user: ten wrong passwords make that name wait (the back-off), not "ann" in later tests.
+            response = requests.post(f"{site['url']}/auth/token", data={"username": "mallory", "password": "wrong"},
+                                     timeout=30)
         elif kind == 2:
             response = requests.get(f"{site['url']}/info/", timeout=10)  # no token
         elif kind == 3:

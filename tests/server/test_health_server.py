@@ -1,5 +1,6 @@
-"""Health and metrics as a hospital's IT sees them: /healthz and /readyz open without sign-in and saying only which
-check failed, /metrics in Prometheus' format for an admin or a scraper on this machine, on the real server."""
+"""Health, metrics and sign-in back-off as a hospital's IT sees them, on the real server: /healthz and /readyz open
+without sign-in and saying only which check failed, /metrics in Prometheus' format for an admin or a scraper on
+this machine, and failed passwords that make the next try wait (429 + Retry-After, in the audit trail)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def signed_in(tmp_path_factory, tiny_checkpoint):
     users = root / "users.json"
     store = UserStore(users, rounds=4)
     store.add("ann", "ann-pass-1", "annotator")
+    store.add("bob", "bob-pass-1", "annotator")
     env = {"MEDICOSAM_CHECKPOINT": str(tiny_checkpoint), "MEDICOSAM_USERS_FILE": str(users),
            "MEDICOSAM_AUDIT_DIR": str(root / "audit")}
     with running_server(root / "studies", root / "server.log", env=env, ready_path="/healthz") as url:
@@ -105,3 +107,22 @@ def pacs_stopped(pacs_url: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError("Orthanc did not stop")
+
+
+def test_failed_passwords_make_the_next_sign_in_wait(signed_in):
+    url, root = signed_in
+    for _ in range(3):
+        wrong = requests.post(f"{url}/auth/token", data={"username": "bob", "password": "guess"}, timeout=30)
+        assert wrong.status_code == 401
+    throttled = requests.post(f"{url}/auth/token", data={"username": "bob", "password": "bob-pass-1"}, timeout=30)
+    assert throttled.status_code == 429 and throttled.headers["retry-after"] == "1"
+    assert "try again in 1 s" in throttled.json()["detail"]  # even the right password waits: no probing
+    form = requests.post(f"{url}/auth/signin", data={"username": "bob", "password": "bob-pass-1", "next": "/ohif/"},
+                         allow_redirects=False, timeout=30)
+    assert form.status_code == 429 and "try again in" in form.text  # the browser's sign-in page too
+    time.sleep(1.2)  # the first wait is one second
+    assert requests.post(f"{url}/auth/token", data={"username": "bob", "password": "bob-pass-1"}, timeout=30).ok
+    records = [json.loads(line) for line in (root / "audit" / "audit.jsonl").read_text().splitlines()]
+    bob = [r["status"] for r in records if r["event"] == "sign_in" and r.get("user") in ("bob", None)
+           and r["status"] in (401, 429)]
+    assert bob.count(429) >= 2 and bob.count(401) >= 3

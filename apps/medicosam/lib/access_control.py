@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import logging
 import time
 from dataclasses import dataclass
@@ -33,11 +34,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from medicosam_app.security.audit import AuditLog, AuditRecord
+from medicosam_app.security.throttle import SignInThrottle
 from medicosam_app.security.permissions import DEFAULT_ROLE, route_pattern, rule_for
 from medicosam_app.security.tokens import TokenError, TokenIssuer, secret_file_for, token_from_authorization
 from medicosam_app.security.users import User, UserStore
 
-from .network import caller_is_local
+from .network import caller_is_local, is_loopback
 from .request_context import handling_request
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,19 @@ class Caller:
     problem: Optional[str] = None  # why a token that was sent is not accepted
 
 
+class SignInThrottled(Exception):
+    """Too many failed sign-ins for this user name or address: try again in ``wait_s`` seconds."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(wait_s)
+        self.wait_s = max(1, math.ceil(wait_s))
+
+    @property
+    def message(self) -> str:
+        return (f"Too many failed sign-ins for this user name or from this address: try again in {self.wait_s} s. "
+                "An administrator can reset a forgotten password (python -m medicosam_app users).")
+
+
 class SiteAccess:
     """The users file, the token issuer and the audit log of one server.
 
@@ -103,6 +118,7 @@ class SiteAccess:
         self.api_prefix = api_prefix.rstrip("/")
         self.users: Optional[UserStore] = None
         self.tokens: Optional[TokenIssuer] = None
+        self.throttle = SignInThrottle()
         if users_file is not None:
             self.users = UserStore(users_file)
             lifetime = {"lifetime_s": token_lifetime_s} if token_lifetime_s else {}
@@ -124,9 +140,19 @@ class SiteAccess:
         except TokenError as error:
             return Caller(None, str(error))
 
-    def sign_in(self, username: str, password: str) -> Optional[User]:
+    def sign_in(self, username: str, password: str, address: Optional[str]) -> Optional[User]:
+        """The user, or None for a wrong name or password; :class:`SignInThrottled` while failures make the
+        user name or the address wait (the password is then not even checked)."""
         assert self.users is not None
-        return self.users.verify(username, password)
+        wait = self.throttle.wait_s(username, address)
+        if wait > 0:
+            raise SignInThrottled(wait)
+        user = self.users.verify(username, password)
+        if user is None:
+            self.throttle.failed(username, address)
+        else:
+            self.throttle.succeeded(username, address)
+        return user
 
     def record(self, **fields: Any) -> None:
         """One audit line; a full disk or a broken audit folder is logged, never the cause of a failed request."""
@@ -285,6 +311,14 @@ input{{width:100%;padding:.4em;margin-top:.2em}}button{{margin-top:1.5em;padding
 <button type="submit">Sign in</button></form></body></html>"""
 
 
+def _address(request: Request) -> Optional[str]:
+    """The caller's address for the sign-in back-off; None on this machine, where a reverse proxy would make every
+    caller one address (run uvicorn with --proxy-headers behind a proxy, so addresses are the clients')."""
+    if request.client is None or is_loopback(request.client.host):
+        return None
+    return request.client.host
+
+
 def add_sign_in_routes(app: FastAPI, access: SiteAccess) -> None:
     """MONAI Label's sign-in protocol (``/auth/``, ``/auth/token``, ``/auth/token/valid``) against the users
     file, and a sign-in page for browsers (OHIF) that sets the token as an HttpOnly, same-site cookie."""
@@ -301,8 +335,11 @@ def add_sign_in_routes(app: FastAPI, access: SiteAccess) -> None:
         return {"enabled": True, "client_id": None, "realm": None}
 
     @app_router.post("/auth/token", tags=["Auth"], summary="Sign in: a bearer token for a user name and password")
-    def access_token(username: str = Form(""), password: str = Form("")) -> Response:
-        user = access.sign_in(username, password) if username and password else None
+    def access_token(request: Request, username: str = Form(""), password: str = Form("")) -> Response:
+        try:
+            user = access.sign_in(username, password, _address(request)) if username and password else None
+        except SignInThrottled as throttled:
+            return JSONResponse({"detail": throttled.message}, 429, headers={"Retry-After": str(throttled.wait_s)})
         if user is None:
             return JSONResponse({"detail": failed_sign_in(username)}, 401, headers={"WWW-Authenticate": "Bearer"})
         from .request_context import add_audit_details
@@ -325,7 +362,11 @@ def add_sign_in_routes(app: FastAPI, access: SiteAccess) -> None:
         request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/ohif/")
     ) -> Response:
         target = _safe_next(next)
-        user = access.sign_in(username, password) if username and password else None
+        try:
+            user = access.sign_in(username, password, _address(request)) if username and password else None
+        except SignInThrottled as throttled:
+            return HTMLResponse(_sign_in_page(prefix, target, throttled.message), status_code=429,
+                                headers={"Retry-After": str(throttled.wait_s)})
         if user is None:
             return HTMLResponse(_sign_in_page(prefix, target, failed_sign_in(username)), status_code=401)
         from .request_context import add_audit_details
