@@ -16,7 +16,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Literal, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -25,7 +25,8 @@ import xxhash
 from ..errors import ImageReadError, InvalidRequestError
 from .channels import image_channels
 from .coordinates import SliceView
-from .file_integrity import IncompleteFileError, check_file_complete
+from .file_integrity import FileCheck, IncompleteFileError, check_file_complete
+from .nonfinite import fill_nonfinite
 from .pictures import is_picture, read_picture
 
 LAYOUTS = ("volume", "plane", "cine", "stack")
@@ -83,7 +84,7 @@ class Volume:
         return self.view(axis if self.layout == "volume" else 2)
 
 
-def read_volume(path: os.PathLike) -> Volume:
+def read_volume(path: os.PathLike, nonfinite: Literal["fill", "refuse"] = "fill") -> Volume:
     """Read an image file (NIfTI / NRRD / MHA, PNG / JPEG / TIFF, one DICOM file) or a DICOM folder.
 
     Colour stays colour (RGB; an alpha channel is dropped; two channels, nuclear and membrane, become CellSAM's
@@ -93,12 +94,14 @@ def read_volume(path: os.PathLike) -> Volume:
     ``.nii.gz`` or ``.nii`` without an error, with zeros where the voxels are missing. The check costs one
     more decompression of the file, paid once per file version (volumes are cached): on 2 CPU cores 82 ms for
     the sample MNI T1 (2.2 MB gzip, 35 MB of voxels; SimpleITK's read 77 ms, this whole function 338 ms),
-    3 ms for the CT phantom; a raw file costs one ``stat``."""
+    3 ms for the CT phantom; a raw file costs one ``stat``.
+
+    NaN and infinite voxels are read as the image's lowest finite value (``nonfinite="fill"``, see
+    :mod:`.nonfinite`) or refused (``"refuse"``: labels)."""
     path = Path(path)
     if path.is_dir() or is_dicom_file(path):
         return _from_dicom(path)
-    if path.is_file():
-        check_complete(path)
+    found = check_complete(path) if path.is_file() else None
     if is_picture(path):
         picture = read_picture(path)
         return Volume(picture.array, picture.spacing, (0.0, 0.0, 0.0), np.eye(3), hash_array(picture.array),
@@ -113,6 +116,7 @@ def read_volume(path: os.PathLike) -> Volume:
         raise ImageReadError(f"{path.name} has {image.GetDimension()} dimensions; a 2D or 3D image is needed.")
     array = image_channels(sitk.GetArrayFromImage(image), path.name)
     array = np.ascontiguousarray(array.transpose((2, 1, 0, 3) if array.ndim == 4 else (2, 1, 0)))
+    array = fill_nonfinite(array, path.name, path, found, refuse=nonfinite == "refuse")
     layout, frame_time = _stored_layout(image, array)
     return Volume(
         array=array,
@@ -135,7 +139,7 @@ def read_label(path: os.PathLike) -> Volume:
         picture = read_picture(path, palette_indices=True)
         label = Volume(picture.array, picture.spacing, (0.0, 0.0, 0.0), np.eye(3), "", picture.layout)
     else:
-        label = read_volume(path)
+        label = read_volume(path, nonfinite="refuse")
     if label.is_colour:
         channels = label.array
         if not all(np.array_equal(channels[..., 0], channels[..., c]) for c in range(1, channels.shape[-1])):
@@ -189,10 +193,11 @@ def is_dicom_file(path: Path) -> bool:
         return False
 
 
-def check_complete(path: Path) -> None:
-    """:class:`ImageReadError` naming the file if it is truncated or corrupt."""
+def check_complete(path: Path) -> FileCheck:
+    """What the file's header promised, checked; :class:`ImageReadError` naming the file if it is truncated or
+    corrupt."""
     try:
-        check_file_complete(path)
+        return check_file_complete(path)
     except IncompleteFileError as error:
         raise ImageReadError(
             f"Image {path.name} is truncated or corrupt: {error}. Replace it with a complete copy of the file."
