@@ -14,6 +14,7 @@ if str(_REPO) not in sys.path:  # the core package sits beside apps/ in this rep
     sys.path.insert(0, str(_REPO))
 
 from fastapi import HTTPException  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 from monailabel.config import settings  # noqa: E402
 from monailabel.datastore.dicom import DICOMwebClientX  # noqa: E402
 from dicomweb_client.session_utils import create_session_from_user_pass  # noqa: E402
@@ -31,6 +32,7 @@ from lib.instances_infer import InstancesInfer  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.interactive_train import InteractiveTrain  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
+from lib.body_limits import BodyLimits  # noqa: E402
 from lib.health import add_health_routes, disk_writable  # noqa: E402
 from lib.metrics import RequestMetrics, new_registry, serve_metrics  # noqa: E402
 from lib.network import is_loopback  # noqa: E402
@@ -263,7 +265,9 @@ class MedicoSAMApp(MONAILabelApp):
             "disk": disk_writable(Path(self.settings.cache_dir or default_cache_dir())),
         }
         add_health_routes(fastapi_app, checks)
-        registry = new_registry(self._metrics_state)
+        fastapi_app.user_middleware.insert(0, Middleware(
+            BodyLimits, upload_bytes=lambda: self.session_max_bytes, api_prefix=settings.MONAI_LABEL_API_STR))
+        registry = new_registry(self._metrics_state)  # serve_metrics rebuilds the middleware stack
         serve_metrics(fastapi_app, registry, RequestMetrics(registry, lambda: list(self._infers),
                                                               settings.MONAI_LABEL_API_STR))
 

@@ -123,7 +123,7 @@ def test_a_save_label_tag_that_is_no_plain_name_is_refused_before_the_click_runs
 
 
 STRATEGY_BODIES = [
-    ("client_id of 20 MB", {"client_id": "z" * 20_000_000}, 413, "at most 65536"),
+    ("client_id of 20 MB", {"client_id": "z" * 20_000_000}, 413, "this route accepts at most"),  # before reading it
     ("body of 100 kB", {"client_id": "c", "labels": ["z" * 1000] * 100}, 413, "bytes of JSON"),
     ("client_id of 5000 characters", {"client_id": "z" * 5000}, 422, "'client_id' is 5000 characters"),
     ("client_id a list", {"client_id": [1]}, 422, "'client_id' must be a string"),
@@ -392,3 +392,52 @@ def test_with_sign_in_the_next_sample_records_the_user_not_the_claimed_client_id
     assert response.status_code == 200, response.text
     info = requests.get(f"{url}/datastore/image/info", params={"image": "oblique"}, headers=headers, timeout=10).json()
     assert info["strategy"]["random"]["client_id"] == "ann"
+
+
+# -- bodies bounded before they are read ------------------------------------------------------------------
+
+
+def test_an_oversized_options_body_is_refused_before_it_is_read(site):
+    body = json.dumps({"epochs": 1, "padding": "x" * (2 << 20)})
+    started = time.perf_counter()
+    answer = requests.post(f"{site['url']}/train/medicosam_semantic", data=body,
+                           headers={"Content-Type": "application/json"}, timeout=60)
+    assert answer.status_code == 413 and "at most 1048576 bytes" in detail(answer)
+    assert time.perf_counter() - started < 30  # no training was queued or run for it
+
+    def chunks():  # the same body without a Content-Length: counted as it arrives
+        for n in range(0, len(body), 65536):
+            yield body[n:n + 65536].encode()
+
+    streamed = requests.post(f"{site['url']}/scoring/medicosam_dice", data=chunks(),
+                             headers={"Content-Type": "application/json"}, timeout=60)
+    assert streamed.status_code == 413 and "this route accepts at most" in detail(streamed)
+    assert requests.get(f"{site['url']}/info/", timeout=10).status_code == 200  # the server serves on
+
+
+def test_label_info_is_bounded_in_entries_and_text(site, tmp_path):
+    label = (asymmetric_array(SHAPE) > 60).astype(np.uint8)
+    files = {"label": ("label.nii.gz", volume_bytes(label, tmp_path))}
+
+    def save(info):
+        return requests.put(f"{site['url']}/datastore/label", params={"image": "second", "tag": "limits"},
+                            files={**files, "params": (None, json.dumps({"label_info": info}))}, timeout=60)
+
+    many = save([{"name": f"class {n}", "idx": n} for n in range(2000)])
+    assert many.status_code == 413 and "at most 1024" in detail(many)
+    long_name = save([{"name": "x" * 5000, "idx": 1}])
+    assert long_name.status_code == 422 and "at most 1024" in detail(long_name)
+    assert save([{"name": "organ", "idx": 1}]).status_code == 200
+
+
+def test_an_upload_streamed_past_the_session_limit_is_cut_off_with_413(site):
+    def chunks():  # no Content-Length: counted as it arrives, cut off at session_max_mb (+ the form's share)
+        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.nii.gz\"\r\n\r\n"
+        for _ in range(SESSION_MAX_MB + 4):
+            yield b"\0" * (1 << 20)
+        yield b"\r\n--b--\r\n"
+
+    answer = requests.put(f"{site['url']}/datastore/image", params={"image": "too_big"}, data=chunks(),
+                          headers={"Content-Type": "multipart/form-data; boundary=b"}, timeout=120)
+    assert answer.status_code == 413 and "this route accepts at most" in detail(answer)
+    assert not list(site["studies"].glob("too_big*"))

@@ -54,6 +54,7 @@ SERVER_SET_KEYS = ("session", "image_id")
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # MONAI Label's session ids are UUIDs
 # JSON bodies (next sample, batch inference): what Slicer and OHIF send is a few hundred bytes.
 MAX_JSON_BODY_BYTES = 64 * 1024
+MAX_LABELS = 1024  # label_info entries: more classes than any segmentation has
 MAX_JSON_DEPTH = 3  # {"key": [..]} is 2; an option object holding a list is 3
 DEFAULT_SESSION_MAX_BYTES = 4096 << 20  # a session's files (an archive: its unpacked members), all together
 MAX_ARCHIVE_MEMBERS = 20000  # a DICOM series of a few thousand slices fits many times over
@@ -152,6 +153,11 @@ def check_label_info(value: Any) -> None:
         raise InvalidRequestError(
             f"'label_info' must be a list such as [{{\"name\": \"liver\", \"idx\": 1}}], got {shortened_repr(value)}."
         )
+    if len(value) > MAX_LABELS:
+        raise InvalidRequestError(f"'label_info' lists {len(value)} labels; at most {MAX_LABELS} are accepted.",
+                                  status=413)
+    require_small_json(value, "'label_info'")
+    check_json_values(value, "label_info")
     for n, entry in enumerate(value):
         if not isinstance(entry, dict):
             raise InvalidRequestError(
@@ -344,6 +350,7 @@ def check_label_save(app: Any, arguments: Dict[str, Any]) -> None:
     """``PUT /datastore/label``: an image id, params a JSON object with a well-formed label_info, a file."""
     require_image_id(arguments.get("image"))
     params = parse_json_object(arguments.get("params"), "params")
+    require_small_json(params, "The label's params")  # kept with the label: bounded like any stored text
     check_label_info(params.get("label_info"))
     label = arguments.get("label")
     if label is not None:  # MONAI Label keeps this name's extension: the client's path cut to a plain name
@@ -404,10 +411,12 @@ def check_strategy(app: Any, arguments: Dict[str, Any]) -> None:
 def check_scoring(app: Any, arguments: Dict[str, Any]) -> None:
     """``POST /scoring/{method}``: the method must exist before the background task is started."""
     params = arguments.get("params") or {}
+    require_small_json(params, "The scoring options")
     app.require_task("scoring method", params.get("method", arguments.get("method")))
 
 
 def check_all_scoring(app: Any, arguments: Dict[str, Any]) -> None:
+    require_small_json(arguments.get("params") or {}, "The scoring options")
     per_name_options(arguments.get("params"), app.task_names("scoring method"), "scoring method")
 
 
@@ -419,6 +428,7 @@ def requester() -> str:
 
 def check_training(app: Any, arguments: Dict[str, Any]) -> None:
     """``POST /train/{model}``: the trainer must exist and accept the options, before training starts."""
+    require_small_json(arguments.get("params") or {}, "The training options")
     params = dict(arguments.get("params") or {}, requested_by=requester())  # never the client's own claim
     app.check_train_request({"model": arguments.get("model"), **params})
     arguments["params"] = params
@@ -426,6 +436,7 @@ def check_training(app: Any, arguments: Dict[str, Any]) -> None:
 
 def check_all_training(app: Any, arguments: Dict[str, Any]) -> None:
     params = arguments.get("params") or {}
+    require_small_json(params, "The training options")
     per_name_options(params, app.task_names("trainer"), "trainer")
     params = {model: dict(params.get(model) or {}, requested_by=requester()) for model in app.task_names("trainer")}
     for model, options in params.items():
