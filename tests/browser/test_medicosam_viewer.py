@@ -27,8 +27,8 @@ from medicosam_app.model.provider import ModelProvider
 from server.harness import REPO, running_server, wait_for_model
 from server.orthanc import running_orthanc, upload
 
-from .viewer_page import (  # noqa: F401 (page is a fixture)
-    activate, answer_label, check_box, drag_box, drawn_box, labelmap, open_study, page, press, status, wait_for_answer,
+from .viewer_page import (
+    activate, answer_label, check_box, drag_box, drawn_box, labelmap, open_study, press, status, wait_for_answer,
 )
 
 ARTIFACTS = REPO / "test-artifacts"

@@ -19,8 +19,8 @@ from projection_files import STUDY, asymmetric_picture, write_dicom
 from server.harness import REPO, running_server, wait_for_model
 from server.orthanc import running_orthanc, upload
 
-from .viewer_page import (  # noqa: F401 (page is a fixture)
-    activate, answer_label, check_box, drag_box, drawn_box, labelmap, open_study, page, press, wait_for_answer, wait_for_error,
+from .viewer_page import (
+    activate, answer_label, check_box, drag_box, drawn_box, labelmap, open_study, press, wait_for_answer, wait_for_error,
 )
 
 ARTIFACTS = REPO / "test-artifacts"
