@@ -53,7 +53,7 @@ from medicosam_app.dicom.wado import PacsContentError, download_series
 from medicosam_app.keyed_locks import KeyedLocks
 from medicosam_app.geometry.volume import Volume, read_label, read_volume, write_image, write_label
 
-from .datastore import store_label
+from .datastore import store_label, write_index
 from .http_errors import as_http_errors
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,22 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         self._author = author
         self._listing: TTLCache = TTLCache(maxsize=2, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY)
         self._series_locks = KeyedLocks()  # one download at a time per series; no table that only grows
+
+    def _update_datastore_file(self, lock: bool = True) -> None:
+        """The label-info index of this PACS cache, replaced in one step (MONAI Label truncates the file and then
+        writes it: a crash between the two left an empty index)."""
+        from filelock import FileLock
+
+        def write() -> None:
+            self._ignore_event_config = True
+            write_index(self, self._datastore)
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
+
+        if lock:
+            with FileLock(self._lock_file):
+                write()
+        else:
+            write()
 
     def reachable(self, timeout_s: float = 3.0) -> Optional[str]:
         """None when the PACS answers a one-study search within ``timeout_s``, else a short reason (for
