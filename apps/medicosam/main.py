@@ -33,6 +33,7 @@ from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.interactive_train import InteractiveTrain  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.body_limits import BodyLimits  # noqa: E402
+from lib.disconnects import CancelOnDisconnect, carry_cancellation  # noqa: E402
 from lib.health import add_health_routes, disk_writable  # noqa: E402
 from lib.metrics import RequestMetrics, new_registry, serve_metrics  # noqa: E402
 from lib.network import is_loopback  # noqa: E402
@@ -265,6 +266,7 @@ class MedicoSAMApp(MONAILabelApp):
             "disk": disk_writable(Path(self.settings.cache_dir or default_cache_dir())),
         }
         add_health_routes(fastapi_app, checks)
+        fastapi_app.user_middleware.insert(0, Middleware(CancelOnDisconnect, api_prefix=settings.MONAI_LABEL_API_STR))
         fastapi_app.user_middleware.insert(0, Middleware(
             BodyLimits, upload_bytes=lambda: self.session_max_bytes, api_prefix=settings.MONAI_LABEL_API_STR))
         registry = new_registry(self._metrics_state)  # serve_metrics rebuilds the middleware stack
@@ -439,6 +441,8 @@ class MedicoSAMApp(MONAILabelApp):
         """Serve only images the datastore lists, or a session's upload: a request never names a file path."""
         self.require_task("model", request.get("model"))
         image_id = request.get("image")
+        # MONAI Label runs the task in its own thread pool, which does not inherit this request's cancellation.
+        request = carry_cancellation(dict(request))
         if request.get("session"):
             self._require_session_image(image_id)
             return super().infer(request, datastore)

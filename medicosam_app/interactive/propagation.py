@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..runtime.cancellation import raise_if_cancelled
 from ..errors import InvalidRequestError
 from .prompts import SlicePrompt
 from .propagation_settings import PropagationSettings
@@ -291,6 +292,7 @@ class Propagator:
                 out.masks[index] = ends[direction] = new
 
     def _step(self, index: int, previous: SliceMask) -> Tuple[SliceMask, Optional[str]]:
+        raise_if_cancelled()  # between slices: a client that hung up stops a 2000-slice walk here
         prompt, logits = project(previous, self.settings)
         correction = self._corrections.get(index)
         if correction is not None:

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..runtime.cancellation import raise_if_cancelled
 from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import InvalidRequestError
 from ..geometry.coordinates import SliceView
@@ -121,6 +122,7 @@ class SemanticSegmenter:
         indices = np.zeros(volume.shape, dtype=np.uint8)
         confidence = np.zeros(volume.shape, dtype=np.float16) if with_confidence else None
         for start in range(0, view.num_slices, self.batch_size):
+            raise_if_cancelled()  # the client may have gone: a whole volume takes minutes on a CPU
             batch = list(range(start, min(start + self.batch_size, view.num_slices)))
             probabilities = self.probabilities(served, volume, view, batch)
             for index, probs in zip(batch, probabilities):

@@ -16,6 +16,7 @@ from medicosam_app.instances.mask_generator import GridSettings
 from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
 from medicosam_app.interactive.propagation_settings import PropagationSettings
 
+from .disconnects import cancellable_request
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference
 from .results import ResultFormat, write_result
@@ -62,7 +63,7 @@ class InstancesInfer(InferTask):
 
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
-        with as_http_errors():
+        with cancellable_request(request), as_http_errors():
             options = InstanceOptions.from_request(request, self.drawing)
             result_format = ResultFormat.from_request(request)
             result = self.segmenter.segment(request["image"], options)

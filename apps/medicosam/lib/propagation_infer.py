@@ -13,6 +13,7 @@ from medicosam_app.interactive.propagation_settings import MAX_FRAME_STEP, PROJE
 from medicosam_app.request_values import parse_choice, parse_int, parse_number
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 
+from .disconnects import cancellable_request
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference
 from .results import ResultFormat, write_result
@@ -69,7 +70,7 @@ class PropagationInfer(InferTask):
 
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
-        with as_http_errors():
+        with cancellable_request(request), as_http_errors():
             context = ClickContext.from_request(request, default_label=self.labels[0])
             label = context.label
             settings = PropagationSettings.from_request(propagation_options(request), self.defaults)

@@ -13,6 +13,7 @@ from medicosam_app.request_values import parse_bool, parse_int
 from medicosam_app.semantic.classes import SemanticClasses
 from medicosam_app.semantic.segmenter import SemanticSegmenter
 
+from .disconnects import cancellable_request
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference
 from .results import ResultFormat, write_result
@@ -50,7 +51,7 @@ class SemanticInfer(InferTask):
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
         extra: Dict[str, Any] = {}
-        with as_http_errors():
+        with cancellable_request(request), as_http_errors():
             result_format = ResultFormat.from_request(request)
             refine = parse_bool(request.get("refine"), "refine", default=False)
             if refine and self.instances is not None:
