@@ -55,6 +55,7 @@ class Settings:
     audit_dir: Path  # the audit trail (JSON Lines, rotated by size)
     token_lifetime_s: int  # how long a sign-in lasts
     cors_origins: Optional[Tuple[str, ...]]  # other origins browsers may call from; None: the default (see README)
+    max_propagation_slices: int  # the most slices one 3D/cine request walks (0: the whole axis)
     viewer: str  # "medicosam": our OHIF 3.13 with the MedicoSAM tools at /ohif/; "monailabel": MONAI Label's bundled OHIF
     viewer_dicomweb: Optional[str]  # a DICOMweb root browsers reach directly; None: through this server's proxy
 
@@ -135,6 +136,8 @@ class Settings:
             ).expanduser(),
             token_lifetime_s=int(get("token_lifetime_s", "MEDICOSAM_TOKEN_LIFETIME_S", str(8 * 3600))),
             cors_origins=_origins(get("cors_origins", "MEDICOSAM_CORS_ORIGINS")),
+            max_propagation_slices=_whole_number(
+                get("max_propagation_slices", "MEDICOSAM_MAX_PROPAGATION_SLICES", "0"), "max_propagation_slices"),
             viewer=_viewer(get("viewer", "MEDICOSAM_VIEWER", "medicosam")),
             viewer_dicomweb=get("viewer_dicomweb", "MEDICOSAM_VIEWER_DICOMWEB") or None,
         )
@@ -152,6 +155,13 @@ def _batch_size(value: object) -> Optional[int]:
     if size < 1:
         raise ValueError(f"encode_batch_size must be auto or a whole number of slices, at least 1 (got {value!r})")
     return size
+
+
+def _whole_number(value: object, name: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueError(f"{name} must be a whole number, 0 or more (got {value!r})")
+    return int(text)
 
 
 VIEWERS = ("medicosam", "monailabel")

@@ -75,3 +75,4 @@ def test_a_propagation_stops_when_its_client_goes(tmp_path, tiny_checkpoint):
         with pytest.raises(RequestCancelled):
             segmenter.segment(path, request, ClickContext("v"), axis=2, settings=settings)
     assert len(steps) == 3  # stopped at the checkpoint after the flag, not at the end of 23 slices
+

@@ -200,3 +200,20 @@ def test_background_points_on_another_slice_correct_the_propagation_there(tmp_pa
 
     with pytest.raises(InvalidRequestError, match="Only background points"):
         segmenter.segment(path, {"foreground": [], "background": [[28, 9, 9]]}, ClickContext("v"))
+
+
+def test_the_slice_cap_narrows_the_walk_around_the_prompts_and_names_the_limit():
+    from medicosam_app.interactive.volume_segmenter import capped_bounds
+    from medicosam_app.settings import Settings
+
+    assert capped_bounds((0, 1999), [1000], 0) == (0, 1999)  # no cap
+    assert capped_bounds((0, 1999), [1000], 100) == (951, 1050)  # centred on the prompt (49 below, 50 above)
+    assert capped_bounds((0, 1999), [10], 100) == (0, 99)  # against the start
+    assert capped_bounds((0, 1999), [1995], 100) == (1900, 1999)  # against the end
+    assert capped_bounds((0, 1999), [500, 540], 100) == (471, 570)  # both prompts inside
+    with pytest.raises(InvalidRequestError, match="at most 100 slices") as refused:
+        capped_bounds((0, 1999), [100, 400], 100)
+    assert refused.value.status == 413
+    assert Settings.from_conf({"max_propagation_slices": "300"}).max_propagation_slices == 300
+    with pytest.raises(ValueError, match="whole number"):
+        Settings.from_conf({"max_propagation_slices": "-1"})

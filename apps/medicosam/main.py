@@ -129,7 +129,8 @@ class MedicoSAMApp(MONAILabelApp):
         volumes = VolumeCache(self.settings.volume_cache_mb << 20)
         embedder = build_slice_embedder(self.settings, self.models, prefetcher)
         self.segmenter = InteractiveSegmenter(self.models, volumes=volumes, embedder=embedder)
-        self.volume_segmenter = VolumeSegmenter(self.models, embedder, volumes)
+        self.volume_segmenter = VolumeSegmenter(self.models, embedder, volumes,
+                                                max_slices=self.settings.max_propagation_slices)
         self.semantic = build_semantic_segmenter(self.settings, embedder, volumes)
         self.instances = InstanceSegmenter(self.models, embedder, self.semantic, volumes)
         self.retrainer = build_retrainer(self.settings, self.models, embedder)

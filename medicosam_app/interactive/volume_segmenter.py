@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -91,6 +91,24 @@ def propagation_bounds(prompts: VoxelPrompts, view: SliceView) -> Tuple[int, int
     return 0, view.num_slices - 1
 
 
+def capped_bounds(bounds: Tuple[int, int], prompted: Sequence[int], max_slices: int) -> Tuple[int, int]:
+    """``bounds`` narrowed to at most ``max_slices`` slices (0: no cap) around the prompted ones, centred on them
+    as far as the bounds allow. Prompts spread over more slices than the cap are a 413 that names the limit."""
+    low, high = bounds
+    if max_slices <= 0 or high - low + 1 <= max_slices:
+        return bounds
+    first, last = min(prompted), max(prompted)
+    if last - first + 1 > max_slices:
+        raise InvalidRequestError(
+            f"The prompts lie on slices {first}..{last} ({last - first + 1} slices); this server propagates over at "
+            f"most {max_slices} slices per request (--conf max_propagation_slices). Prompt fewer slices at once.",
+            status=413)
+    spare = max_slices - (last - first + 1)
+    start = max(low, first - spare // 2)
+    start = min(start, high - max_slices + 1)
+    return start, start + max_slices - 1
+
+
 def slice_segmenter(
     embedder: SliceEmbedder, predictor: Any, volume: Volume, view: SliceView, timings: Dict[str, float]
 ) -> SegmentSlice:
@@ -118,8 +136,10 @@ class VolumeSegmenter:
         embedder: SliceEmbedder,
         volumes: Optional[VolumeCache] = None,
         memory: Optional[PropagationMemory] = None,
+        max_slices: int = 0,
     ) -> None:
         self.models = models
+        self.max_slices = max_slices  # the most slices one request may walk (0: the whole axis)
         self.embedder = embedder
         self.volumes = volumes or VolumeCache()
         self.memory = memory or PropagationMemory()
@@ -143,7 +163,7 @@ class VolumeSegmenter:
                 "between them. Click on each picture with medicosam_interactive instead.")
         prompts = parse_voxel_prompts({**params, "slice": None}, volume.shape)
         slices, corrections = prompted_slices(prompts, view)
-        bounds = propagation_bounds(prompts, view)
+        bounds = capped_bounds(propagation_bounds(prompts, view), [*slices, *corrections], self.max_slices)
 
         timings = {"encode": 0.0, "decode": 0.0}
         segment = slice_segmenter(self.embedder, predictor, volume, view, timings)
