@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pydicom
 import pytest
+import requests
 import SimpleITK as sitk
 from dicomweb_client import DICOMwebClient
 
@@ -35,13 +36,34 @@ ARTIFACTS = REPO / "test-artifacts"
 ENV = {"MEDICOSAM_PREFETCH_RADIUS": "0", "MEDICOSAM_RETRAIN_AFTER_LABELS": "0"}
 
 
+def serve_a_random_semantic_version(folder, checkpoint) -> None:
+    """A semantic decoder version with random weights, promoted, for the tiny checkpoint: the semantic task then
+    answers (with arbitrary classes), as after a first training round."""
+    import torch
+
+    from medicosam_app.model.checkpoints import file_xxh128
+    from medicosam_app.semantic.classes import DEFAULT_CLASSES, SemanticClasses
+    from medicosam_app.semantic.network import DecoderShape, UNETRDecoder
+    from medicosam_app.semantic.versions import VersionStore
+
+    classes = SemanticClasses.parse(DEFAULT_CLASSES)
+    shape = DecoderShape(num_classes=classes.num_classes, embed_dim=32, initial_features=4, image_size=1024)
+    torch.manual_seed(0)
+    store = VersionStore(folder)
+    version = store.add(UNETRDecoder(shape).state_dict(), {
+        "encoder_checkpoint": file_xxh128(checkpoint), "decoder_shape": shape.to_dict(),
+        "labels": classes.label_names(), "metrics": {}})
+    store.promote(version, "browser test")
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, phantom_checkpoint):
     root = tmp_path_factory.mktemp("medicosam_viewer")
     dicom = build_dicom.build(root / "dicom")
+    serve_a_random_semantic_version(root / "semantic", phantom_checkpoint)
     with running_orthanc(root / "orthanc") as pacs:
         upload(pacs, dicom)
-        env = {**ENV, "MEDICOSAM_CHECKPOINT": str(phantom_checkpoint)}
+        env = {**ENV, "MEDICOSAM_CHECKPOINT": str(phantom_checkpoint), "MEDICOSAM_SEMANTIC_DIR": str(root / "semantic")}
         with running_server(pacs, root / "server.log", env=env) as server:
             assert wait_for_model(server)["available"]
             reference = gdcm_series_image(dicom / "phantom_ct")
@@ -182,6 +204,51 @@ def test_points_on_the_sagittal_mpr_view_segment_that_sagittal_plane(stack, page
     assert set(np.argwhere(served)[:, 2]) == {params["slice"]}
     found, _ = labelmap(page, stack["series"])
     assert np.array_equal(found, np.flatnonzero(served.ravel()))
+
+
+def test_semantic_draws_every_class_named_and_coloured_as_the_server_says(stack, page, tmp_path):
+    open_study(page, stack["server"], stack["study"])
+    activate(page, page.locator("[data-viewport-uid='default']"))
+    page.locator("#medicosam-panel").hover()
+    assert not page.locator("#medicosam-panel button[data-action='semantic']").is_disabled()
+    with page.expect_response(lambda r: "/infer/medicosam_semantic" in r.url) as answered:
+        press(page, "semantic")
+    said = wait_for_answer(page, 1, timeout_ms=120_000)
+    assert said.startswith("MedicoSAM [done] semantic:") and "grey_matter" in said, said
+    answer = answer_label(answered.value, tmp_path)
+    assert set(np.unique(answer)) - {0}, "the random decoder labelled nothing"
+    found, _ = labelmap(page, stack["series"])
+    assert np.array_equal(found, np.flatnonzero(answer.ravel()))
+    values = page.evaluate("""(seriesUid) => {
+        const displaySet = window.services.displaySetService.getActiveDisplaySets().find(d => d.SeriesInstanceUID === seriesUid);
+        const id = `medicosam-${displaySet.displaySetInstanceUID}`;
+        const { segmentationService, viewportGridService } = window.services;
+        const segments = segmentationService.getSegmentation(id).segments;
+        const viewportId = viewportGridService.getActiveViewportId();
+        return Object.entries(segments).map(([index, s]) => [Number(index), s.label,
+            Array.from(segmentationService.getSegmentColor(viewportId, id, Number(index))).slice(0, 3)]);
+    }""", stack["series"])
+    info = requests.get(f"{stack['server']}/info/", timeout=10).json()
+    labels = info["models"]["medicosam_semantic"]["labels"]
+    colors = info["capabilities"]["medicosam_semantic"]["label_colors"]
+    assert sorted(values) == sorted([value, name, colors[name]] for name, value in labels.items())
+    # The labelmap's values are the classes' label values.
+    in_browser = page.evaluate(LABEL_VALUES, stack["series"])
+    assert sorted(in_browser) == sorted(int(v) for v in set(np.unique(answer)) - {0})
+    page.screenshot(path=str(ARTIFACTS / "viewer_semantic.png"))
+    press(page, "undo")
+    assert labelmap(page, stack["series"])[0].size == 0
+
+
+LABEL_VALUES = """(seriesUid) => {
+    const displaySet = window.services.displaySetService.getActiveDisplaySets().find(d => d.SeriesInstanceUID === seriesUid);
+    const segmentation = window.cornerstoneTools.segmentation.state.getSegmentation(`medicosam-${displaySet.displaySetInstanceUID}`);
+    const values = new Set();
+    for (const id of segmentation.representationData.Labelmap.imageIds) {
+        for (const v of window.cornerstone.cache.getImage(id).voxelManager.getScalarData()) if (v) values.add(v);
+    }
+    return Array.from(values);
+}"""
 
 
 def test_propagation_then_accept_writes_a_seg_the_viewer_shows(stack, page, tmp_path):
