@@ -64,25 +64,27 @@ export function setMarksVisible(annotationUIDs, visible) {
   window.cornerstone.getRenderingEngines?.().forEach(engine => engine.render());
 }
 
-/** Calls ``onMoved(kind, annotation)`` once a prompt mark has been dragged (debounced: cornerstone reports every step of
- *  the drag); returns the unsubscribe function. */
-export function onPromptMoved(onMoved, quietMs = 250) {
+/** Calls ``onMoved(kind, annotation)`` for each prompt mark the user dragged, once the mouse button is released
+ *  (cornerstone reports every step of a drag; the gesture ends at the release); returns the unsubscribe function. */
+export function onPromptMoved(onMoved) {
   const { eventTarget } = window.cornerstone;
   const event = window.cornerstoneTools.Enums.Events.ANNOTATION_MODIFIED;
-  const pending = new Map();
+  const moved = new Map();
   const listener = evt => {
     const annotation = evt.detail?.annotation;
-    if (!promptKind(annotation)) return;
-    clearTimeout(pending.get(annotation.annotationUID));
-    pending.set(annotation.annotationUID, setTimeout(() => {
-      pending.delete(annotation.annotationUID);
-      onMoved(promptKind(annotation), annotation);
-    }, quietMs));
+    if (promptKind(annotation)) moved.set(annotation.annotationUID, annotation);
+  };
+  const released = () => {
+    if (!moved.size) return;
+    const annotations = [...moved.values()];
+    moved.clear();
+    setTimeout(() => annotations.forEach(a => onMoved(promptKind(a), a)), 0); // after cornerstone's own handler
   };
   eventTarget.addEventListener(event, listener);
+  document.addEventListener('pointerup', released, true);
   return () => {
     eventTarget.removeEventListener(event, listener);
-    pending.forEach(timer => clearTimeout(timer));
+    document.removeEventListener('pointerup', released, true);
   };
 }
 
