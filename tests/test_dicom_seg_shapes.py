@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 from medicosam_app.dicom.image import read_dicom_files, read_dicom_folder
+from medicosam_app.dicom.label_colors import label_color
 from medicosam_app.dicom.seg import SegmentationAuthor, label_to_seg, seg_to_label, seg_unsupported
 from medicosam_app.errors import InvalidRequestError
 from projection_files import asymmetric_picture, write_dicom
@@ -48,6 +49,14 @@ def test_a_label_on_a_radiograph_goes_to_a_seg_and_back(tmp_path):
     seg = _through_bytes(label_to_seg(label, image, {1: "nodule", 7: "rib"}, AUTHOR))
     assert str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID) == image.series_uid
     np.testing.assert_array_equal(seg_to_label(seg, image), label)
+    # Each segment carries its class colour, as our viewer shows the class: label 1 red, label 7 orange.
+    from skimage.color import lab2rgb
+
+    for segment, value in zip(seg.SegmentSequence, (1, 7)):
+        l_star, a_star, b_star = segment.RecommendedDisplayCIELabValue
+        lab = np.array([l_star / 65535 * 100, a_star / 65535 * 255 - 128, b_star / 65535 * 255 - 128], dtype=float)
+        rgb = np.round(lab2rgb(lab.reshape(1, 1, 3))[0, 0] * 255)
+        assert np.abs(rgb - label_color(value)).max() <= 2, (value, rgb)
 
 
 def test_a_label_on_a_shuffled_enhanced_mr_references_each_stored_frame(tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from .label_colors import dicom_cielab, label_color
 from ..errors import InvalidRequestError
 from .enhanced import frames_have_positions
 
@@ -79,7 +80,7 @@ def label_to_seg(
     )
     descriptions, masks = [], []
     for number, value in enumerate(values, start=1):
-        descriptions.append(hd.seg.SegmentDescription(
+        description = hd.seg.SegmentDescription(
             segment_number=number,
             segment_label=str(names.get(value, f"label {value}"))[:64],
             segmented_property_category=TISSUE,
@@ -88,7 +89,9 @@ def label_to_seg(
             algorithm_identification=algorithm,
             tracking_id=f"label value {value}",
             tracking_uid=hd.UID(),
-        ))
+        )
+        description.RecommendedDisplayCIELabValue = list(dicom_cielab(label_color(int(value))))  # as our viewer
+        descriptions.append(description)
         masks.append(frames == value)
     if not values:  # an empty label is a valid answer ("nothing here"); SEG needs one segment to say it
         descriptions.append(hd.seg.SegmentDescription(

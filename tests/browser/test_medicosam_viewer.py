@@ -295,7 +295,46 @@ def test_propagation_then_accept_writes_a_seg_the_viewer_shows(stack, page, tmp_
     listed = page.evaluate("""() => window.services.displaySetService.getActiveDisplaySets()
         .map(d => [d.Modality, d.SeriesInstanceUID])""")
     assert ["SEG", str(meta.SeriesInstanceUID)] in listed
+    # Opened as a radiologist does (double click on its thumbnail), the SEG is the accepted labelmap again.
+    page.get_by_text("SEG", exact=True).first.dblclick()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        loaded = page.evaluate("""(segUid) => window.services.segmentationService.getSegmentations()
+            .filter(s => !s.segmentationId.startsWith('medicosam-')).map(s => s.segmentationId)""", str(meta.SeriesInstanceUID))
+        if loaded:
+            break
+        for answer in ("Yes", "Load"):  # OHIF may ask before it loads a segmentation
+            button = page.get_by_role("button", name=answer)
+            if button.count():
+                button.first.click()
+        page.wait_for_timeout(500)
+    assert loaded, "the SEG did not load in the viewer"
+    page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "viewer_after_accept.png"))
+    reopened = page.evaluate("""([segmentationId, seriesUid]) => {
+        const segmentation = window.cornerstoneTools.segmentation.state.getSegmentation(segmentationId);
+        const displaySet = window.services.displaySetService.getActiveDisplaySets().find(d => d.SeriesInstanceUID === seriesUid);
+        const grid = window.medicosam.grid(displaySet);
+        const byReference = new Map();
+        for (const id of segmentation.representationData.Labelmap.imageIds) {
+            const image = window.cornerstone.cache.getImage(id);
+            byReference.set(image.referencedImageId, image.voxelManager.getScalarData());
+        }
+        const found = [];
+        grid.imageIds.forEach((imageId, k) => {
+            const pixels = byReference.get(imageId) || [];
+            for (let n = 0; n < pixels.length; n++) if (pixels[n]) found.push([k * pixels.length + n, pixels[n]]);
+        });
+        return { found, labels: Object.values(segmentation.segments).map(s => s.label) };
+    }""", [loaded[0], stack["series"]])
+    assert np.array_equal(np.array([n for n, _ in reopened["found"]]), np.flatnonzero(shown))
+    assert page.evaluate("() => window.medicosam.label") in reopened["labels"]
+    # In the class's colour (the SEG's CIELab value), not OHIF's default for a SEG without one.
+    color = page.evaluate("""(segmentationId) => Array.from(window.services.segmentationService.getSegmentColor(
+        window.services.viewportGridService.getActiveViewportId(), segmentationId, 1)).slice(0, 3)""", loaded[0])
+    expected = requests.get(f"{stack['server']}/info/", timeout=10).json()["capabilities"]["medicosam_semantic"][
+        "label_colors"][page.evaluate("() => window.medicosam.label")]
+    assert max(abs(a - b) for a, b in zip(color, expected)) <= 2, (color, expected)
 
     # Next: the active-learning strategy's pick among the unlabelled series (the MR) opens in the viewer.
     press(page, "next")
