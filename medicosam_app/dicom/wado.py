@@ -5,18 +5,26 @@ decompress every instance first. A PACS that cannot decompress what it stores (O
 have no JPEG 2000) then fails the whole download. Asking for ``transfer-syntax=*`` gets each instance in
 the syntax it was stored in, untouched: no work on the PACS, no second lossy step, and GDCM decodes it here
 (:mod:`medicosam_app.dicom.series`).
+
+Some PACS refuse ``transfer-syntax=*`` (400, 406 or 415). Then the series is asked for again in the PACS's
+default syntax, decompressed by the PACS, and a warning says so once per PACS.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pydicom
 import requests
 from dicomweb_client import DICOMwebClient
 
+logger = logging.getLogger(__name__)
+
 # PS3.18 §8.7.3.5.2: "*" lets the origin server send each instance in the transfer syntax it holds.
 STORED_TRANSFER_SYNTAX = (("application/dicom", "*"),)
+REFUSED_MEDIA_TYPE = {400, 406, 415}
+_warned: set = set()
 
 
 class PacsContentError(Exception):
@@ -39,6 +47,16 @@ def download_series(client: DICOMwebClient, study_uid: str, series_uid: str, fol
             instance = next(instances)
         except StopIteration:
             return count
+        except requests.HTTPError as error:
+            status = getattr(error.response, "status_code", None)
+            if count or status not in REFUSED_MEDIA_TYPE:
+                raise
+            if client.base_url not in _warned:
+                _warned.add(client.base_url)
+                logger.warning("The PACS at %s refuses transfer-syntax=* (%s): series are asked for in its default "
+                               "transfer syntax, which it decompresses", client.base_url, status)
+            instances = client.iter_series(study_uid, series_uid)
+            continue
         except requests.RequestException:
             raise  # the PACS or the connection failed: not a content problem (and an OSError subclass)
         except (pydicom.errors.InvalidDicomError, ValueError, EOFError, OSError) as error:
