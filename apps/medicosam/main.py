@@ -13,6 +13,7 @@ _REPO = Path(__file__).resolve().parents[2]
 if str(_REPO) not in sys.path:  # the core package sits beside apps/ in this repository
     sys.path.insert(0, str(_REPO))
 
+import requests  # noqa: E402
 from fastapi import HTTPException  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 from monailabel.config import settings  # noqa: E402
@@ -27,7 +28,7 @@ from monailabel.utils.async_tasks.task import AsyncTask  # noqa: E402
 
 from lib.active_learning import DiceScoring, RandomStrategy, UncertaintyStrategy  # noqa: E402
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
-from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  # noqa: E402
+from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, bound_pacs_calls, search_filters  # noqa: E402
 from lib.instances_infer import InstancesInfer  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.interactive_train import InteractiveTrain  # noqa: E402
@@ -171,11 +172,12 @@ class MedicoSAMApp(MONAILabelApp):
         """A PACS over DICOMweb, with DICOM SEG written by highdicom (MONAI Label would download dcmqi here)."""
         self.studies = self.studies.rstrip("/")
         logger.info("Using DICOMweb: %s (modalities %s)", self.studies, ",".join(self.settings.dicom_modalities))
-        session = None
+        session = requests.Session()
         if settings.MONAI_LABEL_DICOMWEB_USERNAME and settings.MONAI_LABEL_DICOMWEB_PASSWORD:
             session = create_session_from_user_pass(
                 settings.MONAI_LABEL_DICOMWEB_USERNAME, settings.MONAI_LABEL_DICOMWEB_PASSWORD
             )
+        bound_pacs_calls(session)
         client = DICOMwebClientX(
             url=self.studies,
             session=session,
@@ -183,6 +185,9 @@ class MedicoSAMApp(MONAILabelApp):
             wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
             stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX,
         )
+        # dicomweb-client retries a refused connection for ~30 s by default: a PACS that is away would hold every
+        # click that long. Two quick attempts, then the 503 that says to retry (lib/dicomweb_datastore.py).
+        client.set_http_retry_params(retry=True, max_attempts=2, wait_exponential_multiplier=200)
         cache = settings.MONAI_LABEL_DICOMWEB_CACHE_PATH.strip() or str(self.settings.dicom_cache_dir)
         return MedicoSAMDicomWebDatastore(
             client, search_filters(self.settings.dicom_modalities), self.segmentation_author, cache_path=cache

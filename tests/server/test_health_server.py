@@ -73,15 +73,31 @@ def test_metrics_are_for_an_admin_or_a_caller_on_this_machine(role, local, allow
     assert may_call(role, "GET", "/healthz", from_loopback=local) and may_call(role, "GET", "/readyz")
 
 
-def test_readiness_names_a_pacs_that_stopped_within_seconds(tmp_path, tiny_checkpoint):
+def test_a_pacs_that_stops_mid_session(tmp_path, tiny_checkpoint):
     """A PACS that stops: /readyz answers 503 with Retry-After within seconds (each probe asks the PACS again, so
-    it is ready again as soon as the PACS answers), while /healthz still says the process is alive."""
-    env = {"MEDICOSAM_CHECKPOINT": str(tiny_checkpoint)}
-    storage = tmp_path / "orthanc"
-    with running_orthanc(storage) as pacs:
+    it is ready as soon as the PACS answers), /healthz still says alive, a series opened before keeps serving
+    clicks from the cache, and a series never opened is a 503 with Retry-After within seconds, not a hang."""
+    import build_dicom
+    import pydicom
+
+    from .orthanc import upload
+
+    dicom = build_dicom.build(tmp_path / "dicom")
+    series = {name: str(pydicom.dcmread(str(next((dicom / name).glob("*.dcm"))), stop_before_pixels=True)
+                        .SeriesInstanceUID) for name in ("phantom_ct", "mni_mr")}
+    env = {"MEDICOSAM_CHECKPOINT": str(tiny_checkpoint), "MEDICOSAM_PREFETCH_RADIUS": "0"}
+    click = {"foreground": [[60, 40, 20]], "client_id": "c"}
+
+    def infer(url, image):
+        return requests.post(f"{url}/infer/medicosam_interactive", params={"image": image, "output": "json"},
+                             files={"params": (None, json.dumps(click))}, timeout=60)
+
+    with running_orthanc(tmp_path / "orthanc") as pacs:
+        upload(pacs, dicom)
         with running_server(pacs, tmp_path / "server.log", env=env, ready_path="/healthz") as url:
             wait_for_model(url)
             assert requests.get(f"{url}/readyz", timeout=10).json()["checks"]["datastore"] == "ok"
+            assert infer(url, series["phantom_ct"]).status_code == 200  # downloaded and cached
             port = int(pacs.split(":")[2].split("/")[0])
             pacs_stopped(pacs)
             started = time.monotonic()
@@ -91,6 +107,12 @@ def test_readiness_names_a_pacs_that_stopped_within_seconds(tmp_path, tiny_check
             assert answer.json()["checks"]["datastore"] == "PACS unreachable"
             assert str(port) not in answer.text and "127.0.0.1" not in answer.text
             assert requests.get(f"{url}/healthz", timeout=10).status_code == 200  # alive, just not ready
+            assert infer(url, series["phantom_ct"]).status_code == 200  # cached: clicks go on
+            started = time.monotonic()
+            unseen = infer(url, series["mni_mr"])
+            assert time.monotonic() - started < 10
+            assert unseen.status_code == 503 and unseen.headers["retry-after"] == "10"
+            assert "the PACS is not answering" in unseen.json()["detail"]
 
 
 def pacs_stopped(pacs_url: str) -> None:

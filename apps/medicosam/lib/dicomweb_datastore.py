@@ -85,6 +85,35 @@ def search_filters(modalities: Sequence[str]) -> List[Dict[str, Any]]:
     return [{"Modality": m} for m in modalities]
 
 
+PACS_RETRY_AFTER_S = 10
+PACS_TIMEOUT_S = (5.0, 60.0)  # to connect; between two reads (a large series streams for longer, never idle)
+
+
+class _TimeoutAdapter(requests.adapters.HTTPAdapter):
+    def send(self, request, **kwargs):  # noqa: ANN001, ANN201 - requests' adapter protocol
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = PACS_TIMEOUT_S
+        return super().send(request, **kwargs)
+
+
+def bound_pacs_calls(session: requests.Session) -> requests.Session:
+    """Every call through ``session`` without a timeout of its own gets :data:`PACS_TIMEOUT_S` (dicomweb-client
+    sets none: a PACS that accepts the connection and never answers would hold a click for ever)."""
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, _TimeoutAdapter())
+    return session
+
+
+def pacs_failure(what: str, error: requests.RequestException) -> HTTPException:
+    """A PACS that is away (refused, timed out, cut off) is a 503 to retry later: images opened before keep
+    serving clicks from the cache. A PACS that answered with an error is a 502."""
+    if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+        return HTTPException(
+            503, f"{what}: the PACS is not answering ({type(error).__name__}). Try again when it is back; images "
+                 "opened before keep working.", headers={"Retry-After": str(PACS_RETRY_AFTER_S)})
+    return HTTPException(502, f"{what}: {error}")
+
+
 class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
     def __init__(
         self,
@@ -151,7 +180,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         try:
             found = self._client.search_for_series(search_filters={"SeriesInstanceUID": series_uid})
         except requests.RequestException as error:
-            raise HTTPException(502, f"The PACS at {self._client.base_url} did not answer: {error}") from error
+            raise pacs_failure(f"The PACS at {self._client.base_url} did not answer", error) from error
         matches = [Dataset.from_json(item) for item in found]
         matches = [m for m in matches if str(m.get("SeriesInstanceUID", "")) == series_uid]
         if not matches:
@@ -177,7 +206,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(partial, folder)
         except requests.RequestException as error:
-            raise HTTPException(502, f"Downloading series {series_uid} from the PACS failed: {error}") from error
+            raise pacs_failure(f"Downloading series {series_uid} from the PACS failed", error) from error
         except PacsContentError as error:
             raise HTTPException(502, f"Downloading from the PACS at {self._client.base_url} failed: {error}") from error
         finally:

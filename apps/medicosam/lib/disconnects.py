@@ -37,12 +37,12 @@ class CancelOnDisconnect:
             await self.app(scope, receive, send)
             return
         cancellation = Cancellation()
-        state: Dict[str, Any] = {"watcher": None, "last": None}
+        state: Dict[str, Any] = {"watcher": None, "last": None, "answered": False}
 
         async def watch() -> None:
             message = await receive()  # after the body, the next message is the disconnect
             state["last"] = message
-            if message["type"] == "http.disconnect":
+            if message["type"] == "http.disconnect" and not state["answered"]:
                 cancellation.cancel()
                 logger.info("%s %s: the client went away; its work stops at the next slice",
                             scope["method"], scope["path"])
@@ -58,9 +58,14 @@ class CancelOnDisconnect:
                 state["watcher"] = asyncio.ensure_future(watch())
             return message
 
+        async def watched_send(message: Dict[str, Any]) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["answered"] = True  # a client closing after its answer went away from nothing
+
         with cancellable(cancellation):
             try:
-                await self.app(scope, watched_receive, send)
+                await self.app(scope, watched_receive, watched_send)
             finally:
                 watcher = state["watcher"]
                 if watcher is not None and not watcher.done():
