@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import requests
 
@@ -45,11 +45,15 @@ def running_server(
     ready_path: str = "/info/",
     host: str = "127.0.0.1",
     malloc_tunables: bool = True,
+    tls: Optional[Tuple[Path, Path]] = None,
 ) -> Iterator[str]:
-    """``monailabel start_server --app apps/medicosam`` as a subprocess; yields its URL once /info answers."""
+    """``monailabel start_server --app apps/medicosam`` as a subprocess; yields its URL once /info answers.
+    ``tls``: (certificate, key) files: the server speaks HTTPS (uvicorn's TLS), checked against that certificate."""
     port = free_port()
     command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app),
                "--studies", str(studies), "--host", host, "--port", str(port)]
+    if tls is not None:
+        command += ["--ssl_certfile", str(tls[0]), "--ssl_keyfile", str(tls[1])]
     for key, value in (conf or {}).items():
         command += ["--conf", key, value]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MEDICOSAM_")}
@@ -66,14 +70,17 @@ def running_server(
     tunables = glibc_tunables(command, environment) if malloc_tunables else ""
     if tunables:
         environment["GLIBC_TUNABLES"] = tunables
-    url = f"http://127.0.0.1:{port}"
-    with running_process("server", command, log_file, f"{url}{ready_path}", timeout=180, env=environment):
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    verify = str(tls[0]) if tls else True
+    with running_process("server", command, log_file, f"{url}{ready_path}", timeout=180, env=environment,
+                         verify=verify):
         yield url
 
 
 @contextlib.contextmanager
 def running_process(
-    name: str, command: List[str], log_file: Path, ready_url: str, timeout: float, env: Optional[Dict[str, str]] = None
+    name: str, command: List[str], log_file: Path, ready_url: str, timeout: float, env: Optional[Dict[str, str]] = None,
+    verify: "bool | str" = True,
 ) -> Iterator[subprocess.Popen]:
     """Start ``command`` (output to ``log_file``), wait until ``ready_url`` answers 2xx, stop it afterwards.
 
@@ -86,7 +93,7 @@ def running_process(
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_file.read_text()[-3000:]}")
                 try:
-                    if requests.get(ready_url, timeout=2).ok:
+                    if requests.get(ready_url, timeout=2, verify=verify).ok:
                         break
                 except requests.ConnectionError:
                     pass
