@@ -312,8 +312,9 @@ input{{width:100%;padding:.4em;margin-top:.2em}}button{{margin-top:1.5em;padding
 
 
 def _address(request: Request) -> Optional[str]:
-    """The caller's address for the sign-in back-off; None on this machine, where a reverse proxy would make every
-    caller one address (run uvicorn with --proxy-headers behind a proxy, so addresses are the clients')."""
+    """The caller's address for the sign-in back-off; None on this machine. (Behind a reverse proxy that sends
+    X-Forwarded-For, uvicorn already puts the client's address here; a proxy that does not would make every
+    caller one local address.)"""
     if request.client is None or is_loopback(request.client.host):
         return None
     return request.client.host

@@ -17,7 +17,7 @@ def is_loopback(host: str) -> bool:
 
 
 def caller_is_local(scope: Mapping[str, Any]) -> bool:
-    """Whether the ASGI request ``scope`` came from this machine (its TCP peer; a reverse proxy on this machine
-    counts as local, so metrics behind one must be protected there)."""
+    """Whether the ASGI request ``scope`` came from this machine. Behind a reverse proxy on this machine uvicorn
+    puts the X-Forwarded-For address here; a proxy that sends none makes every caller local (docs/service.md)."""
     client = scope.get("client")
     return bool(client) and is_loopback(str(client[0]))
