@@ -41,7 +41,7 @@ def run(args: argparse.Namespace, conf: Dict[str, str]) -> int:
     from ..semantic.studies import find_labelled_studies
     from ..services import build_model_provider, build_slice_embedder
     from ..settings import Settings
-    from .report import table, write_csv
+    from .report import result_document, table, write_csv
     from .runner import EvaluationSettings, Evaluator
 
     settings = Settings.from_conf(conf)
@@ -87,9 +87,9 @@ def run(args: argparse.Namespace, conf: Dict[str, str]) -> int:
     if args.json:
         from ..atomic_files import write_json_atomic
 
-        document = served.to_dict()
+        document = result_document(served)
         if "compare" in results:
-            document["compare"] = results["compare"].to_dict()
+            document["compare"] = result_document(results["compare"])
         write_json_atomic(args.json, document)
     if args.csv:
         write_csv(args.csv, results)

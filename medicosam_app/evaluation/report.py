@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import os
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
@@ -98,6 +99,19 @@ def _delta(a: Optional[float], b: Optional[float], digits: int = 3) -> str:
 
 
 CSV_FIELDS = ["model", "image", "dimension", "class", "component", "start", "slice", "size"]
+
+
+def result_document(result: "EvaluationResult") -> Dict[str, Any]:
+    """The whole result as JSON-ready values: settings, model, images, what was skipped, summary, objects."""
+    return {
+        "settings": asdict(result.settings),
+        "model": result.model,
+        "images": result.images,
+        "skipped": [{"image": image, "reason": reason} for image, reason in result.skipped],
+        "seconds": round(result.seconds, 2),
+        "summary": summarise(result),
+        "objects": [o.to_dict() for o in result.objects],
+    }
 
 
 def write_csv(path: os.PathLike, results: Dict[str, "EvaluationResult"]) -> None:

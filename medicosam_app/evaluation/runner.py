@@ -90,19 +90,6 @@ class EvaluationResult:
     skipped: List[Tuple[str, str]]
     seconds: float
 
-    def to_dict(self) -> Dict[str, Any]:
-        from .report import summarise
-
-        return {
-            "settings": asdict(self.settings),
-            "model": self.model,
-            "images": self.images,
-            "skipped": [{"image": image, "reason": reason} for image, reason in self.skipped],
-            "seconds": round(self.seconds, 2),
-            "summary": summarise(self),
-            "objects": [o.to_dict() for o in self.objects],
-        }
-
 
 def threshold_key(threshold: float) -> str:
     """0.9 → "90", 0.85 → "85": how NoC@90 is written."""
