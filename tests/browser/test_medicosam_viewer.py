@@ -166,9 +166,10 @@ def test_dragging_a_box_corner_segments_again_with_the_moved_box(stack, page, ph
     assert np.array_equal(found, np.flatnonzero(_served(stack, phantom_checkpoint, requests).ravel()))
 
 
-def test_points_on_the_sagittal_mpr_view_segment_that_sagittal_plane(stack, page, phantom_checkpoint):
+@pytest.mark.parametrize("view, axis", [("mpr-sagittal", 0), ("mpr-coronal", 1)])
+def test_points_on_a_non_axial_mpr_view_segment_that_plane(stack, page, phantom_checkpoint, view, axis):
     open_study(page, stack["server"], stack["study"], protocol="mpr")
-    frame = activate(page, page.locator("[data-viewport-uid='mpr-sagittal']"))
+    frame = activate(page, page.locator(f"[data-viewport-uid='{view}']"))
     press(page, "include")
     page.mouse.click(frame["x"] + 0.5 * frame["width"], frame["y"] + 0.55 * frame["height"])
     wait_for_answer(page, 1)
@@ -176,10 +177,10 @@ def test_points_on_the_sagittal_mpr_view_segment_that_sagittal_plane(stack, page
     page.mouse.click(frame["x"] + 0.45 * frame["width"], frame["y"] + 0.40 * frame["height"])
     wait_for_answer(page, 2)
     page.wait_for_timeout(500)
-    page.screenshot(path=str(ARTIFACTS / "viewer_sagittal_points.png"))
+    page.screenshot(path=str(ARTIFACTS / f"viewer_{view}_points.png"))
 
     params = page.evaluate("() => window.medicosam.lastAnswer.params")
-    assert params["axis"] == 0 and len(params["foreground"]) == 1 and len(params["background"]) == 1
+    assert params["axis"] == axis and len(params["foreground"]) == 1 and len(params["background"]) == 1
     # The clicked points, by the CT volume cornerstone built for the MPR view (its own world → index); its k runs
     # over its own image order, which the grid (checked pixel for pixel in the box test) maps to the server's.
     indices = page.evaluate("""(seriesUid) => {
@@ -196,12 +197,12 @@ def test_points_on_the_sagittal_mpr_view_segment_that_sagittal_plane(stack, page
     by_tool = {entry["tool"]: entry for entry in indices}
     for key, tool in (("foreground", "MedicoSAMInclude"), ("background", "MedicoSAMExclude")):
         assert params[key][0] == [by_tool[tool]["i"], by_tool[tool]["j"], by_tool[tool]["k"]]
-        assert params[key][0][0] == params["slice"]  # both points lie on the segmented sagittal plane
+        assert params[key][0][axis] == params["slice"]  # both points lie on the segmented plane
     sent = page.evaluate("() => window.medicosam.sent")
     assert len(sent) == 2 and sent[-1] == params
     served = _served(stack, phantom_checkpoint, sent)
     assert served.any()
-    assert set(np.argwhere(served)[:, 2]) == {params["slice"]}
+    assert set(np.argwhere(served)[:, 2 - axis]) == {params["slice"]}  # served is [k, j, i]
     found, _ = labelmap(page, stack["series"])
     assert np.array_equal(found, np.flatnonzero(served.ravel()))
 
