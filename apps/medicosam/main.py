@@ -28,7 +28,8 @@ from monailabel.utils.async_tasks.task import AsyncTask  # noqa: E402
 
 from lib.active_learning import DiceScoring, RandomStrategy, UncertaintyStrategy  # noqa: E402
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
-from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, bound_pacs_calls, search_filters  # noqa: E402
+from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  # noqa: E402
+from lib.pacs_calls import bound_pacs_calls  # noqa: E402
 from lib.instances_infer import InstancesInfer  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.interactive_train import InteractiveTrain  # noqa: E402
@@ -43,6 +44,7 @@ from lib.viewer_capabilities import capabilities  # noqa: E402
 from lib.viewer_config import viewer_app_config  # noqa: E402
 from lib.viewer_route import serve_viewer  # noqa: E402
 from lib.access_control import SiteAccess, install_access_control  # noqa: E402
+from lib.sign_in import add_sign_in_routes  # noqa: E402
 from lib.request_context import current_user  # noqa: E402
 from lib.log_limits import limit_log_records  # noqa: E402
 from lib.request_guards import (  # noqa: E402
@@ -320,6 +322,8 @@ class MedicoSAMApp(MONAILabelApp):
         origins = self.settings.cors_origins
         if origins is None and self.access.enabled and not settings.MONAI_LABEL_CORS_ORIGINS:
             origins = ()  # signed-in browsers call from this server's own pages (OHIF) only
+        if self.access.enabled:
+            add_sign_in_routes(fastapi_app, self.access)
         install_access_control(fastapi_app, self.access, origins)
         host = serving_host()
         if not (self.access.enabled or settings.MONAI_LABEL_AUTH_ENABLE) and host is not None and not is_loopback(host):

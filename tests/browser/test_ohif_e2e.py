@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from email.parser import BytesParser
 from email.policy import default as email_policy
 from pathlib import Path
@@ -29,7 +28,6 @@ from medicosam_app.model.provider import ModelProvider
 from server.harness import REPO, running_server, wait_for_model
 from server.orthanc import running_orthanc, upload
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 MODEL = "medicosam_interactive"
 
@@ -47,26 +45,6 @@ def stack(tmp_path_factory, phantom_checkpoint):
         with running_server(pacs, root / "server.log", env=env) as server:
             assert wait_for_model(server)["available"]
             yield server, build.uid("study"), dicom, root
-
-
-@pytest.fixture()
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: run ./scripts/install_system.sh")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--use-gl=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"],
-        )
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.console_lines = []
-        page.on("console", lambda message: page.console_lines.append(message.text))
-        try:
-            yield page
-        finally:
-            browser.close()
 
 
 def _multipart_params(body: bytes, content_type: str) -> dict:

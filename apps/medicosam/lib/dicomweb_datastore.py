@@ -54,6 +54,7 @@ from medicosam_app.keyed_locks import KeyedLocks
 from medicosam_app.geometry.volume import Volume, read_label, read_volume, write_image, write_label
 
 from .datastore import store_label, write_index
+from .pacs_calls import pacs_failure
 from .http_errors import as_http_errors
 
 logger = logging.getLogger(__name__)
@@ -83,35 +84,6 @@ def search_filters(modalities: Sequence[str]) -> List[Dict[str, Any]]:
     if not modalities or "ALL" in modalities:
         return [{}]
     return [{"Modality": m} for m in modalities]
-
-
-PACS_RETRY_AFTER_S = 10
-PACS_TIMEOUT_S = (5.0, 60.0)  # to connect; between two reads (a large series streams for longer, never idle)
-
-
-class _TimeoutAdapter(requests.adapters.HTTPAdapter):
-    def send(self, request, **kwargs):  # noqa: ANN001, ANN201 - requests' adapter protocol
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = PACS_TIMEOUT_S
-        return super().send(request, **kwargs)
-
-
-def bound_pacs_calls(session: requests.Session) -> requests.Session:
-    """Every call through ``session`` without a timeout of its own gets :data:`PACS_TIMEOUT_S` (dicomweb-client
-    sets none: a PACS that accepts the connection and never answers would hold a click for ever)."""
-    for prefix in ("http://", "https://"):
-        session.mount(prefix, _TimeoutAdapter())
-    return session
-
-
-def pacs_failure(what: str, error: requests.RequestException) -> HTTPException:
-    """A PACS that is away (refused, timed out, cut off) is a 503 to retry later: images opened before keep
-    serving clicks from the cache. A PACS that answered with an error is a 502."""
-    if isinstance(error, (requests.ConnectionError, requests.Timeout)):
-        return HTTPException(
-            503, f"{what}: the PACS is not answering ({type(error).__name__}). Try again when it is back; images "
-                 "opened before keep working.", headers={"Retry-After": str(PACS_RETRY_AFTER_S)})
-    return HTTPException(502, f"{what}: {error}")
 
 
 class MedicoSAMDicomWebDatastore(DICOMWebDatastore):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse
@@ -67,12 +67,19 @@ def serve_ohif(app: FastAPI, root: Optional[Path] = None) -> None:
             raise HTTPException(status_code=404, detail="Resource not found")
         return FileResponse(str(file), media_type=get_mime_type(str(file)))
 
+    replaced = replace_viewer_route(app, get_ohif)
+    logger.info("OHIF served from %s (%d route(s) replaced)", root, replaced)
+
+
+def replace_viewer_route(app: FastAPI, endpoint: Callable[..., Any]) -> int:
+    """Put ``endpoint`` where MONAI Label's ``GET /ohif/{path}`` route is (the installed package is not edited);
+    returns how many routes were replaced."""
     replaced = 0
     for router in routers_of(app.router):
         for position, route in enumerate(router.routes):
             if isinstance(route, APIRoute) and route.path == ROUTE and "GET" in route.methods:
-                router.routes[position] = APIRoute(ROUTE, get_ohif, methods=["GET"], include_in_schema=False)
+                router.routes[position] = APIRoute(ROUTE, endpoint, methods=["GET"], include_in_schema=False)
                 getattr(router, "_mark_routes_changed", lambda: None)()
                 replaced += 1
-    logger.info("OHIF served from %s (%d route(s) replaced)", root, replaced)
+    return replaced
 

@@ -22,11 +22,9 @@ from typing import Callable, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from fastapi.routing import APIRoute
 from monailabel.utils.others.generic import get_mime_type
 
-from .ohif_route import ROUTE, resolve_asset
-from .responsive_server import routers_of
+from .ohif_route import replace_viewer_route, resolve_asset
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +102,7 @@ def serve_viewer(app: FastAPI, app_config: Callable[[], str], build: Optional[Pa
             return Response('{"detail": "Resource not found"}', status_code=404, media_type="application/json")
         return _answer_file(request, file, _cache_control(file) if file.name != "index.html" else REVALIDATE)
 
-    replaced = 0
-    for router in routers_of(app.router):
-        for position, route in enumerate(router.routes):
-            if isinstance(route, APIRoute) and route.path == ROUTE and "GET" in route.methods:
-                router.routes[position] = APIRoute(ROUTE, get_viewer, methods=["GET"], include_in_schema=False)
-                getattr(router, "_mark_routes_changed", lambda: None)()
-                replaced += 1
+    replaced = replace_viewer_route(app, get_viewer)
     if not (build / "index.html").is_file():
         logger.warning("The MedicoSAM viewer is not installed (%s is missing): /ohif/ says how to install it", build)
     logger.info("MedicoSAM viewer served at /ohif/ from %s and %s (%d route(s) replaced)", build, extension, replaced)
