@@ -7,7 +7,7 @@ import os
 import time
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 _REPO = Path(__file__).resolve().parents[2]
 if str(_REPO) not in sys.path:  # the core package sits beside apps/ in this repository
@@ -15,7 +15,6 @@ if str(_REPO) not in sys.path:  # the core package sits beside apps/ in this rep
 
 import requests  # noqa: E402
 from fastapi import HTTPException  # noqa: E402
-from starlette.middleware import Middleware  # noqa: E402
 from monailabel.config import settings  # noqa: E402
 from monailabel.datastore.dicom import DICOMwebClientX  # noqa: E402
 from dicomweb_client.session_utils import create_session_from_user_pass  # noqa: E402
@@ -34,10 +33,8 @@ from lib.instances_infer import InstancesInfer  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.interactive_train import InteractiveTrain  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
-from lib.body_limits import BodyLimits  # noqa: E402
-from lib.disconnects import CancelOnDisconnect, carry_cancellation  # noqa: E402
-from lib.health import add_health_routes, disk_writable  # noqa: E402
-from lib.metrics import RequestMetrics, new_registry, serve_metrics  # noqa: E402
+from lib.disconnects import carry_cancellation  # noqa: E402
+from lib.service_endpoints import serve_service_endpoints  # noqa: E402
 from lib.network import is_loopback  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
 from lib.viewer_capabilities import capabilities  # noqa: E402
@@ -60,7 +57,6 @@ from lib.shutdown import PromptShutdown, serving_host  # noqa: E402
 from lib.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
 from medicosam_app.dicom.seg import SegmentationAuthor  # noqa: E402
-from medicosam_app.model.checkpoints import default_cache_dir  # noqa: E402
 from medicosam_app.errors import InvalidRequestError  # noqa: E402
 from medicosam_app.security.audit import AuditLog, AuditRecord  # noqa: E402
 from medicosam_app.request_values import optional_text, parse_bool, parse_int, parse_number, parse_text  # noqa: E402
@@ -257,7 +253,7 @@ class MedicoSAMApp(MONAILabelApp):
         else:
             serve_viewer(fastapi_app, lambda: viewer_app_config(self.settings.viewer_dicomweb))
         self._lock_down(fastapi_app)
-        self._serve_health(fastapi_app)
+        serve_service_endpoints(fastapi_app, self)
         self.models.start_loading()
         for model, schedule in ((SEMANTIC, self.settings.retrain_schedule), (INTERACTIVE, self.settings.finetune_schedule)):
             scheduler = build_scheduler(schedule, lambda model=model: self._train_if_new_labels(model, "schedule", 1))
@@ -265,47 +261,6 @@ class MedicoSAMApp(MONAILabelApp):
                 self._schedule_stops.append(run_in_background(scheduler))
                 logger.info("%s training scheduled: %s", model, schedule)
         PromptShutdown(on_stop=[self._stop_background_work]).install()
-
-    def _serve_health(self, fastapi_app: Any) -> None:
-        """``/healthz``, ``/readyz`` (checks below) and ``/metrics`` (see lib/health.py, lib/metrics.py)."""
-        checks = {
-            "model": self._model_check,
-            "datastore": self._datastore_check,
-            "disk": disk_writable(Path(self.settings.cache_dir or default_cache_dir())),
-        }
-        add_health_routes(fastapi_app, checks)
-        fastapi_app.user_middleware.insert(0, Middleware(CancelOnDisconnect, api_prefix=settings.MONAI_LABEL_API_STR))
-        fastapi_app.user_middleware.insert(0, Middleware(
-            BodyLimits, upload_bytes=lambda: self.session_max_bytes, api_prefix=settings.MONAI_LABEL_API_STR))
-        registry = new_registry(self._metrics_state)  # serve_metrics rebuilds the middleware stack
-        serve_metrics(fastapi_app, registry, RequestMetrics(registry, lambda: list(self._infers),
-                                                              settings.MONAI_LABEL_API_STR))
-
-    def _model_check(self) -> Optional[str]:
-        status = self.models.status
-        return None if status.get("available") else str(status.get("state", "unavailable"))
-
-    def _datastore_check(self) -> Optional[str]:
-        """The PACS answers a one-study search within 3 s; a folder datastore can be listed."""
-        store = self.datastore()
-        if isinstance(store, MedicoSAMDicomWebDatastore):
-            return store.reachable(timeout_s=3.0)
-        return None if os.access(self.studies, os.R_OK | os.X_OK) else "studies folder not readable"
-
-    def _metrics_state(self) -> Dict[str, Any]:
-        status = self.models.status
-        state: Dict[str, Any] = {
-            "model_ready": bool(status.get("available")), "model_state": status.get("state"),
-            "embedding_cache": self.segmenter.embeddings.stats,
-            "prefetch": self.segmenter.prefetcher.stats if self.segmenter.prefetcher is not None else None,
-            "serving": {"semantic": self.semantic.store.serving(), "interactive": self.finetuner.store.serving()},
-            "training_running": AsyncTask.status("train", check_if_running=True)[0] is not None,
-        }
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["gpu_bytes"] = torch.cuda.memory_allocated()
-        return state
 
     def _lock_down(self, fastapi_app: Any) -> None:
         """Sign-in and roles when a users file is configured (unless MONAI Label's Keycloak sign-in is), the
