@@ -28,6 +28,8 @@ from medicosam_app.model.provider import ModelProvider
 from server.harness import REPO, running_server, wait_for_model
 from server.orthanc import running_orthanc, upload
 
+from .viewer_page import wait_for_console
+
 ARTIFACTS = REPO / "test-artifacts"
 MODEL = "medicosam_interactive"
 
@@ -57,16 +59,6 @@ def _multipart_params(body: bytes, content_type: str) -> dict:
     raise AssertionError("no params part in the infer request")
 
 
-def _wait_for_console(page, text: str, timeout_ms: int = 60_000) -> None:
-    """Until the page has logged a line containing ``text`` (OHIF logs its loading milestones)."""
-    waited = 0
-    while not any(text in line for line in page.console_lines):
-        if waited > timeout_ms:
-            raise AssertionError(f"OHIF never logged '{text}'; last lines: {page.console_lines[-15:]}")
-        page.wait_for_timeout(250)
-        waited += 250
-
-
 def _point_prompt(page, server: str):
     """As a radiologist does it, on the open study: connect the MONAI Label panel, choose Point Prompts and
     the label, click on the axial view, press Run. Returns the captured infer request, the axial view's
@@ -74,7 +66,7 @@ def _point_prompt(page, server: str):
     banner = page.get_by_text("Confirm and Hide")
     banner.wait_for(timeout=60_000)
     banner.click()
-    _wait_for_console(page, "displaySetsToAllImages")
+    wait_for_console(page, "displaySetsToAllImages")
     series_list = page.locator("[data-cy='studyBrowser-panel']").inner_text() if page.locator(
         "[data-cy='studyBrowser-panel']").count() else page.inner_text("body")
     assert "Phantom CT" in series_list and "MNI152 T1" in series_list  # the CT and the MR series
@@ -97,7 +89,7 @@ def _point_prompt(page, server: str):
 
     with page.expect_request(lambda r: f"/infer/{MODEL}" in r.url) as captured:
         page.locator("button[title='Run PointPrompts']").click()
-    _wait_for_console(page, "updated the segmentation's scalar data")
+    wait_for_console(page, "updated the segmentation's scalar data")
     return captured.value, axial, before
 
 
