@@ -8,12 +8,16 @@ killed at any moment leaves either the old file or the new one, plus at most a h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any, Callable, IO, Union
+from typing import Any, Callable, IO, Iterator, Union
+
+from .errors import StorageFullError, causes, is_storage_full
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -54,6 +58,48 @@ def _write_atomic(path: PathLike, fill: Callable[[IO[bytes]], None], temporary_p
         Path(temporary).unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
+
+
+@contextlib.contextmanager
+def storage_full_as(what: str, path: PathLike, then: str = "send it again") -> Iterator[None]:
+    """A write in the block that finds no room raises :class:`StorageFullError` saying ``what`` (for example
+    "Label 'final' of image 'ct_1' was not saved"), which folder's disk is full, and what to do once there is
+    room (``then``); other errors pass."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - a writer may wrap the OSError (torch.save raises RuntimeError)
+        if isinstance(error, StorageFullError) or not is_storage_full(error):
+            raise
+        reason = next((e.strerror for e in causes(error) if isinstance(e, OSError) and e.strerror), str(error))
+        raise StorageFullError(
+            f"{what}: the disk holding {Path(path).parent} is full ({reason}). What was saved "
+            f"before is unchanged. Ask the server's administrator to free space, then {then}."
+        ) from error
+
+
+@contextlib.contextmanager
+def restored_if_failed(path: PathLike, temporary_prefix: str = "") -> Iterator[None]:
+    """The file at ``path`` as it is on entry comes back if the block raises: a block that replaces the file
+    and then fails to record it elsewhere (an index write on a full disk) leaves things as they were. If there
+    was no file, one the block made is removed. The old file is kept by a hard link (no copy, no room needed),
+    named ``<temporary_prefix or .name.>XXXX.previous`` beside it and removed when the block succeeds."""
+    path = Path(path)
+    kept = None
+    if os.path.lexists(path):
+        kept = path.with_name(f"{temporary_prefix or f'.{path.name}.'}{uuid.uuid4().hex[:8]}.previous")
+        os.link(path, kept)
+    try:
+        yield
+    except BaseException:
+        if kept is not None and os.path.lexists(path) and os.path.samefile(kept, path):
+            kept.unlink()  # the block failed before replacing it (and rename() of two links to one file is a no-op)
+        elif kept is not None:
+            os.replace(kept, path)
+        else:
+            path.unlink(missing_ok=True)
+        raise
+    if kept is not None:
+        kept.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: PathLike, data: bytes, temporary_prefix: str = "") -> None:

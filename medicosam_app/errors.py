@@ -1,7 +1,15 @@
 """Errors the core raises. Each one carries a message written for the person who has to fix it.
 
-The app layer maps them to HTTP: :class:`InvalidRequestError` → 4xx, :class:`ModelUnavailableError` → 503.
+The app layer maps them to HTTP: :class:`InvalidRequestError` → 4xx, :class:`ModelUnavailableError` → 503,
+:class:`StorageFullError` (and any ``OSError`` that :func:`is_storage_full`) → 507.
 """
+
+import errno
+from typing import Iterator
+
+# A write refused for lack of room: the file system is full (ENOSPC), the user's quota is spent (EDQUOT), or the
+# process's file-size limit is reached (EFBIG, ``ulimit -f``).
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class MedicoSamError(Exception):
@@ -36,3 +44,24 @@ class ModelUnavailableError(MedicoSamError):
 
 class ModelLoadingError(ModelUnavailableError):
     """The model is being loaded or downloaded right now: try again shortly (HTTP 503 with Retry-After)."""
+
+
+class StorageFullError(MedicoSamError):
+    """A write found no room on its disk. Whatever was there before is unchanged; the message says which folder
+    needs space (HTTP 507)."""
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what raised it, and so on (``__cause__``, else ``__context__``), each once."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """Whether ``error`` or anything that caused it is a write refused for lack of room (a writer may wrap the
+    ``OSError``: ``torch.save`` raises ``RuntimeError``)."""
+    return any(isinstance(e, StorageFullError) or (isinstance(e, OSError) and e.errno in STORAGE_FULL_ERRNOS)
+               for e in causes(error))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -154,3 +157,18 @@ def gdcm_series_image(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
     return reader.Execute()
+
+
+@contextlib.contextmanager
+def small_filesystem(point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (like "24m") mounted at ``point``, so writes meet the kernel's own ENOSPC; unmounted
+    afterwards. Mounting needs root (CI runs as root); elsewhere the test says so and skips."""
+    point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "medicosam-small-disk", str(point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a small tmpfs needs root: {mounted.stderr.strip()}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)

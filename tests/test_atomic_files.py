@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -10,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from medicosam_app import atomic_files
 from medicosam_app.atomic_files import copy_file_atomic, make_folders_durably, write_bytes_atomic, write_json_atomic
+from medicosam_app.errors import StorageFullError, is_storage_full
 
 
 def test_json_replaces_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -103,3 +107,56 @@ def test_a_writer_killed_at_any_moment_leaves_a_whole_file(tmp_path):
         writer.wait()
     text = path.read_text()
     assert _whole(text)
+
+
+def test_restored_if_failed_brings_back_a_replaced_file(tmp_path):
+    path = tmp_path / "label.nii.gz"
+    path.write_bytes(b"previous")
+    try:
+        with atomic_files.restored_if_failed(path, ".saving_"):
+            write_bytes_atomic(path, b"new")
+            raise OSError(errno.ENOSPC, "No space left on device")  # as the index write after it would
+    except OSError:
+        pass
+    assert path.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["label.nii.gz"]
+
+
+def test_restored_if_failed_before_any_change_keeps_the_file_and_no_link(tmp_path):
+    """A failure before the file is replaced: the kept link and the file are one inode (rename would do nothing)."""
+    path = tmp_path / "label.nii.gz"
+    path.write_bytes(b"previous")
+    with pytest.raises(OSError):
+        with atomic_files.restored_if_failed(path, ".saving_"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert path.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["label.nii.gz"]
+
+
+def test_restored_if_failed_removes_a_new_file_and_keeps_a_committed_one(tmp_path):
+    new = tmp_path / "new.nii.gz"
+    with pytest.raises(RuntimeError):
+        with atomic_files.restored_if_failed(new):
+            new.write_bytes(b"half of a save")
+            raise RuntimeError("index write failed")
+    assert not new.exists()
+    with atomic_files.restored_if_failed(new):
+        write_bytes_atomic(new, b"saved")
+    assert new.read_bytes() == b"saved" and sorted(p.name for p in tmp_path.iterdir()) == ["new.nii.gz"]
+
+
+def test_storage_full_as_names_what_was_not_saved_and_passes_other_errors(tmp_path):
+    with pytest.raises(StorageFullError, match=r"Label 'final' of image 'knee' was not saved: the disk holding"):
+        with atomic_files.storage_full_as("Label 'final' of image 'knee' was not saved", tmp_path / "x"):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    with pytest.raises(PermissionError):
+        with atomic_files.storage_full_as("Label was not saved", tmp_path / "x"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+    assert is_storage_full(RuntimeError("plain")) is False
+    try:
+        try:
+            raise OSError(errno.EFBIG, "File too large")
+        except OSError as error:
+            raise RuntimeError("torch could not write") from error
+    except RuntimeError as wrapped:
+        assert is_storage_full(wrapped)

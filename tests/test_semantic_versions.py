@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medicosam_app.errors import InvalidRequestError
+from conftest import small_filesystem
+from medicosam_app.errors import InvalidRequestError, StorageFullError
 from medicosam_app.semantic.versions import TrainingBusyError, VersionStore
 
 
@@ -76,3 +77,16 @@ def test_a_semantic_version_serves_whatever_precision_its_checkpoint_is_embedded
     assert trained_on_checkpoint({"encoder_key": "abc-bf16"}, "abc")  # written before encoder_checkpoint was
     assert not trained_on_checkpoint({"encoder_checkpoint": "other", "encoder_key": "other-fp32"}, "abc")
     assert not trained_on_checkpoint({}, "abc")
+
+
+def test_a_full_disk_stores_no_version_and_keeps_serving_the_last(tmp_path):
+    """The kernel's own ENOSPC on a 1 MiB tmpfs: the round's decoder (2 MiB) does not fit."""
+    with small_filesystem(tmp_path / "disk", "1m") as disk:
+        store = VersionStore(disk)
+        store.promote(store.add(_state(1), {}), "first")
+        with pytest.raises(StorageFullError, match=r"not stored as v0002: the disk holding .* is full .* train again"):
+            store.add({"w": torch.zeros(512, 1024)}, {})
+        assert store.ids() == ["v0001"] and store.serving() == "v0001"
+        assert [p.name for p in store.versions_dir.iterdir()] == ["v0001"]  # no half-written staging folder
+        assert torch.equal(store.load_state("v0001")["w"], torch.full((2,), 1.0))
+        assert store.add(_state(3), {}) == "v0002"  # small enough: the store works on

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from filelock import FileLock, Timeout
 
-from ..atomic_files import write_json_atomic
+from ..atomic_files import storage_full_as, write_json_atomic
 from ..errors import InvalidRequestError, MedicoSamError
 
 _VERSION_ID = re.compile(r"^v(\d{4,})$")
@@ -118,17 +118,23 @@ class VersionStore:
 
     def add(self, state: Dict[str, torch.Tensor], metadata: Dict[str, Any]) -> str:
         """Store a finished run as the next version; returns its id. Call while holding the training lock."""
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
         latest = self.latest()
         version = f"v{(int(latest[1:]) if latest else 0) + 1:04d}"
-        staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self.versions_dir))
-        try:
-            torch.save(state, staging / "decoder.pt")
-            write_json_atomic(staging / "metadata.json", dict(metadata, version=version))
-            os.rename(staging, self._folder(version))
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        # A full disk: the version is not stored, the one served goes on, the labels stay for the next round.
+        with storage_full_as(f"The {self.what} trained in this round was not stored as {version}",
+                             self.versions_dir / version, then="train again"):
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self.versions_dir))
+            try:
+                with open(staging / "decoder.pt", "wb") as handle:  # a Python file: a full disk raises ENOSPC
+                    torch.save(state, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                write_json_atomic(staging / "metadata.json", dict(metadata, version=version))
+                os.rename(staging, self._folder(version))
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
         return version
 
     def promote(self, version: str, reason: str) -> None:

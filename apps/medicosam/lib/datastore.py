@@ -41,7 +41,14 @@ from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore, LocalDatastoreModel
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
 
-from medicosam_app.atomic_files import copy_file_atomic, fsync_directory, make_folders_durably, write_bytes_atomic
+from medicosam_app.atomic_files import (
+    copy_file_atomic,
+    fsync_directory,
+    make_folders_durably,
+    restored_if_failed,
+    storage_full_as,
+    write_bytes_atomic,
+)
 from medicosam_app.errors import ImageReadError, InvalidRequestError
 from medicosam_app.geometry.label_check import GEOMETRY_FORMATS, Grid, on_image_grid, read_checked_label
 from medicosam_app.security.audit import label_summary
@@ -299,11 +306,13 @@ def store_label(
                     source = on_image_grid(label, image, image_id, label_ext, workspace) or label_filename
             annotator = label_annotator(entry.labels.get(label_tag), label_tag, label_info)
             destination = label_destination(store, index, image_id, label_tag, label_ext)
-            copy_file_atomic(source, destination, temporary_prefix=SAVING_PREFIX)
-            info = dict(label_info or {})
-            info.update({"ts": int(time.time()), "name": os.path.basename(destination), ANNOTATOR: annotator})
-            entry.labels[label_tag] = DataModel(info=info, ext=label_ext)
-            write_index(store, index)
+            with storage_full_as(f"Label '{label_tag}' of image '{image_id}' was not saved",
+                                    destination), restored_if_failed(destination, SAVING_PREFIX):
+                copy_file_atomic(source, destination, temporary_prefix=SAVING_PREFIX)
+                info = dict(label_info or {})
+                info.update({"ts": int(time.time()), "name": os.path.basename(destination), ANNOTATOR: annotator})
+                entry.labels[label_tag] = DataModel(info=info, ext=label_ext)
+                write_index(store, index)
             adopt_index(store, index)
             # Only now, with the new file and the index naming it on disk: an older save in another format
             # would otherwise come back when the index is rebuilt from the files.
@@ -471,9 +480,9 @@ class CheckedLocalDatastore(LocalDatastore):
         name. An image that replaces one with the same id keeps its labels, as a restart would list them."""
         default_id, ext = self._to_id(os.path.basename(image_filename))
         image_id = image_id or default_id
-        image_destination(self, self._datastore, image_id, ext)
-        with editing_index(self) as index:
-            destination = image_destination(self, index, image_id, ext)
+        destination = image_destination(self, self._datastore, image_id, ext)
+        with index_lock(self), storage_full_as(f"Image '{image_id}' was not added", destination), \
+                restored_if_failed(destination, SAVING_PREFIX), editing_index(self) as index:
             make_folders_durably(os.path.dirname(destination))
             copy_file_atomic(image_filename, destination, temporary_prefix=SAVING_PREFIX)
             info = dict(image_info or {})
