@@ -22,6 +22,7 @@ from ..semantic.versions import TrainingBusyError, VersionStore
 from .config import FinetuneConfig
 from .decoder_weights import load_decoder_state, predictor_with_decoder, sam_with_own_decoder
 from .encoder_changes import changes_encoder, continues, encoder_tag
+from ..runtime.memory import gib, peak_resident_bytes
 from .gate import GateVerdict, gate_settings, run_gate
 from .samples import prepare_objects
 from .training import finetune
@@ -36,7 +37,9 @@ class FinetuneSummary(RetrainSummary):
         if self.status != "trained":
             return f"finetune: {self.status}: {self.reason}"
         verdict = "promoted" if self.promoted else "kept, not promoted"
-        return f"finetune: {self.version} from {self.new_labels} new labels, {verdict} ({self.reason})"
+        peak = self.metrics.get("peak_rss_bytes") if self.metrics else None
+        memory = f"; peak memory {gib(peak)}" if peak else ""
+        return f"finetune: {self.version} from {self.new_labels} new labels, {verdict} ({self.reason}){memory}"
 
 
 class InteractiveFinetuner:
@@ -144,6 +147,7 @@ class InteractiveFinetuner:
             "seconds_per_epoch": round(outcome.seconds_per_epoch, 2),
             "train_objects": len(train),
             "val_objects": len(val),
+            "peak_rss_bytes": peak_resident_bytes(),  # the process's, since it started
         }
         metadata = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

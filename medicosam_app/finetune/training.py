@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from ..embeddings.memory_cache import EmbeddingCache
 from ..errors import MedicoSamError
 from ..evaluation.clicks import RandomErrorClicks
 from ..model.predictor import decode_prompts, encoder_input, logits_to_image
+from ..runtime.memory import gib, resident_bytes
 from .config import FinetuneConfig
 from .decoder_weights import decoder_state, trainable_parameters
 from .encoder_changes import encoder_change, trainable_encoder
@@ -54,18 +55,19 @@ def prediction_losses(logits: torch.Tensor, predicted_iou: torch.Tensor, truth: 
     return (1 - dice) + (predicted_iou - real_iou.float()) ** 2
 
 
-def session_loss(
+def session_predictions(
     sam: Sam, dense_pe: torch.Tensor, features: torch.Tensor, sample: ObjectSample, config: FinetuneConfig,
     rng: np.random.Generator,
-) -> torch.Tensor:
-    """The mean loss of one simulated session on one object."""
+) -> Iterator[torch.Tensor]:
+    """The loss of each prediction of one simulated session on one object, yielded as it is made: a caller may
+    run ``backward`` on each before the next (the next prompts depend only on detached values), so one
+    prediction's graph is alive at a time instead of the whole batch's."""
     truth_np = sample.mask
     truth = torch.from_numpy(truth_np.astype(np.float32)).to(features.device)
     rule = RandomErrorClicks()
     box = jittered_box(truth_np, config.box_jitter, rng) if rng.random() < 0.5 else None
     clicks = [] if box is not None else [random_inside(truth_np, rng)]
     previous = None
-    total = features.new_zeros(())
     for iteration in range(config.sub_iterations):
         xy = np.array([(c.x, c.y) for c in clicks], dtype=float).reshape(-1, 2)
         labels = np.array([int(c.positive) for c in clicks], dtype=int)
@@ -76,12 +78,38 @@ def session_loss(
         logits = logits_to_image(low[0], sam.image_encoder.img_size, sample.original_size)
         losses = prediction_losses(logits, iou[0], truth)
         best = int(torch.argmin(losses.detach()))
-        total = total + losses[best]
+        prediction = (logits[best] > 0).detach().cpu().numpy()
+        previous_low = low[0, best : best + 1].detach()
+        del low, iou, logits
+        yield losses[best]
         if iteration + 1 < config.sub_iterations:
-            prediction = (logits[best] > 0).detach().cpu().numpy()
             clicks = clicks + rule(truth_np, prediction, rng)
-            previous = low[0, best : best + 1].detach() if rng.random() < config.mask_prompt_probability else None
-    return total / config.sub_iterations
+            previous = previous_low if rng.random() < config.mask_prompt_probability else None
+
+
+def session_loss(
+    sam: Sam, dense_pe: torch.Tensor, features: torch.Tensor, sample: ObjectSample, config: FinetuneConfig,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    """The mean loss of one simulated session on one object (all its predictions' graphs kept)."""
+    return sum(session_predictions(sam, dense_pe, features, sample, config, rng), features.new_zeros(())) / config.sub_iterations
+
+
+def step_streamed(
+    sam: Sam, dense_pe: torch.Tensor, batch: Sequence[ObjectSample], embeddings: EmbeddingCache,
+    config: FinetuneConfig, device: torch.device, rng: np.random.Generator,
+) -> float:
+    """Gradients of one batch's mean loss, accumulated one prediction at a time (a frozen encoder: the
+    predictions share no graph), so memory holds one prediction's activations whatever the batch size and
+    the number of sub-iterations. The same gradient as one ``backward`` of the batch's mean; returns the loss."""
+    scale = 1.0 / (len(batch) * config.sub_iterations)
+    total = 0.0
+    for sample in batch:
+        features = _features(embeddings, sample, device)
+        for loss in session_predictions(sam, dense_pe, features, sample, config, rng):
+            (loss * scale).backward()
+            total += float(loss.detach()) * scale
+    return total
 
 
 def batch_features(
@@ -120,13 +148,15 @@ def mean_loss(
         return math.nan
     rng = np.random.default_rng(seed)
     encoder_trains = config.encoder != "frozen"
-    features: Dict[Any, torch.Tensor] = {}  # a training encoder runs once per slice, not once per object
+    # One slice's features at a time: a slice's objects come one after the other (prepare_objects), so a
+    # training encoder still runs once per slice, and memory does not grow with the validation set.
+    key, features = None, None
     losses = []
     with torch.no_grad():
         for sample in samples:
-            if sample.key not in features:
-                features[sample.key] = batch_features(sam, [sample], embeddings, device, encoder_trains)[0]
-            losses.append(float(session_loss(sam, dense_pe, features[sample.key], sample, config, rng)))
+            if sample.key != key:
+                key, features = sample.key, batch_features(sam, [sample], embeddings, device, encoder_trains)[0]
+            losses.append(float(session_loss(sam, dense_pe, features, sample, config, rng)))
     return float(np.mean(losses))
 
 
@@ -183,12 +213,15 @@ def finetune(
         losses = []
         for first in range(0, len(order), config.batch_size):
             batch = [train[i] for i in order[first : first + config.batch_size]]
-            features = batch_features(sam, batch, embeddings, device, encoder_trains)
-            loss = sum(session_loss(sam, dense_pe, f, s, config, rng) for f, s in zip(features, batch)) / len(batch)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            if encoder_trains:  # the batch's objects share their slices' encoder graph: one backward
+                features = batch_features(sam, batch, embeddings, device, encoder_trains)
+                loss = sum(session_loss(sam, dense_pe, f, s, config, rng) for f, s in zip(features, batch)) / len(batch)
+                loss.backward()
+                losses.append(float(loss.detach()))
+            else:
+                losses.append(step_streamed(sam, dense_pe, batch, embeddings, config, device, rng))
             optimiser.step()
-            losses.append(float(loss.detach()))
         sam.eval()
         epoch_seconds.append(time.perf_counter() - started)
         val_loss = mean_loss(sam, dense_pe, val, embeddings, config, device, config.seed + 1)
@@ -197,9 +230,10 @@ def finetune(
                         "seconds": round(epoch_seconds[-1], 2)})
         if not val or val_loss <= best_loss:  # "<=": the later epoch on ties
             best_loss, best_epoch, best_state = val_loss, epoch, current_state()
-        bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}")
-        logger.info("finetune epoch %d/%d: train loss %.4f, validation loss %.4f (%.1f s)", epoch, config.epochs,
-                    train_loss, val_loss, epoch_seconds[-1])
+        memory = gib(resident_bytes())
+        bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", memory=memory)
+        logger.info("finetune epoch %d/%d: train loss %.4f, validation loss %.4f (%.1f s, resident memory %s)",
+                    epoch, config.epochs, train_loss, val_loss, epoch_seconds[-1], memory)
     for parameter in parameters:
         parameter.requires_grad_(False)
     return FinetuneOutcome(best_state, best_epoch, history, float(np.mean(epoch_seconds)) if epoch_seconds else 0.0)

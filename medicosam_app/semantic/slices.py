@@ -18,6 +18,7 @@ from ..embeddings.key import EmbeddingKey
 from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import MedicoSamError
 from ..geometry.coordinates import SamFrame, SliceView
+from ..geometry.packed_slice import PackedSlice
 from .classes import SemanticClasses
 from .studies import LabelledStudy, read_labelled
 
@@ -26,12 +27,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SliceSample:
-    """One display-orientation slice: where its features are cached and its class-index target."""
+    """One display-orientation slice: where its features are cached and its class-index target (kept packed:
+    training holds every chosen slice of every labelled image)."""
 
     image_id: str
     index: int
     key: EmbeddingKey
-    target: np.ndarray  # (H, W) uint8 class indices
+    packed_target: PackedSlice
+
+    @property
+    def target(self) -> np.ndarray:
+        """(H, W) uint8 class indices."""
+        return self.packed_target.unpack()
 
 
 def choose_slices(label: np.ndarray, view: SliceView, max_slices: int) -> List[int]:
@@ -65,24 +72,24 @@ def prepare_samples(
     rank, world = encode_share
     samples: List[SliceSample] = []
     skipped: List[Tuple[str, str]] = []
-    work = []
-    for study, volume, label in read_labelled(studies, skipped):
-        view = volume.configured_view(axis)
-        indices = choose_slices(label.array, view, max_slices_per_image)
-        targets = classes.to_indices(label.array)
-        for index in indices:
-            target = np.ascontiguousarray(view.extract(targets, index))
-            samples.append(SliceSample(study.image_id, index, embedder.key(volume, view, index), target))
-        work.append((volume, view, indices))
+    position = 0  # over every chosen slice of every image: this process encodes those at rank, rank + world, …
+    # One volume in memory at a time: its targets are packed and its share of slices embedded before the next.
+    with tqdm(unit="slice", desc="Encoder features", disable=not progress) as bar:
+        for study, volume, label in read_labelled(studies, skipped):
+            view = volume.configured_view(axis)
+            indices = choose_slices(label.array, view, max_slices_per_image)
+            targets = classes.to_indices(label.array)
+            for index in indices:
+                target = PackedSlice.of(np.ascontiguousarray(view.extract(targets, index)).astype(np.uint8))
+                samples.append(SliceSample(study.image_id, index, embedder.key(volume, view, index), target))
+            del targets
+            for index in indices:
+                if position % world == rank:
+                    embedder.encode_into_cache(volume, view, [index])
+                    bar.update(1)
+                position += 1
     for image_id, reason in skipped:
         logger.warning("Not training on %s: %s", image_id, reason)
-
-    mine = [(volume, view, index) for volume, view, indices in work for index in indices]
-    mine = mine[rank::world]
-    with tqdm(total=len(mine), unit="slice", desc="Encoder features", disable=not progress) as bar:
-        for volume, view, index in mine:
-            embedder.encode_into_cache(volume, view, [index])
-            bar.update(1)
     return samples, skipped
 
 
