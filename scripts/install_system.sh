@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages for the DICOMweb/OHIF path: Orthanc with its DICOMweb plugin, chromium for the browser
+# tests, HAProxy in front of several replicas (scripts/start_balancer.sh),
 # tests, npm to fetch the viewer (when no npm is on the PATH). Installs only what is missing; uses sudo when not
 # root. Skip with MEDICOSAM_SKIP_SYSTEM_PACKAGES=1.
 set -euo pipefail
 [ "${MEDICOSAM_SKIP_SYSTEM_PACKAGES:-0}" = 1 ] && exit 0
-packages=(orthanc orthanc-dicomweb chromium)
+packages=(orthanc orthanc-dicomweb chromium haproxy)
 command -v npm >/dev/null || packages+=(npm)
 missing=()
 for package in "${packages[@]}"; do

@@ -188,7 +188,8 @@ class MedicoSAMApp(MONAILabelApp):
         client.set_http_retry_params(retry=True, max_attempts=2, wait_exponential_multiplier=200)
         cache = settings.MONAI_LABEL_DICOMWEB_CACHE_PATH.strip() or str(self.settings.dicom_cache_dir)
         return MedicoSAMDicomWebDatastore(
-            client, search_filters(self.settings.dicom_modalities), self.segmentation_author, cache_path=cache
+            client, search_filters(self.settings.dicom_modalities), self.segmentation_author, cache_path=cache,
+            label_listing_s=self.settings.pacs_label_listing_s,
         )
 
     def segmentation_author(self) -> SegmentationAuthor:

@@ -129,6 +129,8 @@ def test_a_full_disk_answers_507_and_loses_no_acknowledged_label(small_disk, tin
                 fill_to(small_disk, free)
             if free == 0:  # nothing can be written: a click on an image not yet embedded still answers
                 assert click(url, "wrist", tmp_path) == 200
+                ready = requests.get(f"{url}/readyz", timeout=10)
+                assert ready.status_code == 503 and "disk full" in ready.text, ready.text
             for _ in range(count):
                 image = IMAGES[save % len(IMAGES)]
                 data = label_bytes(images[image], seed=save)
@@ -147,7 +149,7 @@ def test_a_full_disk_answers_507_and_loses_no_acknowledged_label(small_disk, tin
         assert statuses[:25] == [200] * 25 and statuses[25:75] == [507] * 50 and statuses[75:] == [200] * 25
         for image, data in acknowledged.items():
             assert np.array_equal(saved_label(url, image), as_array(data)), image
-        assert requests.get(f"{url}/readyz", timeout=10).status_code in (200, 503)
+        assert requests.get(f"{url}/readyz", timeout=10).status_code == 200  # room again: ready again
     assert any("disk" in message and "full" in message and "free space" in message for message in messages)
     log = (tmp_path / "server.log").read_text()
     assert "Could not store embedding" in log  # the click while full: embedded, kept in memory only

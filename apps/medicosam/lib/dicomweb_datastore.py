@@ -93,11 +93,15 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         filters: List[Dict[str, Any]],
         author: Callable[[], SegmentationAuthor],
         cache_path: Optional[str] = None,
+        label_listing_s: float = 60.0,
     ) -> None:
         super().__init__(client=client, search_filter=filters[0], cache_path=cache_path, fetch_by_frame=False)
         self._filters = filters
         self._author = author
-        self._listing: TTLCache = TTLCache(maxsize=2, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY)
+        self._listing: TTLCache = TTLCache(maxsize=1, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY)
+        # Labels change all day, and other replicas (or other tools) store SEGs in the same PACS: their listing
+        # is kept for ``label_listing_s`` only, so every replica reads a colleague's correction within it.
+        self._label_listing: TTLCache = TTLCache(maxsize=1, ttl=max(label_listing_s, 1e-3))
         self._series_locks = KeyedLocks()  # one download at a time per series; no table that only grows
 
     def _update_datastore_file(self, lock: bool = True) -> None:
@@ -241,9 +245,9 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
 
     def newest_segs(self) -> Dict[str, str]:
         """Image series → its newest DICOM SEG in the PACS (a corrected label is saved as a new SEG)."""
-        if "segs" not in self._listing:
-            self._listing["segs"] = self._find_newest_segs()
-        return dict(self._listing["segs"])
+        if "segs" not in self._label_listing:
+            self._label_listing["segs"] = self._find_newest_segs()
+        return dict(self._label_listing["segs"])
 
     def _find_newest_segs(self) -> Dict[str, str]:
         newest: Dict[str, tuple] = {}
@@ -272,6 +276,17 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
             self.get_label_uri(seg, DefaultLabelTag.FINAL, image_id=image)
 
     def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
+        if label_tag == DefaultLabelTag.FINAL and not image_id:
+            # GET /datastore/label names the image series: its newest SEG in the PACS wins over this cache's copy
+            # (another replica may have saved a correction); with the PACS away, this cache's copy is served.
+            try:
+                newest = self.newest_segs().get(label_id)
+            except (HTTPException, requests.RequestException) as error:
+                logger.warning("Serving the cached label of %s: the PACS did not list labels (%s)", label_id,
+                               getattr(error, "detail", error))
+                newest = None
+            if newest:
+                return self.get_label_uri(newest, label_tag, image_id=label_id)
         if label_tag != DefaultLabelTag.FINAL or not image_id:
             return LocalDatastore.get_label_uri(self, label_id, label_tag)
         local = LocalDatastore.get_label_uri(self, image_id, label_tag)
@@ -334,7 +349,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
             for key in ("Modality", "PatientID", "StudyInstanceUID"):
                 info[key] = image_info.get(key)
             LocalDatastore.update_label_info(self, image_id, label_tag, info)
-            self._listing.clear()
+            self._label_listing.clear()
             logger.info("DICOM SEG %s stored for series %s", seg.SeriesInstanceUID, image_id)
             return image_id
         finally:
