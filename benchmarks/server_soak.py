@@ -9,7 +9,7 @@ in-memory caches set small so that they fill and evict within the run (the defau
 client, lands on a random slice of a random image, so slices are embedded, cached, evicted and embedded
 again. The server process's resident set size (RSS) is sampled every 50 clicks; printed: the curve, the
 spread over the second half (the target: within ±10 %), and the bound the settings promise (the model after
-loading plus both caches).
+loading plus both caches and the refinement memory's 64 MB).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 from conftest import asymmetric_array, write_volume  # noqa: E402
+from medicosam_app.interactive.refinement import RefinementMemory  # noqa: E402
 from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
 from server.harness import running_server, slicer_client, wait_for_model  # noqa: E402
 
@@ -96,9 +97,10 @@ def main() -> None:
         second_half = [rss for click, rss in curve if click > args.clicks // 2]
         mean = sum(second_half) / len(second_half)
         spread = max(abs(rss - mean) for rss in second_half) / mean
-        bound = loaded + (args.embedding_cache_mb + args.volume_cache_mb) * 2**20
+        refinement_mb = RefinementMemory().max_entries * 256 * 256 * 4 / 2**20  # the last logits per clicked slice
+        bound = loaded + (args.embedding_cache_mb + args.volume_cache_mb + refinement_mb) * 2**20
         print(f"second half: mean {mean / 2**20:.0f} MB, spread ±{spread * 100:.1f} % (target ±10 %); "
-              f"peak {max(r for _, r in curve) / 2**20:.0f} MB against model + caches {bound / 2**20:.0f} MB")
+              f"peak {max(r for _, r in curve) / 2**20:.0f} MB against model + caches + refinement {bound / 2**20:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -137,3 +137,22 @@ def test_a_new_checkpoint_or_preprocessing_does_not_reuse_embeddings(tmp_path):
     assert run("checkpoint-a") == "memory"
     assert run("checkpoint-b") == "encoded"
     assert run("checkpoint-a", IntensityPolicy(mode="window")) == "encoded"
+
+
+def test_remembered_logits_hold_their_own_mask_not_all_three(tiny_checkpoint):
+    """A lone click asks SAM for three masks; what the refinement memory keeps must be the chosen one's 256 kB,
+    not a view that holds the other two alive (the soak benchmark's memory grew by 768 kB per clicked slice)."""
+    from medicosam_app.interactive.refinement import RefinementKey, RefinementMemory
+    from medicosam_app.model.predictor import PromptPredictor
+    from medicosam_app.model.sam_builder import load_sam
+
+    predictor = PromptPredictor(load_sam(tiny_checkpoint)[0])
+    image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    prediction = predictor.predict(predictor.encode(image), np.array([[20.0, 10.0]]), np.array([1]))
+    logits = prediction.low_res_logits
+    assert logits.untyped_storage().nbytes() == logits.numel() * logits.element_size()
+    memory = RefinementMemory(max_entries=2)
+    for n in range(3):
+        memory.put(RefinementKey("slicer", "knee", "final", 2, n), logits)
+    assert memory.get(RefinementKey("slicer", "knee", "final", 2, 0)) is None  # the least recent went
+    assert memory.get(RefinementKey("slicer", "knee", "final", 2, 2)) is logits

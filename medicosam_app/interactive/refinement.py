@@ -20,9 +20,12 @@ class RefinementKey:
 
 
 class RefinementMemory:
-    """The previous 256² logits for each key, so the next click refines instead of starting over."""
+    """The previous 256² logits for each key, so the next click refines instead of starting over.
 
-    def __init__(self, max_entries: int = 1024) -> None:
+    At most ``max_entries`` slices, the least recently clicked forgotten first: 256 kB each, 64 MB in all by
+    default, whatever the server has served (a slice clicked again after that starts over)."""
+
+    def __init__(self, max_entries: int = 256) -> None:
         self.max_entries = max_entries
         self._logits: "OrderedDict[RefinementKey, torch.Tensor]" = OrderedDict()
         self._lock = threading.Lock()

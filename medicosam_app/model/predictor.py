@@ -161,7 +161,7 @@ class PromptPredictor:
         full = self.sam.postprocess_masks(low_res, self.frame(embedding.original_size).input_size, embedding.original_size)
         return MaskPrediction(
             mask=(full[0, 0] > self.sam.mask_threshold).cpu().numpy(),
-            low_res_logits=low_res[0].detach().cpu(),
+            low_res_logits=low_res[0].detach().cpu().clone(),  # its own 256 kB, not a view on all three masks
             predicted_iou=float(iou[0, best]),
         )
 
