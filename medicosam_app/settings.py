@@ -52,6 +52,7 @@ class Settings:
     dicom_modalities: Tuple[str, ...]  # series a PACS datastore lists (MONAI_LABEL_DICOMWEB_SEARCH_FILTER overrides)
     dicom_cache_dir: Path  # series downloaded from a PACS, converted once
     pacs_label_listing_s: int  # how long the PACS's list of SEGs is reused (other replicas' saves appear after it)
+    pacs_retry_s: int  # how often labels the PACS did not take are sent again
     users_file: Optional[Path]  # users, roles and password hashes; when set, authentication is on
     audit_dir: Path  # the audit trail (JSON Lines, rotated by size)
     token_lifetime_s: int  # how long a sign-in lasts
@@ -133,6 +134,7 @@ class Settings:
             ),
             pacs_label_listing_s=_whole_number(
                 get("pacs_label_listing_s", "MEDICOSAM_PACS_LABEL_LISTING_S", "60"), "pacs_label_listing_s"),
+            pacs_retry_s=_whole_number(get("pacs_retry_s", "MEDICOSAM_PACS_RETRY_S", "30"), "pacs_retry_s"),
             users_file=Path(users_file).expanduser() if users_file else None,
             audit_dir=Path(
                 get("audit_dir", "MEDICOSAM_AUDIT_DIR", "") or Path(cache_dir or default_cache_dir()) / "audit"

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -60,6 +61,9 @@ from .http_errors import as_http_errors
 logger = logging.getLogger(__name__)
 
 UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+PENDING_SEG = "pacs_pending"  # label info: the SEG's author while the PACS has not taken it; None once stored
 
 
 def check_uid(value: str, what: str = "image") -> str:
@@ -103,6 +107,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         # is kept for ``label_listing_s`` only, so every replica reads a colleague's correction within it.
         self._label_listing: TTLCache = TTLCache(maxsize=1, ttl=max(label_listing_s, 1e-3))
         self._series_locks = KeyedLocks()  # one download at a time per series; no table that only grows
+        self._label_locks = KeyedLocks()  # one SEG upload at a time per series (a save, or a pending one sent)
 
     def _update_datastore_file(self, lock: bool = True) -> None:
         """The label-info index of this PACS cache, replaced in one step (MONAI Label truncates the file and then
@@ -321,40 +326,55 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
             if label_tag != DefaultLabelTag.FINAL:
                 return image_id
             author = self._author()
-            source = self.seg_source(image_id)
-            sources = source.datasets()
-            unsupported = seg_unsupported(sources, len(source.frames))
-            if unsupported:
-                # The label is saved (above); the PACS just cannot be given it as a SEG yet. Say so in its info.
-                LocalDatastore.update_label_info(self, image_id, label_tag, {**info, "pacs": unsupported})
-                logger.warning("Series %s: %s", image_id, unsupported)
-                return image_id
-            with as_http_errors():
-                label = read_label(label_filename).array
-                seg = label_to_seg(label, source, label_names(info.get("label_info")), author)
-            try:
-                self._client.store_instances([seg])
-            except requests.RequestException as error:
-                raise HTTPException(
-                    502,
-                    f"The label is saved on this server, but the PACS refused the DICOM SEG ({error}). "
-                    "Save again to retry the upload.",
-                ) from error
-            info.update({
-                "SeriesInstanceUID": str(seg.SeriesInstanceUID),
-                "algorithm": author.algorithm,
-                "model_version": author.model_version,
-            })
-            image_info = self.get_image_info(image_id)
-            for key in ("Modality", "PatientID", "StudyInstanceUID"):
-                info[key] = image_info.get(key)
-            LocalDatastore.update_label_info(self, image_id, label_tag, info)
-            self._label_listing.clear()
-            logger.info("DICOM SEG %s stored for series %s", seg.SeriesInstanceUID, image_id)
+            with self._label_locks.hold(image_id):
+                try:
+                    self.store_seg(image_id, label_filename, info, author)
+                except requests.RequestException as error:
+                    # Kept here and marked: lib/pending_segs.py sends it when the PACS answers again.
+                    LocalDatastore.update_label_info(self, image_id, label_tag, {**info, PENDING_SEG: asdict(author)})
+                    raise seg_not_stored(error) from error
             return image_id
         finally:
             if converted and os.path.exists(converted):
                 os.remove(converted)
+
+
+    def store_seg(self, image_id: str, label_filename: str, info: Dict[str, Any], author: SegmentationAuthor) -> None:
+        """Send the final label of ``image_id`` to the PACS as a DICOM SEG made by ``author`` and record it in the
+        label's info (a series the PACS cannot be given a SEG of: the reason is recorded instead). Raises
+        ``requests.RequestException`` when the PACS does not take it. Call with ``_label_locks`` held."""
+        tag = DefaultLabelTag.FINAL
+        source = self.seg_source(image_id)
+        unsupported = seg_unsupported(source.datasets(), len(source.frames))
+        if unsupported:
+            # The label is saved; the PACS just cannot be given it as a SEG yet. Say so in its info.
+            LocalDatastore.update_label_info(self, image_id, tag, {**info, "pacs": unsupported, PENDING_SEG: None})
+            logger.warning("Series %s: %s", image_id, unsupported)
+            return
+        with as_http_errors():
+            label = read_label(label_filename).array
+            seg = label_to_seg(label, source, label_names(info.get("label_info")), author)
+        self._client.store_instances([seg])
+        info = {**info, "SeriesInstanceUID": str(seg.SeriesInstanceUID), "algorithm": author.algorithm,
+                "model_version": author.model_version, PENDING_SEG: None}
+        image_info = self.get_image_info(image_id)
+        for key in ("Modality", "PatientID", "StudyInstanceUID"):
+            info[key] = image_info.get(key)
+        LocalDatastore.update_label_info(self, image_id, tag, info)
+        self._label_listing.clear()
+        logger.info("DICOM SEG %s stored for series %s", seg.SeriesInstanceUID, image_id)
+
+
+def seg_not_stored(error: requests.RequestException) -> HTTPException:
+    """The answer to a save whose SEG the PACS did not take: the label is kept, and will be sent again."""
+    away = isinstance(error, (requests.ConnectionError, requests.Timeout))
+    what = "is not answering" if away else f"refused the DICOM SEG ({error})"
+    return HTTPException(
+        503 if away else 502,
+        f"The label is saved on this server, not lost, but the PACS {what}. The server sends it to the PACS when "
+        "the PACS answers again; saving again also retries.",
+        headers={"Retry-After": "30"} if away else None,
+    )
 
 
 def _binary_label(image_uri: str, raw: str) -> str:

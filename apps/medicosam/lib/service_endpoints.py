@@ -1,6 +1,7 @@
 """What a hospital's operations need around the app: ``/healthz``, ``/readyz`` with the server's own checks,
-``/metrics`` with its live state, request bodies bounded before they are read, and work cancelled when its client
-hangs up. Wired onto the running FastAPI app from the MedicoSAM app's start-up."""
+``/metrics`` with its live state, request bodies bounded before they are read, work cancelled when its client
+hangs up, 507 for a full disk, and labels the PACS did not take sent again. Wired onto the running FastAPI app
+from the MedicoSAM app's start-up."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .disconnects import CancelOnDisconnect
 from .health import add_health_routes, disk_writable
 from .http_errors import answer_storage_full
 from .metrics import RequestMetrics, new_registry, serve_metrics
+from .pending_segs import PendingSegs
 
 
 def serve_service_endpoints(fastapi_app: Any, app: Any) -> None:
@@ -36,6 +38,9 @@ def serve_service_endpoints(fastapi_app: Any, app: Any) -> None:
     fastapi_app.user_middleware.insert(0, Middleware(CancelOnDisconnect, api_prefix=prefix))
     fastapi_app.user_middleware.insert(0, Middleware(BodyLimits, upload_bytes=lambda: app.session_max_bytes,
                                                      api_prefix=prefix))
+    store = app.datastore()
+    if isinstance(store, MedicoSAMDicomWebDatastore):  # the serving process alone sends labels kept for the PACS
+        PendingSegs(store, every_s=max(1, app.settings.pacs_retry_s)).start()
     registry = new_registry(lambda: metrics_state(app))  # serve_metrics rebuilds the middleware stack
     serve_metrics(fastapi_app, registry, RequestMetrics(registry, lambda: list(app._infers), prefix))
 
