@@ -10,6 +10,7 @@ from .embeddings.memory_cache import EmbeddingCache
 from .embeddings.prefetch import Prefetcher
 from .embeddings.slice_embedder import SliceEmbedder
 from .finetune.rounds import InteractiveFinetuner
+from .finetune.serving import ServedDecoder
 from .geometry.volume_cache import VolumeCache
 from .model.checkpoints import MEDICOSAM_VIT_B
 from .model.provider import ModelProvider
@@ -34,7 +35,7 @@ def build_model_provider(settings: Settings) -> ModelProvider:
         device=settings.device,
         precision=settings.precision,
         fused_attention=settings.fused_attention,
-        interactive_versions=build_interactive_store(settings),
+        served_decoder=ServedDecoder(build_interactive_store(settings)),
     )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from medicosam_app.__main__ import main
+from medicosam_app.cli import main
 from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.evaluation.clicks import (
     Click,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import write_mni_subjects, write_phantom_subjects
-from medicosam_app.__main__ import main
+from medicosam_app.cli import main
 from medicosam_app.finetune.config import FinetuneConfig
 from medicosam_app.finetune.decoder_weights import (
     decoder_state,
@@ -86,7 +86,7 @@ def _store_with_versions(root, base, checkpoint_hash):
 
 def test_the_served_decoder_follows_promotion_and_rollback_and_refuses_foreign_versions(tiny_checkpoint, tmp_path):
     models = ModelProvider(checkpoint=str(tiny_checkpoint), precision="fp32", cache_dir=str(tmp_path),
-                           interactive_versions=VersionStore(tmp_path / "interactive", what="interactive model"))
+                           served_decoder=ServedDecoder(VersionStore(tmp_path / "interactive", what="interactive model")))
     base = models.base_predictor()
     assert models.predictor() is base and models.interactive_version is None
     store, first, second, foreign = _store_with_versions(tmp_path / "interactive", base, models.checkpoint_hash)
@@ -246,7 +246,7 @@ def test_a_version_loading_slowly_does_not_stall_other_requests(tiny_checkpoint,
     import medicosam_app.finetune.serving as serving
 
     models = ModelProvider(checkpoint=str(tiny_checkpoint), precision="fp32", cache_dir=str(tmp_path),
-                           interactive_versions=VersionStore(tmp_path / "interactive", what="interactive model"))
+                           served_decoder=ServedDecoder(VersionStore(tmp_path / "interactive", what="interactive model")))
     base = models.base_predictor()
     store, first, second, _ = _store_with_versions(tmp_path / "interactive", base, models.checkpoint_hash)
     store.promote(first, "test")

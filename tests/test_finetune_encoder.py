@@ -11,9 +11,10 @@ import torch
 
 from conftest import asymmetric_array, write_mni_subjects, write_volume
 from medicosam_app.geometry.coordinates import SliceView
-from medicosam_app.__main__ import main
+from medicosam_app.cli import main
 from medicosam_app.finetune.config import FinetuneConfig
 from medicosam_app.finetune.decoder_weights import decoder_state, predictor_with_decoder
+from medicosam_app.finetune.serving import ServedDecoder
 from medicosam_app.finetune.encoder_changes import (
     LowRankAdapted,
     continues,
@@ -203,7 +204,7 @@ def test_a_lora_round_trains_the_encoder_stores_its_change_and_serves_it_under_i
     if store.serving() != "v0001":
         store.promote("v0001", "test")
     models = ModelProvider(str(tiny256_checkpoint), allow_download=False, precision="fp32", cache_dir=str(cache),
-                           interactive_versions=store)
+                           served_decoder=ServedDecoder(store))
     served = models.predictor()
     assert served.decoder_version == "v0001" and served.encoder_tag == meta["encoder_tag"]
     assert models.encoder_key == meta["encoder_key"] != models.checkpoint_encoder_key

@@ -277,7 +277,7 @@ def test_a_converted_clip_keeps_its_layout_frame_time_and_colour(tmp_path):
 def test_evaluate_finetune_and_retrain_read_a_folder_of_photographs_with_mask_images(tmp_path, tiny256_checkpoint):
     """MedicoSAM's 2D evaluation sets are pictures with mask pictures (0/255): the command-line tools read them
     from a datastore folder as they read volumes, the class named by its mask value."""
-    from medicosam_app.__main__ import main
+    from medicosam_app.cli import main
 
     studies = tmp_path / "studies"
     (studies / "labels" / "final").mkdir(parents=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from conftest import SEMANTIC_TRAINING
-from medicosam_app.__main__ import models_agreeing_on_precision
+from medicosam_app.cli.retrain import models_agreeing_on_precision
 from medicosam_app.semantic.versions import VersionStore
 from medicosam_app.settings import Settings
 

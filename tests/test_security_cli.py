@@ -87,6 +87,27 @@ def test_refusals_exit_2_with_one_line(tmp_path):
     assert bad_role.returncode == 2 and "invalid choice: 'owner'" in bad_role.stderr  # argparse's usage error
 
 
+def test_set_role(tmp_path):
+    users = tmp_path / "users.json"
+    flag = ["--users-file", str(users)]
+    assert run("users", "add", "alice", "--role", "annotator", *flag, stdin="password1\n").returncode == 0
+
+    changed = run("users", "set-role", "alice", "reviewer", *flag)
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.strip() == f"alice is now reviewer in {users}."
+    assert UserStore(users).require("alice").role is Role.REVIEWER
+    assert UserStore(users).verify("alice", "password1") is not None  # the password stays
+    assert run("users", "set-role", "alice", "ADMIN", *flag).returncode == 0  # roles in any letter case
+    assert UserStore(users).require("alice").role is Role.ADMIN
+
+    before = users.read_bytes()
+    one_error_line(run("users", "set-role", "alice", "owner", *flag),
+                   "users set-role: unknown role 'owner': use one of annotator, reviewer, admin")
+    one_error_line(run("users", "set-role", "carol", "reviewer", *flag), "users set-role: no user 'carol' (users: alice)")
+    assert users.read_bytes() == before  # nothing changed
+    assert UserStore(users).require("alice").role is Role.ADMIN
+
+
 def test_empty_users_file_list(tmp_path):
     result = run("users", "list", "--users-file", str(tmp_path / "users.json"))
     assert result.returncode == 0 and result.stdout.strip() == f"No users in {tmp_path / 'users.json'}."

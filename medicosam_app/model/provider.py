@@ -10,21 +10,18 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 
 from ..errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
-from ..finetune.serving import ServedDecoder
 from .attention import use_fused_attention
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
+from .decoder_choice import DecoderChoice
 from .memory_layout import use_channels_last_decoder, use_contiguous_encoder_tokens
 from .precision_choice import PrecisionChoice, choose_precision
 from .predictor import PromptPredictor
 from .sam_builder import SamArchitecture, load_sam
-
-if TYPE_CHECKING:
-    from ..semantic.versions import VersionStore
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +38,10 @@ class ModelProvider:
         weights: PublishedWeights = MEDICOSAM_VIT_B,
         precision: Optional[str] = None,
         fused_attention: bool = True,
-        interactive_versions: Optional["VersionStore"] = None,
+        served_decoder: Optional[DecoderChoice] = None,
     ) -> None:
+        """``served_decoder``: chooses a finetuned decoder version per request (the interactive model's versions,
+        :class:`medicosam_app.finetune.serving.ServedDecoder`); None serves the checkpoint's own decoder."""
         self._checkpoint = checkpoint
         self._cache_dir = cache_dir
         self._allow_download = allow_download
@@ -58,7 +57,7 @@ class ModelProvider:
         self._error: Optional[str] = None
         self._phase = "waiting to start"
         self._precision_choice: Optional[PrecisionChoice] = None
-        self._served_decoder = ServedDecoder(interactive_versions) if interactive_versions is not None else None
+        self._served_decoder = served_decoder
 
     def start_loading(self) -> None:
         """Load in a background thread (a download may take minutes); safe to call twice."""

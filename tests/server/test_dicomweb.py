@@ -198,7 +198,7 @@ def test_a_fresh_server_reads_the_seg_back_from_orthanc_voxel_exact(server, pacs
 
 def test_evaluate_reads_labelled_series_from_the_pacs(server, pacs, phantom_checkpoint, tmp_path):
     """``evaluate --studies <DICOMweb URL>``: the series with a SEG, converted once into a local folder."""
-    from medicosam_app.__main__ import main
+    from medicosam_app.cli import main
 
     url, uids, _ = pacs
     arguments = ["evaluate", "--studies", url, "--checkpoint", str(phantom_checkpoint), "--cache-dir", str(tmp_path),

@@ -6,9 +6,23 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Dict
 
 from ..errors import MedicoSamError
+from .common import semantic_arguments, semantic_conf, settings_arguments
+
+
+def add_parser(commands: "argparse._SubParsersAction") -> None:
+    ev = commands.add_parser(
+        "evaluate",
+        help="simulate annotators on the final labels: Dice per click, NoC@85/90, 3D propagation Dice",
+        description="Every connected component of every class of the final labels (20 pixels or more) is prompted "
+        "with a box and with a point, then corrected click by click as the chosen protocol says. Prints a table; "
+        "--json and --csv keep every object's trace. Embeddings come from the shared cache.",
+    )
+    add_arguments(ev)
+    settings_arguments(ev)
+    semantic_arguments(ev)
+    ev.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,15 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace, conf: Dict[str, str]) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..dicom.labelled_series import local_studies
+    from ..evaluation.report import result_document, table, write_csv
+    from ..evaluation.runner import EvaluationSettings, Evaluator
     from ..semantic.studies import find_labelled_studies
     from ..services import build_model_provider, build_slice_embedder
     from ..settings import Settings
-    from .report import result_document, table, write_csv
-    from .runner import EvaluationSettings, Evaluator
 
-    settings = Settings.from_conf(conf)
+    settings = Settings.from_conf(semantic_conf(args))
     studies_dir = local_studies(args.studies, settings.dicom_cache_dir, progress=not args.quiet)
     if not studies_dir.is_dir():
         print(f"evaluate: {args.studies} is not a datastore folder (images, and labels/final/)", file=sys.stderr)

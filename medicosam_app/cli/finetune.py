@@ -5,12 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Dict
 
-from .config import FinetuneConfig
+from .common import semantic_arguments, semantic_conf, settings_arguments
 
 FLAGS = ("epochs", "learning_rate", "batch_size", "sub_iterations", "max_slices_per_image", "gate_slices_per_image",
          "val_fraction", "seed", "encoder", "lora_rank", "encoder_learning_rate")
+
+
+def add_parser(commands: "argparse._SubParsersAction") -> None:
+    fin = commands.add_parser(
+        "finetune",
+        help="finetune the interactive decoder on final labels with simulated clicks (for cron / systemd timers)",
+        description="Train the prompt encoder and mask decoder on cached embeddings with simulated prompts, from "
+        "the final labels, if at least --min-new-labels of them are new since the last version; store the result as "
+        "a version and serve it only if, on held-out images, it needs no more clicks to reach 90%% Dice and ends no "
+        "worse than the serving decoder. Exits 0 with a one-line summary, also when there is nothing to do.",
+    )
+    add_arguments(fin)
+    settings_arguments(fin)
+    semantic_arguments(fin)
+    fin.add_argument("--interactive-dir", help="versions of the interactive decoder (default <cache-dir>/interactive)")
+    fin.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,13 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def run(args: argparse.Namespace, conf: Dict[str, str]) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..dicom.labelled_series import local_studies
+    from ..finetune.config import FinetuneConfig  # imports torch: not for --help
     from ..semantic.studies import find_labelled_studies
     from ..services import build_finetuner, build_model_provider, build_slice_embedder
     from ..settings import Settings
 
-    settings = Settings.from_conf(conf)
+    settings = Settings.from_conf(semantic_conf(args))
     overrides = {key: getattr(args, key) for key in FLAGS if getattr(args, key) is not None}
     if args.no_warm_start:
         overrides["warm_start"] = False
