@@ -12,7 +12,7 @@ from dicomweb_client import DICOMwebClient
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "apps" / "medicosam"))
-from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore  # noqa: E402
+from lib.datastore import MedicoSAMDicomWebDatastore  # noqa: E402
 
 
 def test_a_failed_index_write_leaves_the_previous_index(tmp_path, monkeypatch):

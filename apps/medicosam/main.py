@@ -13,11 +13,8 @@ _REPO = Path(__file__).resolve().parents[2]
 if str(_REPO) not in sys.path:  # the core package sits beside apps/ in this repository
     sys.path.insert(0, str(_REPO))
 
-import requests  # noqa: E402
 from fastapi import HTTPException  # noqa: E402
 from monailabel.config import settings  # noqa: E402
-from monailabel.datastore.dicom import DICOMwebClientX  # noqa: E402
-from dicomweb_client.session_utils import create_session_from_user_pass  # noqa: E402
 from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from monailabel.interfaces.datastore import Datastore  # noqa: E402
 from monailabel.interfaces.tasks.infer_v2 import InferType  # noqa: E402
@@ -26,40 +23,31 @@ from monailabel.tasks.activelearning.first import First  # noqa: E402
 from monailabel.utils.async_tasks.task import AsyncTask  # noqa: E402
 
 from lib.active_learning import DiceScoring, RandomStrategy, UncertaintyStrategy  # noqa: E402
-from lib.datastore import CheckedLocalDatastore  # noqa: E402
-from lib.dicomweb_datastore import MedicoSAMDicomWebDatastore, search_filters  # noqa: E402
-from lib.pacs_calls import bound_pacs_calls  # noqa: E402
+from lib.datastore import folder_datastore, pacs_datastore, segmentation_author  # noqa: E402
 from lib.instances_infer import InstancesInfer  # noqa: E402
 from lib.interactive_infer import InteractiveInfer  # noqa: E402
 from lib.interactive_train import InteractiveTrain  # noqa: E402
 from lib.propagation_infer import PropagationInfer  # noqa: E402
 from lib.disconnects import carry_cancellation  # noqa: E402
 from lib.service_endpoints import serve_service_endpoints  # noqa: E402
-from lib.network import is_loopback  # noqa: E402
 from lib.ohif_route import serve_ohif  # noqa: E402
 from lib.viewer_capabilities import capabilities  # noqa: E402
 from lib.viewer_config import viewer_app_config  # noqa: E402
 from lib.viewer_route import serve_viewer  # noqa: E402
-from lib.access_control import SiteAccess, install_access_control  # noqa: E402
-from lib.sign_in import add_sign_in_routes  # noqa: E402
+from lib.lock_down import lock_down  # noqa: E402
+from lib.training_audit import audit_training  # noqa: E402
 from lib.request_context import current_user  # noqa: E402
 from lib.log_limits import limit_log_records  # noqa: E402
-from lib.request_guards import (  # noqa: E402
-    DEFAULT_SESSION_MAX_BYTES,
-    batch_devices,
-    guard_requests,
-    inference_label_tag,
-    require_batch_model,
-)
+from lib.guards import batch_devices, guard_requests, monai_label_options, require_batch_model  # noqa: E402
 from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
 from lib.semantic_infer import SemanticInfer  # noqa: E402
-from lib.shutdown import PromptShutdown, serving_host  # noqa: E402
+from lib.shutdown import PromptShutdown  # noqa: E402
 from lib.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
 from medicosam_app.dicom.seg import SegmentationAuthor  # noqa: E402
 from medicosam_app.errors import InvalidRequestError  # noqa: E402
-from medicosam_app.security.audit import AuditLog, AuditRecord  # noqa: E402
-from medicosam_app.request_values import optional_text, parse_bool, parse_int, parse_number, parse_text  # noqa: E402
+from medicosam_app.security.audit import AuditLog  # noqa: E402
+from medicosam_app.request_values import optional_text  # noqa: E402
 from medicosam_app.instances.segmenter import InstanceSegmenter  # noqa: E402
 from medicosam_app.interactive.slice_segmenter import InteractiveSegmenter  # noqa: E402
 from medicosam_app.embeddings.prefetch import Prefetcher  # noqa: E402
@@ -74,7 +62,6 @@ from medicosam_app.services import (  # noqa: E402
 )
 from medicosam_app.runtime.heap import glibc_tunables, heap_tuning_state  # noqa: E402
 from medicosam_app.settings import Settings  # noqa: E402
-from medicosam_app.geometry.volume import IMAGE_FILE_PATTERNS  # noqa: E402
 from medicosam_app.geometry.volume_cache import VolumeCache  # noqa: E402
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter  # noqa: E402
 
@@ -85,36 +72,11 @@ INTERACTIVE = "medicosam_interactive"
 DEFAULT_STRATEGY = "random"  # what MONAI Label picks when a next-sample request names none
 
 
-def monai_label_options(request: Mapping[str, Any]) -> Dict[str, Any]:
-    """The inference options MONAI Label itself reads, checked: it would take ``"save_label": "false"`` as
-    true and save the result as a label, and fail with a 500 on a ``timeout`` that is not a number. A result
-    is saved (``save_label``) under a plain tag, never as the ``final`` label (see
-    :func:`lib.request_guards.inference_label_tag`)."""
-    options: Dict[str, Any] = {"save_label": parse_bool(request.get("save_label"), "save_label", default=False)}
-    if request.get("label_tag") is not None:
-        options["label_tag"] = parse_text(request["label_tag"], "label_tag")
-    if options["save_label"]:
-        options["label_tag"] = inference_label_tag(request.get("label_tag"))
-    if request.get("timeout") is not None:
-        options["timeout"] = parse_number(request["timeout"], "timeout", minimum=1)
-    return options
-
-
-def session_max_bytes(conf: Mapping[str, str]) -> int:
-    """``--conf session_max_mb`` / ``MEDICOSAM_SESSION_MAX_MB``: a session's files in all (an archive: unpacked)."""
-    value = conf.get("session_max_mb") or os.environ.get("MEDICOSAM_SESSION_MAX_MB")
-    if value in (None, ""):
-        return DEFAULT_SESSION_MAX_BYTES
-    return parse_int(value, "--conf session_max_mb / MEDICOSAM_SESSION_MAX_MB", minimum=1) << 20
-
-
-
-
 class MedicoSAMApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]) -> None:
         limit_log_records()  # on the handlers MONAI Label's logging configuration made (logs/app.log, console)
         self.settings = Settings.from_conf(conf or {})
-        self.session_max_bytes = session_max_bytes(conf or {})
+        self.session_max_bytes = self.settings.session_max_mb << 20
         self.models = build_model_provider(self.settings)
         heap = heap_tuning_state()
         if heap["applied"] and not heap.get("all_threads"):
@@ -157,61 +119,15 @@ class MedicoSAMApp(MONAILabelApp):
         if self.studies.startswith(("http://", "https://")):
             if settings.MONAI_LABEL_DATASTORE.lower() not in ("", "dicomweb"):
                 return super().init_datastore()  # XNAT, DSA: MONAI Label's own
-            return self._dicomweb_datastore()
-        return CheckedLocalDatastore(
-            self.studies,
-            # MONAI Label's list plus every picture and volume format the core reads (JPEG, TIFF, MHA, DICOM).
-            extensions=list(dict.fromkeys([*settings.MONAI_LABEL_DATASTORE_FILE_EXT, *IMAGE_FILE_PATTERNS])),
-            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
-            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
-        )
-
-    def _dicomweb_datastore(self) -> Datastore:
-        """A PACS over DICOMweb, with DICOM SEG written by highdicom (MONAI Label would download dcmqi here)."""
-        self.studies = self.studies.rstrip("/")
-        logger.info("Using DICOMweb: %s (modalities %s)", self.studies, ",".join(self.settings.dicom_modalities))
-        session = requests.Session()
-        if settings.MONAI_LABEL_DICOMWEB_USERNAME and settings.MONAI_LABEL_DICOMWEB_PASSWORD:
-            session = create_session_from_user_pass(
-                settings.MONAI_LABEL_DICOMWEB_USERNAME, settings.MONAI_LABEL_DICOMWEB_PASSWORD
-            )
-        bound_pacs_calls(session)
-        client = DICOMwebClientX(
-            url=self.studies,
-            session=session,
-            qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
-            wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
-            stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX,
-        )
-        # dicomweb-client retries a refused connection for ~30 s by default: a PACS that is away would hold every
-        # click that long. Two quick attempts, then the 503 that says to retry (lib/dicomweb_datastore.py).
-        client.set_http_retry_params(retry=True, max_attempts=2, wait_exponential_multiplier=200)
-        cache = settings.MONAI_LABEL_DICOMWEB_CACHE_PATH.strip() or str(self.settings.dicom_cache_dir)
-        return MedicoSAMDicomWebDatastore(
-            client, search_filters(self.settings.dicom_modalities), self.segmentation_author, cache_path=cache,
-            label_listing_s=self.settings.pacs_label_listing_s,
-        )
+            self.studies = self.studies.rstrip("/")
+            return pacs_datastore(self.studies, self.settings, self.segmentation_author)
+        return folder_datastore(self.studies)
 
     def segmentation_author(self) -> SegmentationAuthor:
-        """What a DICOM SEG says made it: the MedicoSAM checkpoint (name and hash) and the serving decoder."""
-        status = self.models.status
-        hash16 = str(status.get("xxh128", ""))[:16]
-        parts = [f"{status['checkpoint']} xxh128:{hash16}" if status.get("available") else "MedicoSAM checkpoint not loaded"]
-        serving = self.semantic.store.serving()
-        if serving:
-            parts.append(f"semantic decoder {serving}")
-        interactive = self.finetuner.store.serving()
-        if interactive:
-            parts.append(f"interactive decoder {interactive}")
-        version = "; ".join(parts)
-        if len(version) > 64 and status.get("available"):
-            # AlgorithmVersion is a DICOM LO (64 characters; a PACS may refuse more): the hash names the checkpoint.
-            version = "; ".join([f"xxh128:{hash16}"] + [p.replace(" decoder", "") for p in parts[1:]])
+        """What a DICOM SEG says made it, and who saved it."""
         user = current_user()
-        return SegmentationAuthor(
-            algorithm="MedicoSAM", model_version=version, software_version=f"MedicoSAM Label {__version__}",
-            creator=user.username if user is not None else None,
-        )
+        return segmentation_author(self.models.status, self.semantic.store.serving(), self.finetuner.store.serving(),
+                                   user.username if user is not None else None)
 
     def init_infers(self) -> Dict[str, Any]:
         return {
@@ -253,7 +169,7 @@ class MedicoSAMApp(MONAILabelApp):
             serve_ohif(fastapi_app)
         else:
             serve_viewer(fastapi_app, lambda: viewer_app_config(self.settings.viewer_dicomweb))
-        self._lock_down(fastapi_app)
+        self.access = lock_down(fastapi_app, self.settings, self.audit)
         serve_service_endpoints(fastapi_app, self)
         self.models.start_loading()
         for model, schedule in ((SEMANTIC, self.settings.retrain_schedule), (INTERACTIVE, self.settings.finetune_schedule)):
@@ -262,33 +178,6 @@ class MedicoSAMApp(MONAILabelApp):
                 self._schedule_stops.append(run_in_background(scheduler))
                 logger.info("%s training scheduled: %s", model, schedule)
         PromptShutdown(on_stop=[self._stop_background_work]).install()
-
-    def _lock_down(self, fastapi_app: Any) -> None:
-        """Sign-in and roles when a users file is configured (unless MONAI Label's Keycloak sign-in is), the
-        audit trail always, CORS limited to this server when signed in, and a warning when the server is
-        reachable from other machines with nobody signed in."""
-        users_file = self.settings.users_file
-        if users_file is not None and settings.MONAI_LABEL_AUTH_ENABLE:
-            logger.warning("MONAI_LABEL_AUTH_ENABLE is set: MONAI Label's Keycloak sign-in is used, not %s", users_file)
-            users_file = None
-        self.access = SiteAccess(
-            users_file, self.audit, api_prefix=settings.MONAI_LABEL_API_STR,
-            token_lifetime_s=self.settings.token_lifetime_s,
-        )
-        origins = self.settings.cors_origins
-        if origins is None and self.access.enabled and not settings.MONAI_LABEL_CORS_ORIGINS:
-            origins = ()  # signed-in browsers call from this server's own pages (OHIF) only
-        if self.access.enabled:
-            add_sign_in_routes(fastapi_app, self.access)
-        install_access_control(fastapi_app, self.access, origins)
-        host = serving_host()
-        if not (self.access.enabled or settings.MONAI_LABEL_AUTH_ENABLE) and host is not None and not is_loopback(host):
-            logger.warning(
-                "\n*** MedicoSAM Label listens on %s without sign-in: anyone who can reach this port can read every "
-                "image, save and delete labels, upload images and start training. Add users (python -m medicosam_app "
-                "users add NAME --role admin) and start with --conf users_file PATH, or listen on 127.0.0.1 only "
-                "(--host 127.0.0.1). ***", host,
-            )
 
     def _stop_background_work(self) -> None:
         """On SIGTERM: no new prefetch encodes or scheduled rounds (see lib/shutdown.py for the rest)."""
@@ -373,35 +262,13 @@ class MedicoSAMApp(MONAILabelApp):
         self.check_train_request(request)
         started = time.perf_counter()
         result = super().train(request)
-        self._audit_training(request, result, time.perf_counter() - started)
+        version_key = "interactive_version" if request.get("model") == INTERACTIVE else "semantic_version"
+        audit_training(self.audit, request, result, time.perf_counter() - started, version_key)
         if isinstance(result, dict) and result.get("promoted") and request.get("model") == SEMANTIC:
             scores = self.scoring({"method": "medicosam_dice"})
             logger.info("Dice of %s on labelled images: %s", result.get("version"),
                         {k: v.get("mean") for k, v in scores.items() if isinstance(v, dict)})
         return result
-
-    def _audit_training(self, request: Mapping[str, Any], result: Any, seconds: float) -> None:
-        """The round and, when it happened, the promotion, under the user who asked (training runs in a
-        process of its own, so the request carries the name: see request_guards.check_training)."""
-        if not isinstance(result, dict) or "version" not in result:
-            return
-        common = dict(
-            endpoint=f"POST /train/{request.get('model')}", task=str(request.get("model")),
-            user=request.get("requested_by") or "server", latency_s=round(seconds, 3),
-        )
-        version_key = "interactive_version" if request.get("model") == INTERACTIVE else "semantic_version"
-        try:
-            self.audit.append(AuditRecord(
-                event="train", status=str(result.get("status")), model={version_key: result.get("version")},
-                result={k: result.get(k) for k in ("new_labels", "promoted", "reason")}, **common,
-            ))
-            if result.get("promoted"):
-                self.audit.append(AuditRecord(
-                    event="promote", status="ok", model={version_key: result.get("version")},
-                    detail=str(result.get("reason")), **common,
-                ))
-        except OSError:
-            logger.exception("Could not append the training round to the audit trail")
 
     def infer(self, request, datastore=None):
         """Serve only images the datastore lists, or a session's upload: a request never names a file path."""

@@ -175,7 +175,7 @@ def test_traversal_that_only_url_decoding_produces_is_refused(site, parameter, s
 
 
 # Upload file names: clients send a local path there (MONAI Label's own client, which Slicer uses, sends
-# its temporary file's full path), so the check in front of the endpoint (lib/request_guards.py, with
+# its temporary file's full path), so the check in front of the endpoint (lib/guards/, with
 # medicosam_app.security.safe_upload_filename) cuts it to its last component; what is left must be a plain
 # name, since MONAI Label takes the image id and the label's extension from it.
 CUT_TO_THEIR_FILE_NAME = {"up1", "up4", "up12", "inner", "absolute", "backslashes"}

@@ -32,7 +32,8 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from medicosam_app.security.audit import AuditLog, AuditRecord
+from medicosam_app.security.audit import AuditLog
+from medicosam_app.security.audit_record import AuditRecord
 from medicosam_app.security.throttle import SignInThrottle
 from medicosam_app.security.permissions import DEFAULT_ROLE, route_pattern, rule_for
 from medicosam_app.security.tokens import TokenError, TokenIssuer, secret_file_for, token_from_authorization

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from medicosam_app.security.audit import label_summary, prompts_summary
+from medicosam_app.security.audit_record import label_summary, prompts_summary
 
 from .request_context import add_audit_details
 

@@ -12,7 +12,7 @@ import contextlib
 from contextvars import ContextVar
 from typing import Any, Dict, Iterator, Optional
 
-from medicosam_app.security.users import Role, User
+from medicosam_app.security.users import User
 
 _USER: ContextVar[Optional[User]] = ContextVar("medicosam_user", default=None)
 _AUDIT_DETAILS: ContextVar[Optional[Dict[str, Any]]] = ContextVar("medicosam_audit_details", default=None)
@@ -21,11 +21,6 @@ _AUDIT_DETAILS: ContextVar[Optional[Dict[str, Any]]] = ContextVar("medicosam_aud
 def current_user() -> Optional[User]:
     """The signed-in user of the request being handled; None when authentication is off."""
     return _USER.get()
-
-
-def current_role() -> Optional[Role]:
-    user = _USER.get()
-    return None if user is None else user.role
 
 
 def add_audit_details(**fields: Any) -> None:

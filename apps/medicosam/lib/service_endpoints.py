@@ -16,12 +16,11 @@ from starlette.middleware import Middleware
 from medicosam_app.model.checkpoints import default_cache_dir
 
 from .body_limits import BodyLimits
-from .dicomweb_datastore import MedicoSAMDicomWebDatastore
+from .datastore import MedicoSAMDicomWebDatastore, PendingSegs
 from .disconnects import CancelOnDisconnect
 from .health import add_health_routes, disk_writable
 from .http_errors import answer_storage_full
 from .metrics import RequestMetrics, new_registry, serve_metrics
-from .pending_segs import PendingSegs
 
 
 def serve_service_endpoints(fastapi_app: Any, app: Any) -> None:

@@ -1,5 +1,5 @@
 """Labels whose DICOM SEG the PACS did not take (it was away, or answered with an error) are kept on the server
-and marked in their info (:data:`.dicomweb_datastore.PENDING_SEG`, with the SEG's author as at the save). A
+and marked in their info (:data:`.dicomweb.PENDING_SEG`, with the SEG's author as at the save). A
 daemon thread looks for them every ``every_s`` seconds and, once the PACS answers, sends each as the SEG it
 would have been; a new save of the same label meanwhile replaces it (the newest label is sent, once)."""
 
@@ -16,7 +16,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 
 from medicosam_app.dicom.seg import SegmentationAuthor
 
-from .dicomweb_datastore import PENDING_SEG, MedicoSAMDicomWebDatastore
+from .dicomweb import PENDING_SEG, MedicoSAMDicomWebDatastore
 
 logger = logging.getLogger(__name__)
 

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
 import pydicom
 import requests
 import SimpleITK as sitk
@@ -52,42 +50,17 @@ from medicosam_app.dicom.seg import (
 from medicosam_app.dicom.series import NON_IMAGE_MODALITIES, DicomSeries, DicomSeriesError, read_series_folder
 from medicosam_app.dicom.wado import PacsContentError, download_series
 from medicosam_app.keyed_locks import KeyedLocks
-from medicosam_app.geometry.volume import Volume, read_label, read_volume, write_image, write_label
+from medicosam_app.geometry.volume import Volume, read_label, write_image
 
-from .datastore import store_label, write_index
+from .index import write_index
+from .label_store import store_label
 from .pacs_calls import pacs_failure
-from .http_errors import as_http_errors
+from ..http_errors import as_http_errors
+from .pacs_values import binary_label, check_uid, label_file, seg_not_stored
 
 logger = logging.getLogger(__name__)
 
-UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
 PENDING_SEG = "pacs_pending"  # label info: the SEG's author while the PACS has not taken it; None once stored
-
-
-def check_uid(value: str, what: str = "image") -> str:
-    if not isinstance(value, str) or len(value) > 64 or not UID.match(value):
-        raise HTTPException(
-            422, f"'{value}' is not a DICOM SeriesInstanceUID: with a PACS datastore, '{what}' is the series UID."
-        )
-    return value
-
-
-MONAI_LABEL_DEFAULT_FILTER = {"Modality": "CT"}
-
-
-def search_filters(modalities: Sequence[str]) -> List[Dict[str, Any]]:
-    """The QIDO filters that list image series: every series (``--conf modalities all``, the default; series
-    that are not images are left out of the listing), or one per modality (``--conf modalities CT,MR``), unless
-    ``MONAI_LABEL_DICOMWEB_SEARCH_FILTER`` was set to something other than MONAI Label's CT-only default
-    (``monailabel start_server`` exports every setting to the environment, so its presence alone says nothing)."""
-    configured = dict(settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER or {})
-    if configured and configured != MONAI_LABEL_DEFAULT_FILTER:
-        return [configured]
-    if not modalities or "ALL" in modalities:
-        return [{}]
-    return [{"Modality": m} for m in modalities]
 
 
 class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
@@ -305,7 +278,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         with as_http_errors():
             label = seg_to_label(seg, self.seg_source(image_id))
         reference = sitk.ReadImage(image_path)
-        written = _label_file(label, reference, self._datastore.label_path(label_tag))
+        written = label_file(label, reference, self._datastore.label_path(label_tag))
         try:
             store_label(self, image_id, written, label_tag, {"SeriesInstanceUID": label_id, "source": "PACS"})
         finally:
@@ -318,7 +291,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         image_uri = self.get_image_uri(image_id)
         converted = ""
         if "".join(Path(label_filename).suffixes) == ".bin":  # OHIF sends raw voxels in the image's order
-            converted = label_filename = _binary_label(image_uri, label_filename)
+            converted = label_filename = binary_label(image_uri, label_filename)
         try:
             info = dict(label_info or {})
             # The label is safe in the local cache first: a PACS that refuses the SEG loses nothing.
@@ -330,7 +303,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
                 try:
                     self.store_seg(image_id, label_filename, info, author)
                 except requests.RequestException as error:
-                    # Kept here and marked: lib/pending_segs.py sends it when the PACS answers again.
+                    # Kept here and marked: lib/datastore/pending_segs.py sends it when the PACS answers again.
                     LocalDatastore.update_label_info(self, image_id, label_tag, {**info, PENDING_SEG: asdict(author)})
                     raise seg_not_stored(error) from error
             return image_id
@@ -363,38 +336,3 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         LocalDatastore.update_label_info(self, image_id, tag, info)
         self._label_listing.clear()
         logger.info("DICOM SEG %s stored for series %s", seg.SeriesInstanceUID, image_id)
-
-
-def seg_not_stored(error: requests.RequestException) -> HTTPException:
-    """The answer to a save whose SEG the PACS did not take: the label is kept, and will be sent again."""
-    away = isinstance(error, (requests.ConnectionError, requests.Timeout))
-    what = "is not answering" if away else f"refused the DICOM SEG ({error})"
-    return HTTPException(
-        503 if away else 502,
-        f"The label is saved on this server, not lost, but the PACS {what}. The server sends it to the PACS when "
-        "the PACS answers again; saving again also retries.",
-        headers={"Retry-After": "30"} if away else None,
-    )
-
-
-def _binary_label(image_uri: str, raw: str) -> str:
-    """Raw uint8 voxels, i fastest (what OHIF's labelmap holds), as a label file on the image's grid. The grid is
-    the image's voxel grid without its colour channels (MONAI Label's converter counted them as voxels)."""
-    with as_http_errors():
-        image = read_volume(image_uri)
-    values = np.fromfile(raw, dtype=np.uint8)
-    if values.size != int(np.prod(image.shape)):
-        raise HTTPException(
-            422, f"The raw label holds {values.size} values but the image has {int(np.prod(image.shape))} voxels "
-                 f"({' x '.join(map(str, image.shape))}): send one uint8 value per voxel, i fastest.")
-    return str(write_label(values.reshape(image.shape, order="F"), image, ".nii.gz",
-                           directory=os.path.dirname(raw) or None))
-
-
-def _label_file(label: np.ndarray, reference: sitk.Image, folder: str) -> str:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(label.transpose(2, 1, 0)))
-    image.CopyInformation(reference)
-    fd, path = tempfile.mkstemp(suffix=".nii.gz", prefix=".from_seg_", dir=folder)
-    os.close(fd)
-    sitk.WriteImage(image, path, useCompression=True)
-    return path
