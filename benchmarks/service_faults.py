@@ -118,7 +118,7 @@ def pacs_outage(root: Path, checkpoint: Path) -> None:
             with orthanc(port, storage, root / "orthanc-2.log"):
                 back = time.perf_counter()
                 ready_again = until(lambda: requests.get(f"{url}/readyz", timeout=10).status_code == 200)
-                opened = until(lambda: click(url, series["mni_mr"]).status_code == 200)
+                until(lambda: click(url, series["mni_mr"]).status_code == 200)
                 total = time.perf_counter() - back
                 print(f"PACS back: /readyz 200 after {ready_again:.2f} s; the unseen series opened "
                       f"{total:.2f} s after the PACS answered (its download included)")

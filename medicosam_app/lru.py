@@ -106,12 +106,6 @@ class LRUCache(Generic[V]):
             with self._lock:
                 self._pending.pop(key).done.set()
 
-    def computing(self, key: Hashable) -> Optional[threading.Thread]:
-        """The thread computing ``key`` right now, if any."""
-        with self._lock:
-            pending = self._pending.get(key)
-            return None if pending is None else pending.owner
-
     def discard_where(self, predicate: Callable[[Hashable], bool]) -> int:
         """Remove every entry whose key satisfies ``predicate``; returns how many went."""
         with self._lock:

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from .errors import InvalidRequestError
+from .request_values import parse_bool
 
 T = TypeVar("T", bound="Options")
 
@@ -28,8 +29,8 @@ class Options:
                 continue
             raw = values[f.name]
             try:
-                if f.type in ("bool", bool):
-                    updates[f.name] = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+                if f.type in ("bool", bool):  # the request's rule: "ture" is refused, not read as false
+                    updates[f.name] = parse_bool(raw, f.name)
                 elif f.type in ("str", str):
                     updates[f.name] = str(raw).strip().lower()
                 else:

@@ -53,6 +53,7 @@ class Settings:
     dicom_cache_dir: Path  # series downloaded from a PACS, converted once
     pacs_label_listing_s: int  # how long the PACS's list of SEGs is reused (other replicas' saves appear after it)
     pacs_retry_s: int  # how often labels the PACS did not take are sent again
+    session_max_mb: int  # the files of one session upload together (an archive: unpacked)
     users_file: Optional[Path]  # users, roles and password hashes; when set, authentication is on
     audit_dir: Path  # the audit trail (JSON Lines, rotated by size)
     token_lifetime_s: int  # how long a sign-in lasts
@@ -135,6 +136,7 @@ class Settings:
             pacs_label_listing_s=_whole_number(
                 get("pacs_label_listing_s", "MEDICOSAM_PACS_LABEL_LISTING_S", "60"), "pacs_label_listing_s"),
             pacs_retry_s=_whole_number(get("pacs_retry_s", "MEDICOSAM_PACS_RETRY_S", "30"), "pacs_retry_s"),
+            session_max_mb=_positive_number(get("session_max_mb", "MEDICOSAM_SESSION_MAX_MB", "4096"), "session_max_mb"),
             users_file=Path(users_file).expanduser() if users_file else None,
             audit_dir=Path(
                 get("audit_dir", "MEDICOSAM_AUDIT_DIR", "") or Path(cache_dir or default_cache_dir()) / "audit"
@@ -160,6 +162,13 @@ def _batch_size(value: object) -> Optional[int]:
     if size < 1:
         raise ValueError(f"encode_batch_size must be auto or a whole number of slices, at least 1 (got {value!r})")
     return size
+
+
+def _positive_number(value: object, name: str) -> int:
+    number = _whole_number(value, name)
+    if number == 0:
+        raise ValueError(f"{name} must be 1 or more (got {value!r})")
+    return number
 
 
 def _whole_number(value: object, name: str) -> int:

@@ -111,3 +111,15 @@ def test_click_context_refuses_objects_for_its_keys():
     context = ClickContext.from_request({"image": "ct"}, default_label="organ")
     assert (context.image_id, context.client_id, context.label) == ("ct", None, "organ")  # anonymous: no refinement memory
     assert context.reset_state is False
+
+
+def test_training_options_read_booleans_by_the_request_rule():
+    """``warm_start=ture`` was read as False without a word; now every option set refuses it like a request."""
+    from medicosam_app.finetune.config import FinetuneConfig
+    from medicosam_app.semantic.config import TrainingConfig
+
+    assert TrainingConfig.from_mapping({"warm_start": "off"}).warm_start is False
+    assert FinetuneConfig.from_mapping({"warm_start": "Yes"}).warm_start is True
+    for options in (TrainingConfig, FinetuneConfig):
+        with pytest.raises(InvalidRequestError, match="'warm_start' must be true or false"):
+            options.from_mapping({"warm_start": "ture"})

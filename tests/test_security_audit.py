@@ -14,13 +14,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from medicosam_app.security.audit import (
-    AuditLog,
-    AuditRecord,
-    label_summary,
-    parse_time,
-    prompts_summary,
-)
+from medicosam_app.security.audit import AuditLog, parse_time
+from medicosam_app.security.audit_record import AuditRecord, label_summary, prompts_summary
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,6 +9,7 @@ when the store outgrows its byte budget.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -82,9 +83,11 @@ class EmbeddingDiskStore:
         temporary: Optional[str] = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            packed = io.BytesIO()  # packed in memory: a full disk then fails one write, not numpy's zip writer
+            np.savez(packed, features=features, original_size=np.asarray(embedding.original_size, dtype=np.int64))
             with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
                 temporary = handle.name
-                np.savez(handle, features=features, original_size=np.asarray(embedding.original_size, dtype=np.int64))
+                handle.write(packed.getbuffer())
             previous = _size(path)
             os.replace(temporary, path)
             size = _size(path)

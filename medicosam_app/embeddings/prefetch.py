@@ -99,10 +99,6 @@ class Prefetcher:
             self._plans[client_id] = plan
             self._condition.notify_all()
 
-    def cancel(self, client_id: str) -> None:
-        with self._condition:
-            self._plans.pop(client_id, None)
-
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """While held (a click is encoding its own slice), no new background batch starts."""

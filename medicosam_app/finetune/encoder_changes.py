@@ -46,9 +46,6 @@ class LowRankAdapted(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + (x @ self.down.t() @ self.up.t()) * self.scale
 
-    def merged_weight(self) -> torch.Tensor:
-        return self.base.weight + self.scale * (self.up @ self.down)
-
 
 def _attention_projections(encoder: nn.Module) -> List[Tuple[str, nn.Module]]:
     return [(f"blocks.{i}.attn", block.attn) for i, block in enumerate(encoder.blocks)]

@@ -83,10 +83,6 @@ class SliceObject:
     stability: float
     point_xy: Tuple[float, float]  # the grid point that found it
 
-    @property
-    def area(self) -> int:
-        return int(self.mask.sum())
-
 
 class PointPromptDecoder(Protocol):
     """What the generator needs from a model, in the order it needs it: predicted IoUs for a batch of

@@ -41,10 +41,6 @@ class SlicePrompt:
     point_labels: np.ndarray  # (N,) int, 1 foreground / 0 background
     box_xyxy: Optional[np.ndarray]  # (4,) float or None
 
-    @property
-    def is_empty(self) -> bool:
-        return len(self.points_xy) == 0 and self.box_xyxy is None
-
 
 MAX_POINTS = 1000  # per request, foreground and background together; a click session has a few dozen
 

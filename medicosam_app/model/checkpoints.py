@@ -51,12 +51,6 @@ MEDICOSAM_DECODER = PublishedWeights(
     xxh128="9e498b12f526f119b96c88be76e3b2ed",
     description="MedicoSAM v2 UNETR decoder (initialisation for semantic models)",
 )
-MEDICOSAM_VIT_B_V1 = PublishedWeights(
-    filename="vit_b_medicosam_v1.pt",
-    url="https://owncloud.gwdg.de/index.php/s/AB69HGhj8wuozXQ/download",
-    xxh128="5be672f1458263a9edc9fd40d7f56ac1",
-    description="MedicoSAM ViT-B v1 (January 2025)",
-)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import threading
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
@@ -41,6 +40,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from filelock import FileLock, Timeout
 
 from ..atomic_files import fsync_directory, make_folders_durably
+from .audit_record import AuditRecord, json_default, utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -49,83 +49,7 @@ DEFAULT_MAX_BYTES = 50 * 2**20
 _ROTATED = re.compile(r"audit-(\d{8}T\d{6}\.\d{6}Z)(?:-(\d+))?\.jsonl")
 _STAMP = "%Y%m%dT%H%M%S.%fZ"
 
-# What a record's ``event`` says happened. Others are accepted; these are the ones the server writes.
-EVENTS = ("infer", "label_save", "train", "promote", "rollback", "delete", "sign_in", "refused")
-
 TimeLike = Union[datetime, str]
-
-
-def utc_now_iso() -> str:
-    """Now, as the audit trail writes times: ISO-8601 UTC with microseconds and ``Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-@dataclass
-class AuditRecord:
-    """The fields of one audit line (ISSUE 12). Unset (None) fields are left out of the line.
-
-    user: the signed-in user, or the client's ``client_id`` when authentication is off.
-    endpoint: ``"<METHOD> <path>"``, e.g. ``"PUT /datastore/label"``.
-    prompts: ``{"foreground", "background", "box", "slice", "axis", "label"}`` (:func:`prompts_summary`).
-    model: ``{"checkpoint_xxh128", "semantic_version"}``.
-    result: ``{"label_hash", "voxels", "slice_range"}`` (:func:`label_summary`).
-    status: the HTTP status answered (or a word such as ``"ok"`` for work outside a request).
-    detail: why a request was refused or failed.
-    """
-
-    event: str
-    endpoint: str
-    status: Union[int, str]
-    user: Optional[str] = None
-    role: Optional[str] = None
-    task: Optional[str] = None
-    image: Optional[str] = None
-    prompts: Optional[Dict[str, Any]] = None
-    model: Optional[Dict[str, Any]] = None
-    result: Optional[Dict[str, Any]] = None
-    latency_s: Optional[float] = None
-    detail: Optional[str] = None
-    time: Optional[str] = None
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
-
-
-_PROMPT_KEYS = (("foreground", "foreground"), ("background", "background"), ("roi", "box"), ("slice", "slice"),
-                ("axis", "axis"), ("label", "label"))
-
-
-def prompts_summary(params: Mapping[str, Any]) -> Dict[str, Any]:
-    """The prompt part of an inference request's ``params``: points, box (``roi``), slice, axis, label."""
-    return {name: params[key] for key, name in _PROMPT_KEYS if params.get(key) not in (None, [], "")}
-
-
-def label_summary(label: Any, axis: int = 2) -> Dict[str, Any]:
-    """What a label volume holds, for the record: ``label_hash`` (xxh128 of shape, dtype and voxels),
-    ``voxels`` (non-zero count) and ``slice_range`` ([first, last] non-empty slice along ``axis``, or None)."""
-    import numpy as np
-    import xxhash
-
-    array = np.ascontiguousarray(label)
-    digest = xxhash.xxh128()
-    digest.update(f"{array.shape}|{array.dtype.str}|".encode("ascii"))
-    digest.update(array.tobytes())
-    filled = array != 0
-    slice_range = None
-    if filled.any() and array.ndim > axis:
-        other_axes = tuple(i for i in range(array.ndim) if i != axis)
-        occupied = np.flatnonzero(filled.any(axis=other_axes))
-        slice_range = [int(occupied[0]), int(occupied[-1])]
-    return {"label_hash": digest.hexdigest(), "voxels": int(filled.sum()), "slice_range": slice_range}
-
-
-def _json_default(value: Any) -> Any:
-    # numpy scalars and arrays, paths, sets: whatever a caller puts in prompts or results still lands.
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
 
 
 def parse_time(value: TimeLike, now: Optional[datetime] = None) -> datetime:
@@ -222,7 +146,7 @@ class AuditLog:
         """Append ``record`` as one line (``time`` added if absent, first in the line); returns what was written."""
         fields = record.to_dict() if isinstance(record, AuditRecord) else dict(record)
         written = {"time": fields.pop("time", None) or utc_now_iso(), **fields}
-        line = (json.dumps(written, default=_json_default, separators=(",", ":")) + "\n").encode("ascii")
+        line = (json.dumps(written, default=json_default, separators=(",", ":")) + "\n").encode("ascii")
         with self._threads:
             if not self.directory.is_dir():
                 make_folders_durably(self.directory)
