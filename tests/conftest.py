@@ -172,3 +172,17 @@ def small_filesystem(point: Path, size: str) -> Iterator[Path]:
         yield point
     finally:
         subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def random_label_bytes(reference: sitk.Image, seed: int) -> bytes:
+    """A random class map (0, 1, 2) in ``reference``'s geometry, as a .nii.gz file's bytes: a label from
+    another save or a truncated file cannot pass for it (random voxels barely compress)."""
+    import tempfile
+
+    array = np.random.default_rng(seed).integers(0, 3, size=sitk.GetArrayFromImage(reference).shape, dtype=np.uint8)
+    label = sitk.GetImageFromArray(array)
+    label.CopyInformation(reference)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "label.nii.gz"
+        sitk.WriteImage(label, str(path))
+        return path.read_bytes()

@@ -25,7 +25,7 @@ import pytest
 import requests
 import SimpleITK as sitk
 
-from conftest import asymmetric_array, small_filesystem, write_volume
+from conftest import asymmetric_array, random_label_bytes, small_filesystem, write_volume
 
 from .harness import running_server, slicer_client, wait_for_model
 
@@ -62,17 +62,6 @@ def fill_to(folder: Path, free: int) -> None:
         if target > size:
             os.posix_fallocate(handle.fileno(), 0, target)
     assert abs(free_bytes(folder) - free) <= 8192 or target == 0
-
-
-def label_bytes(image: sitk.Image, seed: int) -> bytes:
-    """A random class map in ``image``'s geometry as .nii.gz bytes (random voxels barely compress)."""
-    array = np.random.default_rng(seed).integers(0, 3, size=sitk.GetArrayFromImage(image).shape, dtype=np.uint8)
-    label = sitk.GetImageFromArray(array)
-    label.CopyInformation(image)
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "label.nii.gz")
-        sitk.WriteImage(label, path)
-        return Path(path).read_bytes()
 
 
 def saved_label(url: str, image: str) -> np.ndarray:
@@ -133,7 +122,7 @@ def test_a_full_disk_answers_507_and_loses_no_acknowledged_label(small_disk, tin
                 assert ready.status_code == 503 and "disk full" in ready.text, ready.text
             for _ in range(count):
                 image = IMAGES[save % len(IMAGES)]
-                data = label_bytes(images[image], seed=save)
+                data = random_label_bytes(images[image], seed=save)
                 if free == "label only":  # the label's pages fit, the index's new copy does not
                     fill_to(small_disk, pages(len(data)) + pages((studies / INDEX).stat().st_size) - PAGE)
                 response = requests.put(f"{url}/datastore/label", params={"image": image, "tag": "final"},

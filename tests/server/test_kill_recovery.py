@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import sys
 import tempfile
@@ -36,7 +35,7 @@ import pytest
 import requests
 import SimpleITK as sitk
 
-from conftest import SEMANTIC_TRAINING, write_mni_subjects, write_volume
+from conftest import SEMANTIC_TRAINING, random_label_bytes, write_mni_subjects, write_volume
 
 from .harness import REPO, running_server, slicer_client, wait_for_model
 
@@ -186,17 +185,6 @@ class Server:
             self._stack.close()
 
 
-def _label_bytes(reference: sitk.Image, seed: int) -> bytes:
-    """A random class map (0, 1, 2) in the reference image's geometry, as a .nii.gz file's bytes."""
-    array = np.random.default_rng(seed).integers(0, 3, size=sitk.GetArrayFromImage(reference).shape, dtype=np.uint8)
-    label = sitk.GetImageFromArray(array)
-    label.CopyInformation(reference)
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "label.nii.gz")
-        sitk.WriteImage(label, path)
-        return Path(path).read_bytes()
-
-
 class Clients:
     """Annotators saving labels: each client corrects the label of its own image again and again, through
     the Slicer module's client or plain HTTP as the module speaks it, until told to stop or a save fails."""
@@ -224,7 +212,7 @@ class Clients:
         reference = self.module.references[image]
         while not self.stop.is_set():
             version = self.module.ledger.next_version(image)
-            save = Save(image, version, _label_bytes(reference, seed=hash((image, version)) % 2**32))
+            save = Save(image, version, random_label_bytes(reference, seed=hash((image, version)) % 2**32))
             self.module.ledger.add(save)
             params = {"label_info": LABEL_NAMES, "version": version}
             try:
