@@ -56,8 +56,8 @@ from medicosam_app.semantic.config import TrainingConfig  # noqa: E402
 from medicosam_app.semantic.metrics import dice_per_class  # noqa: E402
 from medicosam_app.semantic.retrain import SemanticRetrainer  # noqa: E402
 from medicosam_app.semantic.segmenter import SemanticSegmenter  # noqa: E402
-from medicosam_app.semantic.studies import find_labelled_studies  # noqa: E402
-from medicosam_app.semantic.versions import VersionStore  # noqa: E402
+from medicosam_app.learning.labelled_images import find_labelled_images  # noqa: E402
+from medicosam_app.learning.versions import VersionStore  # noqa: E402
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder  # noqa: E402
 
 
@@ -155,7 +155,7 @@ def quality(args: argparse.Namespace) -> None:
         models = ModelProvider(str(checkpoint), allow_download=False, device=args.device)
         embedder = SliceEmbedder(models)
         store = VersionStore(semantic_dir)
-        labelled = find_labelled_studies(studies)
+        labelled = find_labelled_images(studies)
         evaluated = labelled
         if args.studies is None:
             config = TrainingConfig(epochs=8, learning_rate=1e-3, initial_features=8, max_slices_per_image=16)

@@ -96,8 +96,8 @@ def quality(args) -> None:
     from medicosam_app.semantic.metrics import dice_per_class
     from medicosam_app.semantic.retrain import SemanticRetrainer
     from medicosam_app.semantic.segmenter import SemanticSegmenter
-    from medicosam_app.semantic.studies import find_labelled_studies
-    from medicosam_app.semantic.versions import VersionStore
+    from medicosam_app.learning.labelled_images import find_labelled_images
+    from medicosam_app.learning.versions import VersionStore
     from medicosam_app.embeddings.slice_embedder import SliceEmbedder
     from medicosam_app.geometry.volume import read_volume
 
@@ -107,7 +107,7 @@ def quality(args) -> None:
         models = ModelProvider(str(checkpoint), allow_download=False, precision="fp32")
         embedder = SliceEmbedder(models)
         store = VersionStore(Path(scratch) / "semantic")
-        labelled = find_labelled_studies(studies)
+        labelled = find_labelled_images(studies)
         config = TrainingConfig(epochs=8, learning_rate=1e-3, initial_features=8, max_slices_per_image=16)
         summary = SemanticRetrainer(store, embedder, models, classes).run(labelled[:3], config, force=True, progress=False)
         held_out = labelled[3]

@@ -17,7 +17,7 @@ from .model.provider import ModelProvider
 from .runtime.heap import keep_large_buffers
 from .semantic.retrain import SemanticRetrainer
 from .semantic.segmenter import SemanticSegmenter
-from .semantic.versions import VersionStore
+from .learning.versions import VersionStore
 from .settings import Settings
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from medicosam_app.semantic.active_learning import UncertaintyRanker, mean_entropy, sampled_slices, score_against_label
 from medicosam_app.semantic.config import TrainingConfig
-from medicosam_app.semantic.studies import find_labelled_studies, unlabelled_images
+from medicosam_app.learning.labelled_images import find_labelled_images, unlabelled_images
 from medicosam_app.services import build_model_provider, build_retrainer, build_semantic_segmenter, build_slice_embedder
 from medicosam_app.settings import Settings
 
@@ -38,7 +38,7 @@ def test_uncertainty_ranks_unlabelled_images_and_dice_scores_labelled_ones(tiny2
     models = build_model_provider(settings)
     embedder = build_slice_embedder(settings, models)
     retrainer = build_retrainer(settings, models, embedder)
-    retrainer.run(find_labelled_studies(mni_studies), TrainingConfig.from_mapping(dict(SEMANTIC_TRAINING, epochs=4)),
+    retrainer.run(find_labelled_images(mni_studies), TrainingConfig.from_mapping(dict(SEMANTIC_TRAINING, epochs=4)),
                   progress=False)
     segmenter = build_semantic_segmenter(settings, embedder)
     ranker = UncertaintyRanker(segmenter, slices_per_image=3)
@@ -47,6 +47,6 @@ def test_uncertainty_ranks_unlabelled_images_and_dice_scores_labelled_ones(tiny2
     assert {s.image for s in ranked} == set(candidates)
     assert all(0 <= s.entropy <= 1 for s in ranked) and ranked[0].entropy >= ranked[-1].entropy
     assert ranker.score(candidates[0]) == next(s for s in ranked if s.image == candidates[0])  # remembered
-    study = find_labelled_studies(mni_studies)[2]
+    study = find_labelled_images(mni_studies)[2]
     score = score_against_label(segmenter, str(study.image_path), str(study.label_path), max_slices=8)
     assert score["version"] == "v0001" and score["slices"] == 8 and 0 < score["mean"] <= 1

@@ -24,7 +24,7 @@ from medicosam_app.finetune.training import prediction_losses
 from medicosam_app.model.provider import ModelProvider
 from medicosam_app.model.predictor import PromptPredictor
 from medicosam_app.model.sam_builder import load_sam
-from medicosam_app.semantic.versions import VersionStore
+from medicosam_app.learning.versions import VersionStore
 
 
 @pytest.fixture()

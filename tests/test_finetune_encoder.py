@@ -26,7 +26,7 @@ from medicosam_app.finetune.encoder_changes import (
 from medicosam_app.model.provider import ModelProvider
 from medicosam_app.model.predictor import PromptPredictor, encoder_input
 from medicosam_app.model.sam_builder import load_sam
-from medicosam_app.semantic.versions import VersionStore
+from medicosam_app.learning.versions import VersionStore
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder
 from medicosam_app.geometry.volume import read_volume
 

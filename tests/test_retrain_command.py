@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from conftest import SEMANTIC_TRAINING
 from medicosam_app.cli.retrain import models_agreeing_on_precision
-from medicosam_app.semantic.versions import VersionStore
+from medicosam_app.learning.versions import VersionStore
 from medicosam_app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.semantic.config import TrainingConfig
 from medicosam_app.semantic.metrics import dice_per_class
 from medicosam_app.semantic.segmenter import NoSemanticModelError, SemanticSegmenter
-from medicosam_app.semantic.studies import find_labelled_studies
+from medicosam_app.learning.labelled_images import find_labelled_images
 from medicosam_app.services import build_model_provider, build_retrainer, build_semantic_segmenter, build_slice_embedder
 from medicosam_app.settings import Settings
 from medicosam_app.geometry.volume import read_volume
@@ -34,7 +34,7 @@ def semantic(tiny256_checkpoint, tmp_path):
 
 def test_training_beats_the_untrained_decoder_and_the_loss_falls(semantic, mni_studies):
     retrainer, segmenter, config = semantic
-    summary = retrainer.run(find_labelled_studies(mni_studies), config, progress=False)
+    summary = retrainer.run(find_labelled_images(mni_studies), config, progress=False)
     assert summary.status == "trained" and summary.promoted and summary.version == "v0001"
     metrics = summary.metrics
     losses = [epoch["train_loss"] for epoch in metrics["history"]]
@@ -52,7 +52,7 @@ def test_semantic_inference_returns_labels_in_the_image_geometry(semantic, mni_s
     retrainer, segmenter, config = semantic
     with pytest.raises(NoSemanticModelError, match="No semantic model has been trained yet"):
         segmenter.segment(str(mni_studies / "subject_0.nii.gz"))
-    retrainer.run(find_labelled_studies(mni_studies), dataclasses.replace(config, epochs=8), progress=False)
+    retrainer.run(find_labelled_images(mni_studies), dataclasses.replace(config, epochs=8), progress=False)
     result = segmenter.segment(str(mni_studies / "subject_2.nii.gz"))
     truth = read_volume(mni_studies / "labels" / "final" / "subject_2.nii.gz").array
     assert result.label.shape == truth.shape and result.version == "v0001"
@@ -75,7 +75,7 @@ def test_semantic_inference_returns_labels_in_the_image_geometry(semantic, mni_s
 
 def test_a_worse_run_is_stored_but_not_promoted_and_rollback_restores(semantic, mni_studies):
     retrainer, segmenter, config = semantic
-    studies = find_labelled_studies(mni_studies)
+    studies = find_labelled_images(mni_studies)
     first = retrainer.run(studies, config, progress=False)
     assert first.promoted
     served_before = segmenter.served().decoder
@@ -92,22 +92,22 @@ def test_a_worse_run_is_stored_but_not_promoted_and_rollback_restores(semantic, 
 def test_retraining_is_idempotent_and_learns_corrected_labels(semantic, mni_studies):
     retrainer, _, config = semantic
     config = dataclasses.replace(config, epochs=1)
-    assert retrainer.run(find_labelled_studies(mni_studies), config, progress=False).status == "trained"
-    again = retrainer.run(find_labelled_studies(mni_studies), config, progress=False)
+    assert retrainer.run(find_labelled_images(mni_studies), config, progress=False).status == "trained"
+    again = retrainer.run(find_labelled_images(mni_studies), config, progress=False)
     assert again.status == "nothing-to-do" and "0 new labels" in again.line()
     # A corrected label (saved again with other content) counts as new; the next round warm-starts.
     label = mni_studies / "labels" / "final" / "subject_1.nii.gz"
     shutil.copy(mni_studies / "labels" / "final" / "subject_0.nii.gz", label)
-    assert len(retrainer.new_labels(find_labelled_studies(mni_studies))) == 1
-    assert retrainer.run(find_labelled_studies(mni_studies), config, min_new_labels=2, progress=False).status == "nothing-to-do"
-    third = retrainer.run(find_labelled_studies(mni_studies), config, progress=False)
+    assert len(retrainer.new_labels(find_labelled_images(mni_studies))) == 1
+    assert retrainer.run(find_labelled_images(mni_studies), config, min_new_labels=2, progress=False).status == "nothing-to-do"
+    third = retrainer.run(find_labelled_images(mni_studies), config, progress=False)
     assert third.status == "trained" and retrainer.store.metadata(third.version)["init"] == "v0001"
 
 
 def test_training_features_are_cached_so_a_later_round_only_encodes_new_images(semantic, mni_studies):
     retrainer, _, config = semantic
     config = dataclasses.replace(config, epochs=1)
-    studies = find_labelled_studies(mni_studies)
+    studies = find_labelled_images(mni_studies)
     retrainer.run(studies[:2], config, progress=False)
     disk = retrainer.embedder.embeddings.disk
     files_before = set(disk._files())
@@ -122,7 +122,7 @@ def test_training_features_are_cached_so_a_later_round_only_encodes_new_images(s
 def test_a_candidate_without_validation_slices_is_never_promoted_even_forced(semantic, mni_studies):
     """val_fraction 0 leaves nothing to validate on: the version is stored, never served (not even the first)."""
     retrainer, segmenter, config = semantic
-    studies = find_labelled_studies(mni_studies)
+    studies = find_labelled_images(mni_studies)
     unvalidated = retrainer.run(studies, dataclasses.replace(config, val_fraction=0.0, epochs=1), force=True, progress=False)
     assert unvalidated.status == "trained" and not unvalidated.promoted
     assert "no validation slices" in unvalidated.reason

@@ -7,7 +7,7 @@ import torch
 
 from conftest import small_filesystem
 from medicosam_app.errors import InvalidRequestError, StorageFullError
-from medicosam_app.semantic.versions import TrainingBusyError, VersionStore
+from medicosam_app.learning.versions import TrainingBusyError, VersionStore
 
 
 def _state(value: float):
@@ -71,7 +71,7 @@ def test_one_training_run_at_a_time(tmp_path):
 
 def test_a_semantic_version_serves_whatever_precision_its_checkpoint_is_embedded_in():
     """A new precision choice (precision auto picking int8 after an upgrade) must not retire trained decoders."""
-    from medicosam_app.semantic.versions import trained_on_checkpoint
+    from medicosam_app.learning.versions import trained_on_checkpoint
 
     assert trained_on_checkpoint({"encoder_checkpoint": "abc", "encoder_key": "abc-fp32"}, "abc")
     assert trained_on_checkpoint({"encoder_key": "abc-bf16"}, "abc")  # written before encoder_checkpoint was

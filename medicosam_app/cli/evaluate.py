@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..dicom.labelled_series import local_studies
     from ..evaluation.report import result_document, table, write_csv
     from ..evaluation.runner import EvaluationSettings, Evaluator
-    from ..semantic.studies import find_labelled_studies
+    from ..learning.labelled_images import find_labelled_images
     from ..services import build_model_provider, build_slice_embedder
     from ..settings import Settings
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except MedicoSamError as error:
         print(f"evaluate: {error}", file=sys.stderr)
         return 2
-    studies = find_labelled_studies(studies_dir)
+    studies = find_labelled_images(studies_dir)
     if not studies:
         print(f"evaluate: no image in {studies_dir} has a final label (labels/final/<id>.nii.gz); nothing to evaluate.",
               file=sys.stderr)

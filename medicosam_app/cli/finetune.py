@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..dicom.labelled_series import local_studies
     from ..finetune.config import FinetuneConfig  # imports torch: not for --help
-    from ..semantic.studies import find_labelled_studies
+    from ..learning.labelled_images import find_labelled_images
     from ..services import build_finetuner, build_model_provider, build_slice_embedder
     from ..settings import Settings
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     models = build_model_provider(settings)
     embedder = build_slice_embedder(settings, models, memory_mb=256)
     summary = build_finetuner(settings, models, embedder).run(
-        find_labelled_studies(studies), config, min_new_labels=args.min_new_labels, force=args.force,
+        find_labelled_images(studies), config, min_new_labels=args.min_new_labels, force=args.force,
         progress=not args.quiet,
     )
     print(json.dumps(summary.to_dict()) if args.json else summary.line())

@@ -28,7 +28,7 @@ def add_parser(commands: "argparse._SubParsersAction") -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..semantic.versions import VersionStore
+    from ..learning.versions import VersionStore
     from ..settings import Settings
 
     settings = Settings.from_conf(semantic_conf(args))

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..semantic.config import TrainingConfig
     from ..semantic.distributed import DistContext
-    from ..semantic.studies import find_labelled_studies
+    from ..learning.labelled_images import find_labelled_images
     from ..services import build_model_provider, build_retrainer, build_slice_embedder
     from ..settings import Settings
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.studies).is_dir():
         print(f"retrain: {args.studies} is not a datastore folder", file=sys.stderr)
         return 2
-    studies = find_labelled_studies(Path(args.studies))
+    studies = find_labelled_images(Path(args.studies))
     dist = DistContext.from_env()
     settings, models = models_agreeing_on_precision(settings, dist, build_model_provider)
     embedder = build_slice_embedder(settings, models, memory_mb=0)

@@ -20,7 +20,7 @@ from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import InvalidRequestError
 from ..geometry.volume import Volume
 from ..model.predictor import PromptPredictor
-from ..semantic.studies import LabelledStudy, read_labelled
+from ..learning.labelled_images import LabelledImage, read_labelled
 from .clicks import PROTOCOLS, STARTS, correction_rule
 from .objects import MIN_OBJECT_PIXELS, SliceObject, foreground_slices, slice_objects, volume_objects
 from .session import DEFAULT_ITERATIONS, DEFAULT_THRESHOLDS, MAX_CLICKS, ObjectTrace, simulate
@@ -116,7 +116,7 @@ class Evaluator:
 
     def run(
         self,
-        studies: Sequence[LabelledStudy],
+        studies: Sequence[LabelledImage],
         classes: Dict[str, int],
         settings: EvaluationSettings = EvaluationSettings(),
         progress: bool = True,

@@ -11,7 +11,7 @@ import numpy as np
 from ..embeddings.slice_embedder import SliceEmbedder
 from ..evaluation.runner import EvaluationResult, EvaluationSettings, Evaluator
 from ..model.predictor import PromptPredictor
-from ..semantic.studies import LabelledStudy
+from ..learning.labelled_images import LabelledImage
 
 
 def headline(result: EvaluationResult) -> Dict[str, Any]:
@@ -51,7 +51,7 @@ def run_gate(
     serving: PromptPredictor,
     serving_name: str,
     embedder: SliceEmbedder,
-    studies: Sequence[LabelledStudy],
+    studies: Sequence[LabelledImage],
     classes: Dict[str, int],
     settings: EvaluationSettings,
     progress: bool = False,

@@ -16,9 +16,9 @@ import torch
 from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import InvalidRequestError
 from ..model.provider import ModelProvider
-from ..semantic.retrain import RetrainSummary, decide_round, split_studies
-from ..semantic.studies import LabelledStudy
-from ..semantic.versions import TrainingBusyError, VersionStore
+from ..learning.rounds import RoundSummary, decide_round, split_images
+from ..learning.labelled_images import LabelledImage
+from ..learning.versions import TrainingBusyError, VersionStore
 from .config import FinetuneConfig
 from .decoder_weights import load_decoder_state, predictor_with_decoder, sam_with_own_decoder
 from .encoder_changes import changes_encoder, continues, encoder_tag
@@ -30,7 +30,7 @@ from .training import finetune
 logger = logging.getLogger(__name__)
 
 
-class FinetuneSummary(RetrainSummary):
+class FinetuneSummary(RoundSummary):
     """A round's outcome, as the semantic retraining reports it."""
 
     def line(self) -> str:
@@ -55,13 +55,13 @@ class InteractiveFinetuner:
         self.classes = dict(classes)
         self.device = device
 
-    def new_labels(self, studies: Sequence[LabelledStudy]) -> List[LabelledStudy]:
+    def new_labels(self, studies: Sequence[LabelledImage]) -> List[LabelledImage]:
         """Labels no version has learned from yet (new images, or labels saved again with changes)."""
         return self.store.new_labels(studies)
 
     def run(
         self,
-        studies: Sequence[LabelledStudy],
+        studies: Sequence[LabelledImage],
         config: FinetuneConfig = FinetuneConfig(),
         min_new_labels: int = 1,
         force: bool = False,
@@ -79,7 +79,7 @@ class InteractiveFinetuner:
         finally:
             lock.release()
 
-    def _train(self, studies: Sequence[LabelledStudy], config: FinetuneConfig, new_labels: int, progress: bool) -> FinetuneSummary:
+    def _train(self, studies: Sequence[LabelledImage], config: FinetuneConfig, new_labels: int, progress: bool) -> FinetuneSummary:
         started = time.time()
         base = self.models.base_predictor()
         device = torch.device(self.device) if self.device else base.device
@@ -101,7 +101,7 @@ class InteractiveFinetuner:
         # version's when that one finetuned the encoder too.
         start_predictor = predictor_with_decoder(base, start_state) if start_state is not None else base
         embedder = self.embedder.using(start_predictor)
-        train_studies, val_studies = split_studies(studies, config.val_fraction)
+        train_studies, val_studies = split_images(studies, config.val_fraction)
         train, skipped = prepare_objects(
             train_studies, self.classes, embedder, config.axis, config.max_slices_per_image,
             config.max_objects_per_slice, progress, keep_images=encoder_trains,

@@ -13,7 +13,7 @@ from ..embeddings.key import EmbeddingKey
 from ..embeddings.slice_embedder import SliceEmbedder
 from ..geometry.packed_slice import PackedSlice
 from ..evaluation.objects import foreground_slices, slice_objects
-from ..semantic.studies import LabelledStudy, read_labelled
+from ..learning.labelled_images import LabelledImage, read_labelled
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class ObjectSample:
 
 
 def prepare_objects(
-    studies: Sequence[LabelledStudy],
+    studies: Sequence[LabelledImage],
     classes: Dict[str, int],
     embedder: SliceEmbedder,
     axis: int = 2,

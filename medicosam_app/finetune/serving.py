@@ -14,7 +14,7 @@ import threading
 from typing import Any, Dict, Optional, Tuple
 
 from ..model.predictor import PromptPredictor
-from ..semantic.versions import VersionStore
+from ..learning.versions import VersionStore
 from .decoder_weights import predictor_with_decoder
 
 logger = logging.getLogger(__name__)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+from typing import List, Optional, Sequence, Tuple
 
-import xxhash
 
 from ..embeddings.slice_embedder import SliceEmbedder
 from ..errors import InvalidRequestError
@@ -24,21 +22,16 @@ from .distributed import DistContext
 from .initial_weights import initial_decoder
 from .network import DecoderShape, UNETRDecoder
 from .slices import SliceSample, prepare_samples
-from .studies import LabelledStudy
+from ..learning.labelled_images import LabelledImage
 from .training import evaluate, train_decoder
-from .versions import TrainingBusyError, VersionStore, trained_on_checkpoint
+from ..learning.rounds import RoundSummary, decide_round, split_images
+from ..learning.versions import TrainingBusyError, VersionStore, trained_on_checkpoint
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class RetrainSummary:
-    status: str  # "trained", "nothing-to-do", "busy"
-    new_labels: int = 0
-    version: Optional[str] = None
-    promoted: bool = False
-    reason: str = ""
-    metrics: Dict[str, Any] = field(default_factory=dict)
+class RetrainSummary(RoundSummary):
+    """A semantic round's outcome, with its validation Dice in the line."""
 
     def line(self) -> str:
         if self.status != "trained":
@@ -46,44 +39,6 @@ class RetrainSummary:
         dice = self.metrics.get("val_dice")
         verdict = "promoted" if self.promoted else "kept, not promoted"
         return f"retrain: {self.version} from {self.new_labels} new labels, validation Dice {dice:.4f}, {verdict} ({self.reason})"
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {k: getattr(self, k) for k in ("status", "new_labels", "version", "promoted", "reason", "metrics")}
-
-
-def decide_round(
-    store: VersionStore, studies: Sequence[LabelledStudy], min_new_labels: int, force: bool,
-    summary: Type[RetrainSummary] = RetrainSummary,
-) -> RetrainSummary:
-    """``go`` (with the count of new labels) or why a round has nothing to do."""
-    if not studies:
-        return summary("nothing-to-do", reason="no image has a final label yet")
-    new = len(store.new_labels(studies))
-    if new < max(1, min_new_labels) and not force:
-        return summary(
-            "nothing-to-do", new_labels=new,
-            reason=f"{new} new labels since {store.latest() or 'the start'}, {max(1, min_new_labels)} needed",
-        )
-    return summary("go", new_labels=new)
-
-
-def is_validation_image(image_id: str, fraction: float) -> bool:
-    """A fixed verdict per image id, so validation images stay validation images as data grows."""
-    return xxhash.xxh64_intdigest(image_id.encode()) % 1000 < fraction * 1000
-
-
-def split_studies(studies: Sequence[LabelledStudy], fraction: float) -> Tuple[List[LabelledStudy], List[LabelledStudy]]:
-    """(train, validation) by image. With a single labelled image there is no image to hold out; the
-    caller then holds out slices instead."""
-    if len(studies) < 2 or fraction <= 0:
-        return list(studies), []
-    val = [s for s in studies if is_validation_image(s.image_id, fraction)]
-    if not val:
-        val = [min(studies, key=lambda s: xxhash.xxh64_intdigest(s.image_id.encode()))]
-    if len(val) == len(studies):
-        val = val[:-1]
-    train = [s for s in studies if s not in val]
-    return train, val
 
 
 def hold_out_slices(samples: Sequence[SliceSample], every: int = 5) -> Tuple[List[SliceSample], List[SliceSample]]:
@@ -114,13 +69,13 @@ class SemanticRetrainer:
         self.released_decoder = released_decoder
         self.cache_dir = cache_dir
 
-    def new_labels(self, studies: Sequence[LabelledStudy]) -> List[LabelledStudy]:
+    def new_labels(self, studies: Sequence[LabelledImage]) -> List[LabelledImage]:
         """Labels no version has learned from yet (new images, or labels saved again with changes)."""
         return self.store.new_labels(studies)
 
     def run(
         self,
-        studies: Sequence[LabelledStudy],
+        studies: Sequence[LabelledImage],
         config: TrainingConfig = TrainingConfig(),
         min_new_labels: int = 1,
         force: bool = False,
@@ -136,7 +91,7 @@ class SemanticRetrainer:
                 except TrainingBusyError as error:
                     decision = RetrainSummary("busy", reason=str(error))
                 if decision is None:
-                    decision = decide_round(self.store, studies, min_new_labels, force)
+                    decision = decide_round(self.store, studies, min_new_labels, force, RetrainSummary)
             decision = dist.broadcast(decision)
             if decision.status != "go":
                 return decision
@@ -146,11 +101,11 @@ class SemanticRetrainer:
                 lock.release()
 
     def _train(
-        self, studies: Sequence[LabelledStudy], config: TrainingConfig, new_labels: int, dist: DistContext, progress: bool
+        self, studies: Sequence[LabelledImage], config: TrainingConfig, new_labels: int, dist: DistContext, progress: bool
     ) -> RetrainSummary:
         started = time.time()
         device = dist.device(self.device)
-        train_studies, val_studies = split_studies(studies, config.val_fraction)
+        train_studies, val_studies = split_images(studies, config.val_fraction)
         samples, skipped = prepare_samples(
             train_studies + val_studies, self.classes, self.embedder, config.axis, config.max_slices_per_image,
             encode_share=(dist.rank, dist.world), progress=progress and dist.is_main,

@@ -23,7 +23,7 @@ from ..geometry.volume_cache import VolumeCache
 from .classes import SemanticClasses
 from .network import DOWNSCALES, DecoderShape, UNETRDecoder, logits_to_slice
 from .slices import input_size
-from .versions import VersionStore, trained_on_checkpoint
+from ..learning.versions import VersionStore, trained_on_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from ..errors import MedicoSamError
 from ..geometry.coordinates import SamFrame, SliceView
 from ..geometry.packed_slice import PackedSlice
 from .classes import SemanticClasses
-from .studies import LabelledStudy, read_labelled
+from ..learning.labelled_images import LabelledImage, read_labelled
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def choose_slices(label: np.ndarray, view: SliceView, max_slices: int) -> List[i
 
 
 def prepare_samples(
-    studies: Sequence[LabelledStudy],
+    studies: Sequence[LabelledImage],
     classes: SemanticClasses,
     embedder: SliceEmbedder,
     axis: int = 2,

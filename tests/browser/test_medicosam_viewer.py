@@ -44,7 +44,7 @@ def serve_a_random_semantic_version(folder, checkpoint) -> None:
     from medicosam_app.model.checkpoints import file_xxh128
     from medicosam_app.semantic.classes import DEFAULT_CLASSES, SemanticClasses
     from medicosam_app.semantic.network import DecoderShape, UNETRDecoder
-    from medicosam_app.semantic.versions import VersionStore
+    from medicosam_app.learning.versions import VersionStore
 
     classes = SemanticClasses.parse(DEFAULT_CLASSES)
     shape = DecoderShape(num_classes=classes.num_classes, embed_dim=32, initial_features=4, image_size=1024)

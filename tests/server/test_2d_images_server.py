@@ -128,7 +128,7 @@ def test_a_label_drawn_on_a_photograph_is_saved_and_served_back(server, tmp_path
 def test_automatic_instances_on_a_photograph_and_a_microscopy_image(server, studies, models, tmp_path, image_id):
     from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
     from medicosam_app.semantic.segmenter import SemanticSegmenter
-    from medicosam_app.semantic.versions import VersionStore
+    from medicosam_app.learning.versions import VersionStore
 
     params = {"mode": "everything", "points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     path, answer = slicer_client(server, tmp_path).infer("medicosam_instances", image_id, {**params, **SLICER})

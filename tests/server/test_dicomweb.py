@@ -61,7 +61,7 @@ def serve_checkpoint_decoder_as_a_version(checkpoint, interactive_dir):
     from medicosam_app.model.checkpoints import file_xxh128
     from medicosam_app.finetune.decoder_weights import decoder_state
     from medicosam_app.model.sam_builder import load_sam
-    from medicosam_app.semantic.versions import VersionStore
+    from medicosam_app.learning.versions import VersionStore
 
     store = VersionStore(interactive_dir, what="interactive model")
     lock = store.acquire_training_lock()

@@ -17,7 +17,7 @@ from conftest import OBLIQUE_AXIAL_DIRECTION, asymmetric_array, write_volume
 from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
 from medicosam_app.model.provider import ModelProvider
 from medicosam_app.semantic.segmenter import SemanticSegmenter
-from medicosam_app.semantic.versions import VersionStore
+from medicosam_app.learning.versions import VersionStore
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder
 
 from .harness import running_server, slicer_client, wait_for_model

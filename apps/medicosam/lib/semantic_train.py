@@ -24,7 +24,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from medicosam_app.request_values import parse_bool, parse_int
 from medicosam_app.semantic.config import TrainingConfig
 from medicosam_app.semantic.retrain import SemanticRetrainer
-from medicosam_app.semantic.studies import LabelledStudy
+from medicosam_app.learning.labelled_images import LabelledImage
 
 from .http_errors import as_http_errors
 
@@ -33,13 +33,13 @@ logger = logging.getLogger(__name__)
 FINAL = "final"
 
 
-def labelled_studies(datastore: Datastore) -> List[LabelledStudy]:
+def labelled_studies(datastore: Datastore) -> List[LabelledImage]:
     """The datastore's images with a final label, as the core's study list."""
     studies = []
     for image_id in datastore.get_labeled_images(FINAL):
         image, label = datastore.get_image_uri(image_id), datastore.get_label_uri(image_id, FINAL)
         if image and label:
-            studies.append(LabelledStudy(image_id, Path(image), Path(label)))
+            studies.append(LabelledImage(image_id, Path(image), Path(label)))
     return studies
 
 

@@ -1,4 +1,4 @@
-"""Images with accepted (final) labels: what the semantic decoder learns from.
+"""Images with accepted (final) labels: what the semantic decoder and the interactive finetuning learn from.
 
 The server asks MONAI Label's datastore; the command line reads a local datastore folder with MONAI
 Label's layout (``DIR/<id>.nii.gz`` and ``DIR/labels/final/<id>.nii.gz``). Both give the same list.
@@ -18,7 +18,7 @@ from ..model.checkpoints import file_xxh128
 
 
 @dataclass(frozen=True)
-class LabelledStudy:
+class LabelledImage:
     image_id: str
     image_path: Path
     label_path: Path
@@ -44,7 +44,7 @@ def image_id_of(path: Path) -> str:
     return path.stem
 
 
-def find_labelled_studies(studies: Path, tag: str = "final") -> List[LabelledStudy]:
+def find_labelled_images(studies: Path, tag: str = "final") -> List[LabelledImage]:
     """Images of a local datastore folder that have a label under ``labels/<tag>/``."""
     label_dir = Path(studies) / "labels" / tag
     labels = {}
@@ -53,18 +53,18 @@ def find_labelled_studies(studies: Path, tag: str = "final") -> List[LabelledStu
             if path.is_file() and path.name.lower().endswith(VOLUME_SUFFIXES + (".seg.nrrd",)):
                 labels.setdefault(image_id_of(path), path)
     return [
-        LabelledStudy(image_id_of(image), image, labels[image_id_of(image)])
+        LabelledImage(image_id_of(image), image, labels[image_id_of(image)])
         for image in find_images(Path(studies))
         if image_id_of(image) in labels
     ]
 
 
 def unlabelled_images(studies: Path, tag: str = "final") -> List[Path]:
-    labelled = {study.image_id for study in find_labelled_studies(studies, tag)}
+    labelled = {study.image_id for study in find_labelled_images(studies, tag)}
     return [image for image in find_images(Path(studies)) if image_id_of(image) not in labelled]
 
 
-def read_labelled(studies: Sequence[LabelledStudy], skipped: List[Tuple[str, str]]) -> Iterator[Tuple[LabelledStudy, Volume, Volume]]:
+def read_labelled(studies: Sequence[LabelledImage], skipped: List[Tuple[str, str]]) -> Iterator[Tuple[LabelledImage, Volume, Volume]]:
     """Each study with its image and label read and checked (same voxel grid), one at a time; a study that
     cannot be used is added to ``skipped`` as ``(image_id, reason)`` and left out."""
     for study in studies:

@@ -1,0 +1,1 @@
+"""What both learners share: decoder versions and the serving pointer, the labelled images, a round's decision."""
