@@ -190,14 +190,17 @@ def test_points_on_a_non_axial_mpr_view_segment_that_plane(stack, page, phantom_
         return window.cornerstoneTools.annotation.state.getAllAnnotations()
             .filter(a => a.metadata.toolName.startsWith('MedicoSAM'))
             .map(a => {
-                const [i, j, k] = volume.imageData.worldToIndex(a.data.handles.points[0]).map(Math.round);
-                return { tool: a.metadata.toolName, i, j, k: grid.sliceOf.get(volume.imageIds[k]) };
+                const [i, j, k] = volume.imageData.worldToIndex(a.data.handles.points[0]);
+                return { tool: a.metadata.toolName, voxel: [i, j, grid.sliceOf.get(volume.imageIds[Math.round(k)])] };
             });
     }""", stack["series"])
-    by_tool = {entry["tool"]: entry for entry in indices}
+    by_tool = {entry["tool"]: entry["voxel"] for entry in indices}
     for key, tool in (("foreground", "MedicoSAMInclude"), ("background", "MedicoSAMExclude")):
-        assert params[key][0] == [by_tool[tool]["i"], by_tool[tool]["j"], by_tool[tool]["k"]]
-        assert params[key][0][axis] == params["slice"]  # both points lie on the segmented plane
+        in_plane = [a for a in range(3) if a != axis]
+        assert [params[key][0][a] for a in in_plane] == [round(by_tool[tool][a]) for a in in_plane]
+        # Both points lie on the segmented plane. This view is centred on the volume, half way between two
+        # slices (96 rows: 47.5): the viewer rounds that one way for every mark, whatever the float noise.
+        assert params[key][0][axis] == params["slice"] and abs(by_tool[tool][axis] - params["slice"]) <= 0.501
     sent = page.evaluate("() => window.medicosam.sent")
     assert len(sent) == 2 and sent[-1] == params
     served = _served(stack, phantom_checkpoint, sent)

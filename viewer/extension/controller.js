@@ -13,6 +13,12 @@ export const INTERACTIVE_MODEL = 'medicosam_interactive';
 export const PROPAGATION_MODEL = 'medicosam_3d';
 export const SEMANTIC_MODEL = 'medicosam_semantic';
 
+/** The slice a plane at ``position`` (voxels along its axis) shows. A view centred on a volume of even size lies
+ * half way between two slices; it is rounded down every time, whatever the float noise in the camera. */
+function sliceAt(position) {
+  return Math.round(position - 1e-3);
+}
+
 function planeName(layout, axis) {
   if (layout === 'cine') return 'frame';
   if (layout === 'plane' || layout === 'stack') return 'image';
@@ -87,7 +93,7 @@ export class Controller {
     }
     const camera = viewport.getCamera();
     const axis = viewAxis(grid, camera.viewPlaneNormal);
-    const slice = Math.round(worldToVoxel(grid, camera.focalPoint)[axis]);
+    const slice = sliceAt(worldToVoxel(grid, camera.focalPoint)[axis]);
     return { axis, slice: Math.min(Math.max(slice, 0), grid.sizes[axis] - 1) };
   }
 
@@ -137,7 +143,11 @@ export class Controller {
     const prompt = { uid: annotation.annotationUID, kind };
     if (kind === 'box') prompt.corners = points.map(toVoxel);
     else prompt.voxel = toVoxel(points[0]);
-    const slice = Math.round((kind === 'box' ? prompt.corners[0] : prompt.voxel)[axis]);
+    // A volume view's prompts all lie on the plane it shows: its slice, not each mark's own rounding (marks on one
+    // plane half way between two slices would otherwise fall on either side of it by float noise).
+    const slice = view.viewport.type === 'stack'
+      ? Math.round((kind === 'box' ? prompt.corners[0] : prompt.voxel)[axis])
+      : sliceAt(worldToVoxel(grid, view.viewport.getCamera().focalPoint)[axis]);
     if (slice < 0 || slice >= grid.sizes[axis]) throw new Error('the prompt lies outside the image');
     return { prompt, axis, slice };
   }
