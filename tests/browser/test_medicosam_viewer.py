@@ -215,7 +215,8 @@ def test_semantic_draws_every_class_named_and_coloured_as_the_server_says(stack,
     activate(page, page.locator("[data-viewport-uid='default']"))
     page.locator("#medicosam-panel").hover()
     assert not page.locator("#medicosam-panel button[data-action='semantic']").is_disabled()
-    with page.expect_response(lambda r: "/infer/medicosam_semantic" in r.url) as answered:
+    # Playwright gives up on a response after 30 s by default; the whole volume on a loaded CI machine takes longer.
+    with page.expect_response(lambda r: "/infer/medicosam_semantic" in r.url, timeout=120_000) as answered:
         press(page, "semantic")
     said = wait_for_answer(page, 1, timeout_ms=120_000)
     assert said.startswith("MedicoSAM [done] semantic:") and "grey_matter" in said, said
@@ -263,7 +264,7 @@ def test_propagation_then_accept_writes_a_seg_the_viewer_shows(stack, page, tmp_
     wait_for_answer(page, 1)
     # No stop rule, so the tiny random model's mask runs through every slice (a real model stops at the organ).
     page.evaluate("() => { window.medicosam.propagationOptions = { iou_threshold: 0, min_predicted_iou: 0 }; }")
-    with page.expect_response(lambda r: "/infer/medicosam_3d" in r.url) as answered:
+    with page.expect_response(lambda r: "/infer/medicosam_3d" in r.url, timeout=120_000) as answered:
         press(page, "propagate")
     said = wait_for_answer(page, 2)
     assert "propagated over slices 1–40" in said, said

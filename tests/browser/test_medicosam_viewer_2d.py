@@ -116,7 +116,7 @@ def test_a_box_on_a_clip_frame_then_tracking_through_the_frames(stack, page, pha
     assert np.array_equal(found, np.flatnonzero(served.ravel()))
 
     page.evaluate("() => { window.medicosam.propagationOptions = { iou_threshold: 0, min_predicted_iou: 0 }; }")
-    with page.expect_response(lambda r: "/infer/medicosam_3d" in r.url) as answered:
+    with page.expect_response(lambda r: "/infer/medicosam_3d" in r.url, timeout=120_000) as answered:
         press(page, "propagate")
     said = wait_for_answer(page, 2)
     assert "propagated over frames 1–5" in said, said
