@@ -92,7 +92,7 @@ def pacs_outage(root: Path, checkpoint: Path) -> None:
                             files={"label": ("label.nii.gz", (root / "label.nii.gz").read_bytes())}, timeout=120)
 
     acknowledged = 0
-    with orthanc(port, storage, root / "orthanc-1.log"):
+    with orthanc(port, storage, root / "orthanc-1.log") as first_orthanc:
         upload(pacs, dicom)
         with running_server(pacs, root / "server.log", env=env, ready_path="/healthz") as url:
             wait_for_model(url, timeout=600)
@@ -115,6 +115,7 @@ def pacs_outage(root: Path, checkpoint: Path) -> None:
             kept = requests.get(f"{url}/datastore/label", params={"label": series["phantom_ct"], "tag": "final"}, timeout=60)
             print(f"  label save: {during.status_code} after {during_s:.2f} s ({during.json().get('detail', '')[:90]}…); "
                   f"the label served back from the server: {kept.status_code}")
+            first_orthanc.wait(timeout=60)  # it stops answering before it lets go of its database
             with orthanc(port, storage, root / "orthanc-2.log"):
                 back = time.perf_counter()
                 ready_again = until(lambda: requests.get(f"{url}/readyz", timeout=10).status_code == 200)
