@@ -13,11 +13,8 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore, LocalDatastoreModel
 
-from medicosam_app.atomic_files import (
-    write_bytes_atomic,
-)
-
-
+from medicosam_app.atomic_files import write_bytes_atomic
+from medicosam_app.security.paths import UnsafePathError, confined_path
 
 logger = logging.getLogger(__name__)
 
@@ -115,19 +112,29 @@ def editing_index(store: LocalDatastore) -> Iterator[LocalDatastoreModel]:
         adopt_index(store, model)
 
 
+def _present(folder: str, name: str) -> bool:
+    """Whether ``name`` is a file inside ``folder``. The names come from the index file, which a person (or an
+    older version) may have edited: one that leaves the folder counts as absent and is never looked at."""
+    try:
+        return os.path.exists(confined_path(folder, name))
+    except UnsafePathError:
+        return False
+
+
 def reconcile_index(store: LocalDatastore, model: LocalDatastoreModel) -> int:
     """Bring ``model`` in line with the files on disk; returns the number of entries changed."""
     changes = 0
     image_folder = model.image_path()
     for image_id, entry in list(model.objects.items()):
-        if not os.path.exists(os.path.join(image_folder, store._filename(image_id, entry.image.ext))):
-            logger.info("Dropping image %s from the index: its file is gone", image_id)
+        if not _present(image_folder, store._filename(image_id, entry.image.ext)):
+            logger.info("Dropping image %r from the index: its file is gone (or its name leaves the folder)", image_id)
             del model.objects[image_id]
             changes += 1
             continue
         for tag, label in list(entry.labels.items()):
-            if not os.path.exists(os.path.join(model.label_path(tag), store._filename(image_id, label.ext))):
-                logger.info("Dropping label %s (%s) from the index: its file is gone", image_id, tag)
+            if not _present(model.label_path(tag), store._filename(image_id, label.ext)):
+                logger.info("Dropping label %r (%r) from the index: its file is gone (or its name leaves the folder)",
+                            image_id, tag)
                 del entry.labels[tag]
                 changes += 1
 
