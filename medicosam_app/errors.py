@@ -1,6 +1,7 @@
 """Errors the core raises. Each one carries a message written for the person who has to fix it.
 
-The app layer maps them to HTTP: :class:`InvalidRequestError` → 4xx, :class:`ModelUnavailableError` → 503,
+The app layer maps them to HTTP in one place (``apps/medicosam/lib/http_errors.py``): :class:`InvalidRequestError` →
+its 4xx, :class:`ModelUnavailableError` → 503, :class:`PacsError` → 503 (away) or 502 (answered an error),
 :class:`StorageFullError` (and any ``OSError`` that :func:`is_storage_full`) → 507.
 """
 
@@ -44,6 +45,16 @@ class ModelUnavailableError(MedicoSamError):
 
 class ModelLoadingError(ModelUnavailableError):
     """The model is being loaded or downloaded right now: try again shortly (HTTP 503 with Retry-After)."""
+
+
+class PacsError(MedicoSamError):
+    """The PACS did not serve what was asked. ``away``: it did not answer (refused, timed out, cut off), so the
+    client may try again after ``retry_after_s``; else it answered with an error or with nothing usable."""
+
+    def __init__(self, message: str, away: bool = False, retry_after_s: int = 10) -> None:
+        super().__init__(message)
+        self.away = away
+        self.retry_after_s = retry_after_s
 
 
 class StorageFullError(MedicoSamError):

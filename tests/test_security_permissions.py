@@ -175,7 +175,9 @@ def test_others_labels_and_sessions():
     assert not may_call(A, "PUT", "/datastore/label", owner_is_other=True)  # overwriting another's label
     assert not may_call(R, "DELETE", "/session/s1", owner_is_other=True)
     assert may_call(AD, "DELETE", "/session/s1", owner_is_other=True)
-    assert may_call(A, "POST", "/infer/x", owner_is_other=True)  # no owner: the plain rule
+    assert may_call(A, "POST", "/activelearning/x", owner_is_other=True)  # no owner: the plain rule
+    assert not may_call(R, "POST", "/infer/x", owner_is_other=True)  # on another user's session
+    assert may_call(AD, "POST", "/infer/x", owner_is_other=True)
     assert may_call(None, "POST", "/auth/token") and not may_call(None, "GET", "/info/")
     assert may_call(AD, "GET", "/anything-new") and not may_call(R, "GET", "/anything-new")
 

@@ -13,7 +13,6 @@ _REPO = Path(__file__).resolve().parents[2]
 if str(_REPO) not in sys.path:  # the core package sits beside apps/ in this repository
     sys.path.insert(0, str(_REPO))
 
-from fastapi import HTTPException  # noqa: E402
 from monailabel.config import settings  # noqa: E402
 from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from monailabel.interfaces.datastore import Datastore  # noqa: E402
@@ -280,10 +279,12 @@ class MedicoSAMApp(MONAILabelApp):
             self._require_session_image(image_id)
             return super().infer(request, datastore)
         if not isinstance(image_id, str) or not image_id.strip():
-            raise HTTPException(422, f"'image' must be an image id (GET /datastore/ lists them), got {image_id!r}.")
+            raise InvalidRequestError(f"'image' must be an image id (GET /datastore/ lists them), got {image_id!r}.")
         store = datastore or self.datastore()
         if not store.get_image_uri(image_id):
-            raise HTTPException(404, f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.")
+            raise InvalidRequestError(
+                f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.", status=404
+            )
         options = monai_label_options(request)
         save = options.pop("save_label")
         result = super().infer(dict(request, image_id=image_id, **options, save_label=False), store)
@@ -318,4 +319,4 @@ class MedicoSAMApp(MONAILabelApp):
             folder = Path(sessions.store_path).resolve()
             if folder in Path(image).resolve().parents:
                 return
-        raise HTTPException(404, "The session's image was not found: upload it again with PUT /session/.")
+        raise InvalidRequestError("The session's image was not found: upload it again with PUT /session/.", status=404)

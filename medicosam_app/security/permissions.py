@@ -1,4 +1,12 @@
-"""Who may call which route: one table covering every route MONAI Label 0.8.5 serves, and ours.
+"""The route table: one row per route MONAI Label 0.8.5 serves, and ours, saying who may call it and what the
+server does around it.
+
+Each :class:`Rule` has the columns the server is driven by: the role a caller needs (the access middleware), the
+role needed to act on another user's label or session (ownership, decided with :func:`may_act_on_others`), the
+audit event it leaves (the audit trail), the request check run before MONAI Label's endpoint (``guard``: a name
+the app resolves to its check) and whether it runs in the thread pool (``heavy``). The permission table in
+``docs/security.md`` is printed from it (``python -m medicosam_app permissions``). A route added here and
+nowhere else is guarded, audited and served as its row says.
 
 Roles are ordered (:class:`~medicosam_app.security.users.Role`): a role may call everything the roles below
 it may. A route missing from the table needs **admin** (closed by default): a route added by a new MONAI
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Pattern, Tuple
+from typing import Optional, Pattern, Sequence, Tuple
 
 from .users import Role
 
@@ -53,9 +61,20 @@ def route_pattern(template: str) -> Pattern[str]:
 
 @dataclass(frozen=True)
 class Rule:
-    """``method`` on ``route`` (a FastAPI route template) needs ``role`` (None: public); ``others`` is the
-    role needed when the label or session it acts on belongs to another user (None: no owner); ``loopback``:
-    callers on this machine need no sign-in (a Prometheus scraper beside the server)."""
+    """One route and what the server does around it.
+
+    Args:
+        method: the HTTP method.
+        route: the FastAPI route template (``{x}`` one path segment, ``{x:path}`` the rest).
+        role: the least role that may call it; None: anyone, signed in or not.
+        what: what it does, for the permission table.
+        others: the role needed when the label or session it acts on belongs to another user (None: it acts
+            on nothing that has an owner).
+        loopback: callers on this machine need no sign-in (a Prometheus scraper beside the server).
+        audit: the event of the audit line every call leaves, whatever its answer (None: only refusals do).
+        guard: the name of the request check run before the endpoint (None: MONAI Label's endpoint as is).
+        heavy: the endpoint computes or writes while the client waits, so it runs in the thread pool.
+    """
 
     method: str
     route: str
@@ -63,6 +82,9 @@ class Rule:
     what: str
     others: Optional[Role] = None
     loopback: bool = False
+    audit: Optional[str] = None
+    guard: Optional[str] = None
+    heavy: bool = False
     _regex: Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,10 +101,10 @@ A, R, AD = Role.ANNOTATOR, Role.REVIEWER, Role.ADMIN
 RULES: Tuple[Rule, ...] = (
     # Sign-in (MONAI Label's auth protocol, REFERENCE §9) and assets without patient data.
     Rule("GET", "/auth/", PUBLIC, "is sign-in required? (clients ask before signing in)"),
-    Rule("POST", "/auth/token", PUBLIC, "sign in: user name and password for a token"),
+    Rule("POST", "/auth/token", PUBLIC, "sign in: user name and password for a token", audit="sign_in"),
     Rule("GET", "/auth/token/valid", A, "is my token still valid?"),
     Rule("GET", "/auth/signin", PUBLIC, "the sign-in page for browsers (OHIF): sets an HttpOnly cookie"),
-    Rule("POST", "/auth/signin", PUBLIC, "sign in from that page"),
+    Rule("POST", "/auth/signin", PUBLIC, "sign in from that page", audit="sign_in"),
     Rule("POST", "/auth/signout", PUBLIC, "sign out (removes the cookie)"),
     Rule("OPTIONS", "/{path:path}", PUBLIC, "CORS preflight (browsers send no credentials with it)"),
     Rule("GET", "/favicon.ico", PUBLIC, "icon"),
@@ -96,45 +118,53 @@ RULES: Tuple[Rule, ...] = (
     Rule("GET", "/openapi.json", A, "API description"),
     # Annotating.
     Rule("GET", "/info/", A, "app info: models, labels, strategies"),
-    Rule("POST", "/infer/{model}", A, "inference (clicks, boxes, automatic)"),
+    Rule("POST", "/infer/{model}", A, "inference (clicks, boxes, automatic; another user's session: admin)",
+         others=AD, audit="infer", guard="infer", heavy=True),
     Rule("POST", "/infer/wsi/{model}", A, "whole-slide inference (deprecated route)"),
     Rule("POST", "/infer/wsi_v2/{model}", A, "whole-slide inference"),
-    Rule("POST", "/activelearning/{strategy}", A, "next sample"),
+    Rule("POST", "/activelearning/{strategy}", A, "next sample", audit="next_sample", guard="strategy", heavy=True),
     Rule("GET", "/datastore/", A, "list images and labels"),
     Rule("HEAD", "/datastore/image", A, "does an image exist?"),
-    Rule("GET", "/datastore/image", A, "download an image"),
-    Rule("GET", "/datastore/image/info", A, "image info"),
-    Rule("PUT", "/datastore/label", A, "save a label (another user's label: reviewer)", others=R),
+    Rule("GET", "/datastore/image", A, "download an image", audit="image_download"),
+    Rule("GET", "/datastore/image/info", A, "image info", guard="image_info_read"),
+Rule("PUT", "/datastore/label", A, "save a label (another user's label: reviewer)",
+         others=R, audit="label_save", guard="label_save", heavy=True),
     Rule("HEAD", "/datastore/label", A, "does a label exist?"),
-    Rule("GET", "/datastore/label", A, "download a label (another user's: reviewer)", others=R),
-    Rule("GET", "/datastore/label/info", A, "label info (another user's: reviewer)", others=R),
-    Rule("PUT", "/session/", A, "upload an image as a session"),
-    Rule("GET", "/session/{session_id}", A, "a session (another user's: admin)", others=AD),
-    Rule("DELETE", "/session/{session_id}", A, "remove a session (another user's: admin)", others=AD),
+Rule("GET", "/datastore/label", A, "download a label (another user's: reviewer)",
+         others=R, audit="label_download", guard="label_read"),
+    Rule("GET", "/datastore/label/info", A, "label info (another user's: reviewer)", others=R, guard="label_read"),
+    Rule("PUT", "/session/", A, "upload an image as a session", audit="session", guard="session_upload", heavy=True),
+Rule("GET", "/session/{session_id}", A, "a session (another user's: admin)",
+         others=AD, guard="session_read", heavy=True),
+Rule("DELETE", "/session/{session_id}", A, "remove a session (another user's: admin)",
+         others=AD, audit="session_delete", guard="session_id"),
     Rule("GET", "/train/", A, "training status"),
     Rule("GET", "/scoring/", A, "scoring status"),
     Rule("GET", "/batch/infer", A, "batch inference status"),
     Rule("GET", "/proxy/dicom/wado/{path:path}", A, "PACS images (WADO) for the viewer"),
     Rule("GET", "/proxy/dicom/qido/{path:path}", A, "PACS search (QIDO) for the viewer"),
     # Reviewing.
-    Rule("POST", "/scoring/", R, "run all scoring methods (deprecated route)"),
-    Rule("POST", "/scoring/{method}", R, "run a scoring method"),
+Rule("POST", "/scoring/", R, "run all scoring methods (deprecated route)",
+         audit="scoring", guard="all_scoring", heavy=True),
+    Rule("POST", "/scoring/{method}", R, "run a scoring method", audit="scoring", guard="scoring", heavy=True),
     Rule("DELETE", "/scoring/", R, "stop scoring"),
-    Rule("PUT", "/datastore/label/info", R, "change label info (approve)"),
-    Rule("PUT", "/datastore/updatelabelinfo", R, "change label info (deprecated route)"),
+    Rule("PUT", "/datastore/label/info", R, "change label info (approve)", audit="label_info", guard="info_json"),
+Rule("PUT", "/datastore/updatelabelinfo", R, "change label info (deprecated route)",
+         audit="label_info", guard="params_json"),
     # Administering.
-    Rule("POST", "/train/", AD, "train all models (deprecated route)"),
-    Rule("POST", "/train/{model}", AD, "train a model"),
-    Rule("DELETE", "/train/", AD, "stop training"),
-    Rule("POST", "/batch/infer/{model}", AD, "batch inference over the datastore"),
+    Rule("POST", "/train/", AD, "train all models (deprecated route)", audit="train", guard="all_training", heavy=True),
+    Rule("POST", "/train/{model}", AD, "train a model", audit="train", guard="training", heavy=True),
+    Rule("DELETE", "/train/", AD, "stop training", audit="train_stop"),
+    Rule("POST", "/batch/infer/{model}", AD, "batch inference over the datastore", guard="batch_infer", heavy=True),
     Rule("DELETE", "/batch/infer", AD, "stop batch inference"),
-    Rule("PUT", "/datastore/", AD, "upload an image (deprecated route)"),
-    Rule("PUT", "/datastore/image", AD, "upload an image"),
-    Rule("PUT", "/datastore/image/info", AD, "change image info"),
-    Rule("DELETE", "/datastore/", AD, "delete an image and its labels (deprecated route)"),
-    Rule("DELETE", "/datastore/image", AD, "delete an image and its labels"),
-    Rule("DELETE", "/datastore/label", AD, "delete a label"),
-    Rule("GET", "/datastore/dataset", AD, "download the whole dataset (ZIP)"),
+Rule("PUT", "/datastore/", AD, "upload an image (deprecated route)",
+         audit="image_upload", guard="image_upload", heavy=True),
+    Rule("PUT", "/datastore/image", AD, "upload an image", audit="image_upload", guard="image_upload", heavy=True),
+    Rule("PUT", "/datastore/image/info", AD, "change image info", guard="info_json"),
+    Rule("DELETE", "/datastore/", AD, "delete an image and its labels (deprecated route)", audit="delete"),
+    Rule("DELETE", "/datastore/image", AD, "delete an image and its labels", audit="delete"),
+    Rule("DELETE", "/datastore/label", AD, "delete a label", audit="delete", guard="label_delete"),
+    Rule("GET", "/datastore/dataset", AD, "download the whole dataset (ZIP)", audit="dataset_download"),
     Rule("GET", "/model/info/{model}", AD, "model file checksum and details"),
     Rule("GET", "/model/{model}", AD, "download model weights"),
     Rule("PUT", "/model/{model}", AD, "replace model weights"),
@@ -160,15 +190,15 @@ def _relative(path: str, api_prefix: str) -> Optional[str]:
     return None  # outside the API: only the table's own routes, nothing under another prefix
 
 
-def rule_for(method: str, path: str, api_prefix: str = "") -> Optional[Rule]:
-    """The table's rule for ``method`` on the URL path ``path`` (as the server received it, decoded, without
+def rule_for(method: str, path: str, api_prefix: str = "", rules: Optional[Sequence[Rule]] = None) -> Optional[Rule]:
+    """The rule of ``rules`` (default :data:`RULES`) for ``method`` on the URL path ``path`` (as the server received it, decoded, without
     the query), or None when the table has none (then :data:`DEFAULT_ROLE` applies)."""
     method = method.upper()
     relative = _relative(path, api_prefix)
     if relative is None:
         return None
     for candidate in (method, "GET") if method == "HEAD" else (method,):
-        for rule in RULES:
+        for rule in RULES if rules is None else rules:
             if rule.matches(candidate, relative):
                 return rule
     return None
@@ -195,6 +225,23 @@ def may_call(
     if owner_is_other and rule is not None and rule.others is not None:
         needed = rule.others
     return needed is None or (role is not None and role >= needed)
+
+
+def may_act_on_others(role: Optional[Role], rule: Optional[Rule]) -> bool:
+    """Whether a caller with ``role`` may act on another user's label or session through ``rule``'s route (the
+    ``others`` column; a route whose row names no such role, or one outside the table, needs admin)."""
+    needed = rule.others if rule is not None and rule.others is not None else DEFAULT_ROLE
+    return role is not None and role >= needed
+
+
+def others_role(rule: Optional[Rule]) -> Role:
+    """The role :func:`may_act_on_others` asks for on ``rule``'s route."""
+    return rule.others if rule is not None and rule.others is not None else DEFAULT_ROLE
+
+
+def routes_with(column: str, rules: Optional[Sequence[Rule]] = None) -> Tuple[Rule, ...]:
+    """The rules of ``rules`` (default :data:`RULES`) whose ``column`` (``audit``, ``guard``, ``heavy``) is set."""
+    return tuple(rule for rule in (RULES if rules is None else rules) if getattr(rule, column))
 
 
 def _role_text(role: Optional[Role], loopback: bool = False) -> str:

@@ -9,7 +9,11 @@ and ours (replaced ones included, since it runs before routing). For each HTTP r
 2. checks the role the permissions table (:mod:`medicosam_app.security.permissions`) asks for: no or bad
    token 401, too low a role 403; an OHIF page without sign-in is redirected to the sign-in page;
 3. lets the request through with the user in the request context (:mod:`.request_context`), and
-4. appends one audit line for the events of :data:`AUDITED_ROUTES` and for every refused request (4xx).
+4. appends one audit line for each call of a route whose row names an audit event, and for every refused
+   request (4xx).
+
+The route table (:data:`medicosam_app.security.permissions.RULES`) drives all of it: the role, the audit event,
+and, through the request context, who may act on another user's label or session.
 
 When no users file is configured, authentication is off: every request passes, and the audit trail still
 records, with the client's ``client_id`` as user. When MONAI Label's own Keycloak sign-in is enabled
@@ -24,7 +28,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Pattern, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -35,7 +39,7 @@ from starlette.middleware.cors import CORSMiddleware
 from medicosam_app.security.audit import AuditLog
 from medicosam_app.security.audit_record import AuditRecord
 from medicosam_app.security.throttle import SignInThrottle
-from medicosam_app.security.permissions import DEFAULT_ROLE, route_pattern, rule_for
+from medicosam_app.security.permissions import DEFAULT_ROLE, Rule, rule_for
 from medicosam_app.security.tokens import TokenError, TokenIssuer, secret_file_for, token_from_authorization
 from medicosam_app.security.users import User, UserStore
 
@@ -47,41 +51,6 @@ logger = logging.getLogger(__name__)
 COOKIE = "medicosam_token"
 SIGN_IN_PAGE = "/auth/signin"
 _BODY_KEPT = 4096  # bytes of a refused answer's body kept for the audit line's ``detail``
-
-# (method, route template, event): requests that leave a line in the audit trail whatever their answer.
-AUDITED_ROUTES: Tuple[Tuple[str, str, str], ...] = (
-    ("POST", "/infer/{model}", "infer"),
-    ("PUT", "/datastore/label", "label_save"),
-    ("DELETE", "/datastore/label", "delete"),
-    ("DELETE", "/datastore/image", "delete"),
-    ("DELETE", "/datastore/", "delete"),
-    ("PUT", "/datastore/image", "image_upload"),
-    ("PUT", "/datastore/", "image_upload"),
-    ("GET", "/datastore/image", "image_download"),
-    ("GET", "/datastore/label", "label_download"),
-    ("GET", "/datastore/dataset", "dataset_download"),
-    ("POST", "/train/{model}", "train"),
-    ("POST", "/train/", "train"),
-    ("DELETE", "/train/", "train_stop"),
-    ("POST", "/activelearning/{strategy}", "next_sample"),
-    ("POST", "/scoring/{method}", "scoring"),
-    ("POST", "/scoring/", "scoring"),
-    ("PUT", "/datastore/label/info", "label_info"),
-    ("PUT", "/datastore/updatelabelinfo", "label_info"),
-    ("PUT", "/session/", "session"),
-    ("DELETE", "/session/{session_id}", "session_delete"),
-    ("POST", "/auth/token", "sign_in"),
-    ("POST", SIGN_IN_PAGE, "sign_in"),
-)
-_AUDITED: List[Tuple[str, Pattern[str], str]] = [(m, route_pattern(r), e) for m, r, e in AUDITED_ROUTES]
-
-
-def audited_event(method: str, path: str) -> Optional[str]:
-    for audited_method, pattern, event in _AUDITED:
-        if method == audited_method and pattern.fullmatch(path):
-            return event
-    return None
-
 
 @dataclass
 class Caller:
@@ -105,7 +74,8 @@ class SignInThrottled(Exception):
 class SiteAccess:
     """The users file, the token issuer and the audit log of one server.
 
-    ``users_file`` None: authentication off. ``api_prefix``: MONAI Label's ``MONAI_LABEL_API_STR``."""
+    ``users_file`` None: authentication off. ``api_prefix``: MONAI Label's ``MONAI_LABEL_API_STR``. ``rules``: the
+    route table (default :data:`~medicosam_app.security.permissions.RULES`)."""
 
     def __init__(
         self,
@@ -113,8 +83,10 @@ class SiteAccess:
         audit: AuditLog,
         api_prefix: str = "",
         token_lifetime_s: Optional[int] = None,
+        rules: Optional[Sequence[Rule]] = None,
     ) -> None:
         self.audit = audit
+        self.rules = rules
         self.api_prefix = api_prefix.rstrip("/")
         self.users: Optional[UserStore] = None
         self.tokens: Optional[TokenIssuer] = None
@@ -197,7 +169,8 @@ class AccessControl:
         relative = path[len(self.access.api_prefix):] if path.startswith(self.access.api_prefix) else path
         started = time.perf_counter()
         caller = self.access.identify(request)
-        refusal = self._refusal(method, path, caller, caller_is_local(scope))
+        rule = rule_for(method, path, self.access.api_prefix, self.access.rules)
+        refusal = self._refusal(method, path, rule, caller, caller_is_local(scope))
         if self.access.enabled and caller.user is None and method == "GET" and _is_ohif_page(relative):
             # The viewer's code is public, but a viewer without sign-in could load no images: sign in first.
             refusal = (401, "sign in to use the viewer")
@@ -210,7 +183,7 @@ class AccessControl:
                 )
                 return
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            self._audit(method, relative, caller.user, status, {}, message, started, event="refused")
+            self._audit(method, relative, caller.user, status, {}, message, started, "refused")
             await JSONResponse({"detail": message}, status_code=status, headers=headers)(scope, receive, send)
             return
 
@@ -221,7 +194,8 @@ class AccessControl:
                 answer["recorded"] = True
                 status = answer["status"]
                 detail = _json_detail(answer["body"]) if status >= 400 else None
-                self._audit(method, relative, caller.user, status, details, detail, started)
+                event = rule.audit if rule is not None and rule.method == method else None  # not HEAD for GET
+                self._audit(method, relative, caller.user, status, details, detail, started, event)
 
         async def send_and_watch(message: Dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -233,16 +207,17 @@ class AccessControl:
                     record()  # before the client has its answer: whoever reads the trail next finds the line
             await send(message)
 
-        with handling_request(caller.user) as details:
+        with handling_request(caller.user, rule) as details:
             try:
                 await self.app(scope, receive, send_and_watch)
             finally:
                 record()  # the request failed or the client went away before the answer was complete
 
-    def _refusal(self, method: str, path: str, caller: Caller, local: bool = False) -> Optional[Tuple[int, str]]:
+    def _refusal(
+        self, method: str, path: str, rule: Optional[Rule], caller: Caller, local: bool = False
+    ) -> Optional[Tuple[int, str]]:
         if not self.access.enabled:
             return None
-        rule = rule_for(method, path, self.access.api_prefix)
         if rule is not None and rule.loopback and local:
             return None
         needed = DEFAULT_ROLE if rule is None else rule.role
@@ -266,9 +241,9 @@ class AccessControl:
         details: Dict[str, Any],
         detail: Optional[str],
         started: float,
-        event: Optional[str] = None,
+        event: Optional[str],
     ) -> None:
-        event = event or audited_event(method, path) or ("refused" if 400 <= status < 500 else None)
+        event = event or ("refused" if 400 <= status < 500 else None)
         if event is None:
             return
         fields = dict(details)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+from typing import Dict, Iterator, Optional, Tuple
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -20,6 +20,7 @@ from medicosam_app.errors import (
     MedicoSamError,
     ModelLoadingError,
     ModelUnavailableError,
+    PacsError,
     StorageFullError,
     is_storage_full,
 )
@@ -27,26 +28,46 @@ from medicosam_app.errors import (
 logger = logging.getLogger(__name__)
 
 
+def http_answer(error: BaseException) -> Optional[Tuple[int, str, Optional[Dict[str, str]]]]:
+    """The one mapping from the core's errors to HTTP: status, message, headers; None for an error that is ours
+    to fix (answered 500)."""
+    if isinstance(error, InvalidRequestError):
+        return error.status, str(error), None
+    if isinstance(error, ModelLoadingError):  # a download or load in progress: the client may simply retry
+        return 503, str(error), {"Retry-After": "5"}
+    if isinstance(error, ModelUnavailableError):
+        return 503, str(error), None
+    if isinstance(error, PacsError):
+        return (503, str(error), {"Retry-After": str(error.retry_after_s)}) if error.away else (502, str(error), None)
+    if is_storage_full(error):
+        return 507, storage_full_message(error), None
+    return None
+
+
+def _log(answer: Tuple[int, str, Optional[Dict[str, str]]]) -> None:
+    status, message, _ = answer
+    if status == 507:
+        logger.error("Answered 507: %s", message)
+    else:
+        logger.info("Answered %d: %s", status, message)
+
+
 @contextlib.contextmanager
 def as_http_errors() -> Iterator[None]:
-    """Turn expected failures into 4xx/503 with their message; the server keeps serving."""
+    """Turn expected failures into their HTTP answer (:func:`http_answer`) for code that MONAI Label runs inside
+    its own error handling (infer tasks, trainers); the server keeps serving."""
     try:
         yield
-    except InvalidRequestError as error:
-        logger.info("Rejected request (%d): %s", error.status, error)
-        raise HTTPException(status_code=error.status, detail=str(error)) from error
-    except ModelLoadingError as error:  # a download or load in progress: the client may simply retry
-        raise HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "5"}) from error
-    except ModelUnavailableError as error:
-        raise HTTPException(status_code=503, detail=str(error)) from error
-    except (StorageFullError, OSError) as error:
-        if not is_storage_full(error):
-            raise
-        logger.error("Answered 507: %s", storage_full_message(error))
-        raise HTTPException(status_code=507, detail=storage_full_message(error)) from error
-    except MedicoSamError as error:
-        logger.exception("MedicoSAM failed")
-        raise HTTPException(status_code=500, detail=str(error)) from error
+    except (MedicoSamError, OSError) as error:
+        answer = http_answer(error)
+        if answer is None:
+            if not isinstance(error, MedicoSamError):
+                raise
+            logger.exception("MedicoSAM failed")
+            raise HTTPException(status_code=500, detail=str(error)) from error
+        _log(answer)
+        status, message, headers = answer
+        raise HTTPException(status_code=status, detail=message, headers=headers) from error
 
 
 @contextlib.contextmanager
@@ -75,16 +96,19 @@ def storage_full_message(error: BaseException) -> str:
             "space, then send this again.")
 
 
-async def storage_full_as_507(request: Request, error: Exception) -> JSONResponse:
-    """The app-wide handler for writes that found no room (routes MONAI Label serves without our wrappers
-    included): 507 with a message; any other OSError goes on to the 500 it was before."""
-    if not is_storage_full(error):
+async def core_error_answer(request: Request, error: Exception) -> JSONResponse:
+    """The app-wide handler: a core error raised anywhere (storage code, routes MONAI Label serves without our
+    wrappers) gets its :func:`http_answer`; any other error goes on to the 500 it was before."""
+    answer = http_answer(error)
+    if answer is None:
         raise error
-    logger.error("%s %s answered 507: %s", request.method, request.url.path, storage_full_message(error))
-    return JSONResponse(status_code=507, content={"detail": storage_full_message(error)})
+    status, message, headers = answer
+    logger.log(logging.ERROR if status >= 500 else logging.INFO, "%s %s answered %d: %s",
+               request.method, request.url.path, status, message)
+    return JSONResponse(status_code=status, content={"detail": message}, headers=headers)
 
 
-def answer_storage_full(fastapi_app) -> None:
-    """Register :func:`storage_full_as_507` on ``fastapi_app``."""
-    fastapi_app.add_exception_handler(OSError, storage_full_as_507)
-    fastapi_app.add_exception_handler(StorageFullError, storage_full_as_507)
+def answer_core_errors(fastapi_app) -> None:
+    """Register :func:`core_error_answer` on ``fastapi_app`` for the core's errors and for full disks."""
+    fastapi_app.add_exception_handler(MedicoSamError, core_error_answer)
+    fastapi_app.add_exception_handler(OSError, core_error_answer)

@@ -12,29 +12,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Callable, Iterable, Iterator, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from medicosam_app.security.permissions import Rule, routes_with
+
 logger = logging.getLogger(__name__)
-
-# (method, path) of MONAI Label routes that compute, read or write files while the client waits.
-HEAVY_ROUTES: Tuple[Tuple[str, str], ...] = (
-    ("POST", "/infer/{model}"),
-    ("PUT", "/datastore/label"),
-    ("PUT", "/datastore/"),
-    ("PUT", "/datastore/image"),
-    ("POST", "/activelearning/{strategy}"),
-    ("POST", "/scoring/"),
-    ("POST", "/scoring/{method}"),
-    ("PUT", "/session/"),
-    ("POST", "/train/"),
-    ("POST", "/train/{model}"),
-    ("POST", "/batch/infer/{model}"),  # run_sync=true infers every image while the client waits
-    ("GET", "/session/{session_id}"),  # a session made before its folder was resolved is converted here
-)
-
 
 def in_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """A plain function with ``endpoint``'s signature that runs the coroutine on the calling (worker) thread."""
@@ -49,9 +34,12 @@ def in_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def serve_in_threads(app: FastAPI, routes: Iterable[Tuple[str, str]] = HEAVY_ROUTES) -> int:
-    """Replace the matching ``async`` routes of ``app`` by thread-pool ones; returns how many changed."""
-    return replace_endpoints(app, routes, in_worker_thread)
+def serve_in_threads(app: FastAPI, rules: Optional[Sequence[Rule]] = None) -> int:
+    """Replace the ``async`` routes of ``app`` that the route table marks ``heavy`` (they compute, read or write
+    files while the client waits) by thread-pool ones; returns how many changed. ``rules``: the route table
+    (default: ``RULES``)."""
+    heavy = [(rule.method, rule.route) for rule in routes_with("heavy", rules)]
+    return replace_endpoints(app, heavy, in_worker_thread)
 
 
 def replace_endpoints(

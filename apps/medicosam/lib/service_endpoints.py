@@ -19,7 +19,7 @@ from .body_limits import BodyLimits
 from .datastore import MedicoSAMDicomWebDatastore, PendingSegs
 from .disconnects import CancelOnDisconnect
 from .health import add_health_routes, disk_writable
-from .http_errors import answer_storage_full
+from .http_errors import answer_core_errors
 from .metrics import RequestMetrics, new_registry, serve_metrics
 
 
@@ -32,7 +32,7 @@ def serve_service_endpoints(fastapi_app: Any, app: Any) -> None:
         "disk": disk_writable(Path(app.settings.cache_dir or default_cache_dir())),
     }
     add_health_routes(fastapi_app, checks)
-    answer_storage_full(fastapi_app)
+    answer_core_errors(fastapi_app)
     prefix = settings.MONAI_LABEL_API_STR
     fastapi_app.user_middleware.insert(0, Middleware(CancelOnDisconnect, api_prefix=prefix))
     fastapi_app.user_middleware.insert(0, Middleware(BodyLimits, upload_bytes=lambda: app.session_max_bytes,

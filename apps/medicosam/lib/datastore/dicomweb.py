@@ -31,7 +31,6 @@ import requests
 import SimpleITK as sitk
 from cachetools import TTLCache
 from dicomweb_client import DICOMwebClient
-from fastapi import HTTPException
 from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
@@ -49,13 +48,13 @@ from medicosam_app.dicom.seg import (
 )
 from medicosam_app.dicom.series import NON_IMAGE_MODALITIES, DicomSeries, DicomSeriesError, read_series_folder
 from medicosam_app.dicom.wado import PacsContentError, download_series
+from medicosam_app.errors import InvalidRequestError, PacsError
 from medicosam_app.keyed_locks import KeyedLocks
 from medicosam_app.geometry.volume import Volume, read_label, write_image
 
 from .index import write_index
 from .label_store import store_label
 from .pacs_calls import pacs_failure
-from ..http_errors import as_http_errors
 from .pacs_values import binary_label, check_uid, label_file, seg_not_stored
 
 logger = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         matches = [Dataset.from_json(item) for item in found]
         matches = [m for m in matches if str(m.get("SeriesInstanceUID", "")) == series_uid]
         if not matches:
-            raise HTTPException(404, f"Series {series_uid} is not in the PACS at {self._client.base_url}.")
+            raise InvalidRequestError(f"Series {series_uid} is not in the PACS at {self._client.base_url}.", status=404)
         return matches[0]
 
     def series_folder(self, series_uid: str) -> Path:
@@ -156,30 +155,28 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         try:
             count = download_series(self._client, str(meta["StudyInstanceUID"].value), series_uid, partial)
             if not count:
-                raise HTTPException(502, f"The PACS at {self._client.base_url} sent no instances of series {series_uid}.")
+                raise PacsError(f"The PACS at {self._client.base_url} sent no instances of series {series_uid}.")
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(partial, folder)
         except requests.RequestException as error:
             raise pacs_failure(f"Downloading series {series_uid} from the PACS failed", error) from error
         except PacsContentError as error:
-            raise HTTPException(502, f"Downloading from the PACS at {self._client.base_url} failed: {error}") from error
+            raise PacsError(f"Downloading from the PACS at {self._client.base_url} failed: {error}") from error
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         return folder
 
     def series(self, series_uid: str) -> DicomSeries:
-        with as_http_errors():
-            return read_series_folder(self.series_folder(series_uid))
+        return read_series_folder(self.series_folder(series_uid))
 
     def seg_source(self, series_uid: str) -> SegSource:
         """What a SEG of this series is made over: the classic series (headers only), else the image as read
         (a radiograph, a stack, a clip, an enhanced instance)."""
         folder = self.series_folder(series_uid)
-        with as_http_errors():
-            try:
-                return read_series_folder(folder)
-            except DicomSeriesError:
-                return read_dicom_folder(folder)
+        try:
+            return read_series_folder(folder)
+        except DicomSeriesError:
+            return read_dicom_folder(folder)
 
     def get_image_uri(self, image_id: str) -> str:
         """The series converted to one local image file (once): a classic CT/MR/PET volume as NIfTI, as before;
@@ -191,8 +188,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
             if obj and os.path.isfile(LocalDatastore.get_image_uri(self, image_id)):
                 return LocalDatastore.get_image_uri(self, image_id)
             folder = self.series_folder(image_id)
-            with as_http_errors():
-                image = read_dicom_folder(folder)
+            image = read_dicom_folder(folder)
             classic = image.series is not None and image.array.ndim == 3
             suffix = ".nii.gz" if classic else ".nrrd"
             fd, converted = tempfile.mkstemp(suffix=suffix, prefix=".converting_", dir=self._datastore.image_path())
@@ -259,9 +255,8 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
             # (another replica may have saved a correction); with the PACS away, this cache's copy is served.
             try:
                 newest = self.newest_segs().get(label_id)
-            except (HTTPException, requests.RequestException) as error:
-                logger.warning("Serving the cached label of %s: the PACS did not list labels (%s)", label_id,
-                               getattr(error, "detail", error))
+            except (PacsError, requests.RequestException) as error:
+                logger.warning("Serving the cached label of %s: the PACS did not list labels (%s)", label_id, error)
                 newest = None
             if newest:
                 return self.get_label_uri(newest, label_tag, image_id=label_id)
@@ -275,8 +270,7 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
         seg_folder = self._download(check_uid(label_id, "label"), Path(self._datastore.label_path(label_tag)) / label_id)
         seg = pydicom.dcmread(str(next(seg_folder.glob("*.dcm"))))
         image_path = self.get_image_uri(image_id)
-        with as_http_errors():
-            label = seg_to_label(seg, self.seg_source(image_id))
+        label = seg_to_label(seg, self.seg_source(image_id))
         reference = sitk.ReadImage(image_path)
         written = label_file(label, reference, self._datastore.label_path(label_tag))
         try:
@@ -324,9 +318,8 @@ class MedicoSAMDicomWebDatastore(DICOMWebDatastore):
             LocalDatastore.update_label_info(self, image_id, tag, {**info, "pacs": unsupported, PENDING_SEG: None})
             logger.warning("Series %s: %s", image_id, unsupported)
             return
-        with as_http_errors():
-            label = read_label(label_filename).array
-            seg = label_to_seg(label, source, label_names(info.get("label_info")), author)
+        label = read_label(label_filename).array
+        seg = label_to_seg(label, source, label_names(info.get("label_info")), author)
         self._client.store_instances([seg])
         info = {**info, "SeriesInstanceUID": str(seg.SeriesInstanceUID), "algorithm": author.algorithm,
                 "model_version": author.model_version, PENDING_SEG: None}

@@ -12,7 +12,6 @@ import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
-from fastapi import HTTPException
 from monailabel.datastore.local import DataModel, LocalDatastore, LocalDatastoreModel
 
 from medicosam_app.atomic_files import (
@@ -25,9 +24,8 @@ from medicosam_app.errors import ImageReadError, InvalidRequestError
 from medicosam_app.geometry.label_check import GEOMETRY_FORMATS, Grid, on_image_grid, read_checked_label
 from medicosam_app.security.audit_record import label_summary
 from medicosam_app.security.paths import UnsafePathError, confined_path, safe_extension, safe_name
-from medicosam_app.security.users import Role
 
-from ..request_context import add_audit_details, current_user
+from ..request_context import add_audit_details, current_user, may_act_for_others, role_for_others
 
 
 from .index import adopt_index, index_lock, read_index, write_index
@@ -44,16 +42,16 @@ ANNOTATOR = "annotator"  # the label info key naming who saved a label
 
 @contextlib.contextmanager
 def refused_as_422() -> Iterator[None]:
-    """An unsafe name or a label that fails its checks is the client's mistake: HTTP 422 with what to fix,
-    whoever calls the datastore."""
+    """An unsafe name or a label that fails its checks is the client's mistake (``InvalidRequestError``: a 4xx
+    with what to fix, whoever calls the datastore); logged here, answered by the app's error handler."""
     try:
         yield
     except UnsafePathError as error:
         logger.warning("Refused a datastore path: %s", error)
-        raise HTTPException(422, str(error)) from error
+        raise
     except InvalidRequestError as error:
         logger.info("Refused a label: %s", error)
-        raise HTTPException(error.status, str(error)) from None
+        raise
 
 
 def _relative_folder(store: LocalDatastore, folder: str) -> str:
@@ -106,7 +104,9 @@ def store_label(
     _, label_ext = store._to_id(os.path.basename(label_filename))
     getattr(store, "_reload_if_replaced", lambda: None)()
     if image_id not in store._datastore.objects:
-        raise HTTPException(404, f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.")
+        raise InvalidRequestError(
+            f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.", status=404
+        )
     # Checked before anything is written: a bad tag must not even create a folder.
     label_destination(store, store._datastore, image_id, label_tag, label_ext)
     with refused_as_422():
@@ -118,8 +118,8 @@ def store_label(
             index = read_index(store)
             entry = index.objects.get(image_id)
             if entry is None:
-                raise HTTPException(
-                    404, f"Image '{image_id}' is not in the datastore; list images with GET /datastore/."
+                raise InvalidRequestError(
+                    f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.", status=404
                 )
             image_path = os.path.join(index.image_path(), store._filename(image_id, entry.image.ext))
             source = label_filename
@@ -127,8 +127,8 @@ def store_label(
                 try:
                     image = Grid.of_image(image_path)
                 except (RuntimeError, ImageReadError):
-                    raise HTTPException(
-                        422, f"Image '{image_id}' in the datastore cannot be read: no label can be checked against it.",
+                    raise InvalidRequestError(
+                        f"Image '{image_id}' in the datastore cannot be read: no label can be checked against it.",
                     ) from None
                 with refused_as_422():
                     source = on_image_grid(label, image, image_id, label_ext, workspace) or label_filename
@@ -163,10 +163,11 @@ def label_annotator(existing: Optional[DataModel], tag: str, label_info: Optiona
         client = (label_info or {}).get("client_id")
         return client if isinstance(client, str) and client else None
     owner = existing.info.get(ANNOTATOR) if existing is not None else None
-    if owner and owner != user.username and user.role < Role.REVIEWER:
-        raise HTTPException(
-            403, f"The label '{tag}' of this image was saved by {owner!r}; replacing another annotator's label needs "
-            f"the reviewer role ({user.username!r} is {user.role.label}). Save it under another tag.",
+    if owner and owner != user.username and not may_act_for_others():
+        raise InvalidRequestError(
+            f"The label '{tag}' of this image was saved by {owner!r}; replacing another annotator's label needs "
+            f"the {role_for_others().label} role ({user.username!r} is {user.role.label}). Save it under another tag.",
+            status=403,
         )
     return user.username
 

@@ -31,7 +31,6 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-from fastapi import HTTPException
 from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore, LocalDatastoreModel
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
@@ -42,6 +41,7 @@ from medicosam_app.atomic_files import (
     restored_if_failed,
     storage_full_as,
 )
+from medicosam_app.errors import InvalidRequestError
 from medicosam_app.security.paths import safe_name
 
 from ..served_images import served_image
@@ -213,7 +213,9 @@ class CheckedLocalDatastore(LocalDatastore):
         with editing_index(self) as index:
             entry = index.objects.get(image_id)
             if entry is None:
-                raise HTTPException(404, f"Image '{image_id}' is not in the datastore; GET /datastore/ lists them.")
+                raise InvalidRequestError(
+                    f"Image '{image_id}' is not in the datastore; GET /datastore/ lists them.", status=404
+                )
             for tag, label in entry.labels.items():
                 remove_durably(label_destination(self, index, image_id, tag, label.ext))
             remove_durably(image_destination(self, index, image_id, entry.image.ext))

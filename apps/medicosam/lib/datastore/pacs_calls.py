@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import requests
-from fastapi import HTTPException
+
+from medicosam_app.errors import PacsError
 
 PACS_RETRY_AFTER_S = 10
 PACS_TIMEOUT_S = (5.0, 60.0)  # to connect; between two reads (a large series streams for longer, never idle)
@@ -25,11 +26,11 @@ def bound_pacs_calls(session: requests.Session) -> requests.Session:
     return session
 
 
-def pacs_failure(what: str, error: requests.RequestException) -> HTTPException:
+def pacs_failure(what: str, error: requests.RequestException) -> PacsError:
     """A PACS that is away (refused, timed out, cut off) is a 503 to retry later: images opened before keep
     serving clicks from the cache. A PACS that answered with an error is a 502."""
     if isinstance(error, (requests.ConnectionError, requests.Timeout)):
-        return HTTPException(
-            503, f"{what}: the PACS is not answering ({type(error).__name__}). Try again when it is back; images "
-                 "opened before keep working.", headers={"Retry-After": str(PACS_RETRY_AFTER_S)})
-    return HTTPException(502, f"{what}: {error}")
+        return PacsError(
+            f"{what}: the PACS is not answering ({type(error).__name__}). Try again when it is back; images "
+            "opened before keep working.", away=True, retry_after_s=PACS_RETRY_AFTER_S)
+    return PacsError(f"{what}: {error}")

@@ -11,12 +11,10 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import requests
 import SimpleITK as sitk
-from fastapi import HTTPException
 from monailabel.config import settings
 
+from medicosam_app.errors import InvalidRequestError, PacsError
 from medicosam_app.geometry.volume import read_volume, write_label
-
-from ..http_errors import as_http_errors
 
 
 UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -25,8 +23,8 @@ UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 def check_uid(value: str, what: str = "image") -> str:
     """``value`` when it is a DICOM UID (an id from a request becomes a folder name: nothing else may pass)."""
     if not isinstance(value, str) or len(value) > 64 or not UID.match(value):
-        raise HTTPException(
-            422, f"'{value}' is not a DICOM SeriesInstanceUID: with a PACS datastore, '{what}' is the series UID."
+        raise InvalidRequestError(
+            f"'{value}' is not a DICOM SeriesInstanceUID: with a PACS datastore, '{what}' is the series UID."
         )
     return value
 
@@ -47,28 +45,26 @@ def search_filters(modalities: Sequence[str]) -> List[Dict[str, Any]]:
     return [{"Modality": m} for m in modalities]
 
 
-def seg_not_stored(error: requests.RequestException) -> HTTPException:
+def seg_not_stored(error: requests.RequestException) -> PacsError:
     """The answer to a save whose SEG the PACS did not take: the label is kept, and will be sent again."""
     away = isinstance(error, (requests.ConnectionError, requests.Timeout))
     what = "is not answering" if away else f"refused the DICOM SEG ({error})"
-    return HTTPException(
-        503 if away else 502,
+    return PacsError(
         f"The label is saved on this server, not lost, but the PACS {what}. The server sends it to the PACS when "
         "the PACS answers again; saving again also retries.",
-        headers={"Retry-After": "30"} if away else None,
+        away=away, retry_after_s=30,
     )
 
 
 def binary_label(image_uri: str, raw: str) -> str:
     """Raw uint8 voxels, i fastest (what OHIF's labelmap holds), as a label file on the image's grid. The grid is
     the image's voxel grid without its colour channels (MONAI Label's converter counted them as voxels)."""
-    with as_http_errors():
-        image = read_volume(image_uri)
+    image = read_volume(image_uri)
     values = np.fromfile(raw, dtype=np.uint8)
     if values.size != int(np.prod(image.shape)):
-        raise HTTPException(
-            422, f"The raw label holds {values.size} values but the image has {int(np.prod(image.shape))} voxels "
-                 f"({' x '.join(map(str, image.shape))}): send one uint8 value per voxel, i fastest.")
+        raise InvalidRequestError(
+            f"The raw label holds {values.size} values but the image has {int(np.prod(image.shape))} voxels "
+            f"({' x '.join(map(str, image.shape))}): send one uint8 value per voxel, i fastest.")
     return str(write_label(values.reshape(image.shape, order="F"), image, ".nii.gz",
                            directory=os.path.dirname(raw) or None))
 

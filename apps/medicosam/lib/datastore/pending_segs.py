@@ -10,11 +10,11 @@ import threading
 from typing import List
 
 import requests
-from fastapi import HTTPException
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from medicosam_app.dicom.seg import SegmentationAuthor
+from medicosam_app.errors import PacsError
 
 from .dicomweb import PENDING_SEG, MedicoSAMDicomWebDatastore
 
@@ -50,9 +50,8 @@ class PendingSegs:
                 path = LocalDatastore.get_label_uri(self.store, image_id, DefaultLabelTag.FINAL)
                 try:
                     self.store.store_seg(image_id, path, info, SegmentationAuthor(**author))
-                except (requests.RequestException, HTTPException) as error:
-                    logger.warning("The label of series %s still waits for the PACS: %s", image_id,
-                                   getattr(error, "detail", error))
+                except (requests.RequestException, PacsError) as error:
+                    logger.warning("The label of series %s still waits for the PACS: %s", image_id, error)
                     return sent
             logger.info("The label of series %s, kept while the PACS did not take it, is now in the PACS", image_id)
             sent += 1

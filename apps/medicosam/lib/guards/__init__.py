@@ -3,8 +3,8 @@
 check guards which route and installs them)."""
 
 from .endpoints import batch_devices, require_batch_model
-from .table import GUARDS, guard_requests
+from .table import CHECKS, guard_requests
 from .values import DEFAULT_SESSION_MAX_BYTES, inference_label_tag, monai_label_options
 
-__all__ = ["DEFAULT_SESSION_MAX_BYTES", "GUARDS", "batch_devices", "guard_requests", "inference_label_tag",
+__all__ = ["DEFAULT_SESSION_MAX_BYTES", "CHECKS", "batch_devices", "guard_requests", "inference_label_tag",
            "monai_label_options", "require_batch_model"]

@@ -3,10 +3,10 @@
 MONAI Label 0.8.5 answers many client mistakes with a 500: ``params`` that is not a JSON object, an
 unknown model or strategy, a missing image. Training and scoring requests for an unknown name or with
 bad options are even accepted (200) and fail later in a background process the client never hears from.
-Each endpoint named in :data:`.table.GUARDS` is therefore rebuilt at start-up around a check of its arguments,
-run first, and MONAI Label's own exceptions are translated on the way out (see
-:func:`.http_errors.as_client_errors`). Valid requests pass unchanged: the protocol the Slicer and OHIF
-clients speak stays the same.
+Each endpoint whose row of the route table names a check (``guard``, resolved in :data:`.table.CHECKS`) is
+rebuilt at start-up around a check of its arguments, run first, and MONAI Label's own exceptions are translated
+on the way out (see :func:`.http_errors.as_client_errors`). Valid requests pass unchanged: the protocol the
+Slicer and OHIF clients speak stays the same.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from medicosam_app.request_values import (
     shortened_repr,
 )
 from medicosam_app.security.paths import safe_name, safe_upload_filename
-from medicosam_app.security.users import Role
 
-from ..request_context import current_user
+from ..request_context import current_user, may_act_for_others, role_for_others
 from ..session_images import resolve_session_image
 
 from .sessions import check_archive, check_session, megabytes, require_session_owner, session_max_bytes
@@ -314,7 +313,7 @@ def check_label_delete(app: Any, arguments: Dict[str, Any]) -> None:
 def check_label_read(app: Any, arguments: Dict[str, Any]) -> None:
     """``GET /datastore/label`` and its info: another annotator's label needs the reviewer role."""
     user = current_user()
-    if user is None or user.role >= Role.REVIEWER:
+    if user is None or may_act_for_others():
         return
     label_id, tag = arguments.get("label"), arguments.get("tag")
     try:
@@ -325,7 +324,7 @@ def check_label_read(app: Any, arguments: Dict[str, Any]) -> None:
     if owner and owner != user.username:
         raise InvalidRequestError(
             f"The label '{tag}' of '{label_id}' was saved by {owner!r}; reading another annotator's label needs the "
-            f"reviewer role ({user.username!r} is {user.role.label}).",
+            f"{role_for_others().label} role ({user.username!r} is {user.role.label}).",
             status=403,
         )
 

@@ -15,9 +15,8 @@ from medicosam_app.errors import InvalidRequestError
 from medicosam_app.request_values import (
     shortened_repr,
 )
-from medicosam_app.security.users import Role
 
-from ..request_context import current_user
+from ..request_context import current_user, may_act_for_others
 from ..session_images import resolve_session_image
 
 from .values import DEFAULT_SESSION_MAX_BYTES, MAX_ARCHIVE_MEMBERS, SESSION_ID
@@ -51,9 +50,10 @@ def session_owner(sessions: Any, session_id: str) -> Optional[str]:
 
 def require_session_owner(sessions: Any, session_id: str) -> None:
     """With sign-in on, a session serves only the user who uploaded it (and admins); a session whose owner
-    is not recorded (made with sign-in off) is an admin's only."""
+    is not recorded (made with sign-in off) is an admin's only. Who else may use it is the route table's
+    ``others`` column."""
     user = current_user()
-    if user is None or user.role >= Role.ADMIN:
+    if user is None or may_act_for_others():
         return
     if session_owner(sessions, session_id) != user.username:
         raise InvalidRequestError(

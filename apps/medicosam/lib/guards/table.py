@@ -1,13 +1,15 @@
-"""Which check guards which MONAI Label endpoint, and the wrapper that puts it in front at start-up."""
+"""The request checks by name (the route table's ``guard`` column), and the wrapper that puts each in front of its
+endpoint at start-up."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from fastapi import FastAPI
 
+from medicosam_app.security.permissions import Rule, routes_with
 
 from ..http_errors import as_client_errors
 from ..responsive_server import replace_endpoints
@@ -35,32 +37,29 @@ from .values import Check
 
 logger = logging.getLogger(__name__)
 
-GUARDS: Dict[Tuple[str, str], Check] = {
-    ("POST", "/infer/{model}"): check_infer,
-    ("PUT", "/datastore/label"): check_label_save,
-    ("GET", "/datastore/label"): check_label_read,
-    ("GET", "/datastore/label/info"): check_label_read,
-    ("GET", "/datastore/image/info"): check_image_info_read,
-    ("DELETE", "/datastore/label"): check_label_delete,
-    ("PUT", "/datastore/image"): check_image_upload,
-    ("PUT", "/datastore/"): check_image_upload,
-    ("PUT", "/datastore/image/info"): json_field_check("info"),
-    ("PUT", "/datastore/label/info"): json_field_check("info"),
-    ("PUT", "/datastore/updatelabelinfo"): json_field_check("params"),
-    ("POST", "/activelearning/{strategy}"): check_strategy,
-    ("POST", "/batch/infer/{model}"): check_batch_infer,
-    ("POST", "/scoring/{method}"): check_scoring,
-    ("POST", "/scoring/"): check_all_scoring,
-    ("POST", "/train/{model}"): check_training,
-    ("POST", "/train/"): check_all_training,
-    ("PUT", "/session/"): check_session_upload,
-    ("GET", "/session/{session_id}"): check_session_read,
-    ("DELETE", "/session/{session_id}"): check_session_id,
+# The checks the route table's ``guard`` column names (medicosam_app.security.permissions.RULES).
+CHECKS: Dict[str, Check] = {
+    "infer": check_infer,
+    "label_save": check_label_save,
+    "label_read": check_label_read,
+    "image_info_read": check_image_info_read,
+    "label_delete": check_label_delete,
+    "image_upload": check_image_upload,
+    "info_json": json_field_check("info"),
+    "params_json": json_field_check("params"),
+    "strategy": check_strategy,
+    "batch_infer": check_batch_infer,
+    "scoring": check_scoring,
+    "all_scoring": check_all_scoring,
+    "training": check_training,
+    "all_training": check_all_training,
+    "session_upload": check_session_upload,
+    "session_read": check_session_read,
+    "session_id": check_session_id,
 }
 
-
-# What runs after an endpoint answered, with its result.
-AFTER: Dict[Tuple[str, str], Callable[[Any, Any], None]] = {("PUT", "/session/"): after_session_upload}
+# What runs after an endpoint answered, with its result, by the check's name.
+AFTER: Dict[str, Callable[[Any, Any], None]] = {"session_upload": after_session_upload}
 
 
 def guarded(
@@ -84,13 +83,19 @@ def guarded(
     return run
 
 
-def guard_requests(app: FastAPI, app_instance: Callable[[], Any]) -> int:
-    """Put the checks of :data:`GUARDS` in front of the running server's endpoints; returns how many."""
+def guard_requests(app: FastAPI, app_instance: Callable[[], Any], rules: Optional[Sequence[Rule]] = None) -> int:
+    """Put the check each route's row names (``guard``) in front of the running server's endpoint; returns how
+    many were replaced. ``rules``: the route table (default: ``RULES``). A row naming an unknown check stops the
+    start: a route the table says is checked must never run unchecked."""
     changed = 0
-    for route, check in GUARDS.items():
-        after = AFTER.get(route)
+    for rule in routes_with("guard", rules):
+        if rule.guard not in CHECKS:
+            raise KeyError(f"The route table names the check {rule.guard!r} for {rule.method} {rule.route}; "
+                           f"the checks are {sorted(CHECKS)}")
+        check, after = CHECKS[rule.guard], AFTER.get(rule.guard)
         changed += replace_endpoints(
-            app, [route], lambda endpoint, check=check, after=after: guarded(endpoint, check, app_instance, after)
+            app, [(rule.method, rule.route)],
+            lambda endpoint, check=check, after=after: guarded(endpoint, check, app_instance, after),
         )
     logger.info("Checking the requests of %d MONAI Label endpoints before they run", changed)
     return changed
