@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medicosam_app.geometry.coordinates import SliceView  # noqa: E402
 from medicosam_app.embeddings.intensity import IntensityPolicy, slice_to_rgb  # noqa: E402
+from medicosam_app.api import PromptFields  # noqa: E402
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter  # noqa: E402
 from medicosam_app.model.provider import ModelProvider  # noqa: E402
 from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
@@ -69,7 +70,7 @@ def main() -> None:
 
         def click(point, reset):
             start = time.perf_counter()
-            result = segmenter.segment(image, {"foreground": [point]}, ClickContext("phantom", reset_state=reset))
+            result = segmenter.segment(image, PromptFields.read({"foreground": [point]}).prompts(), ClickContext("phantom", reset_state=reset))
             sync()
             return time.perf_counter() - start, result
 

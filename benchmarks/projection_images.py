@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from medicosam_app.geometry.volume import read_volume, write_label  # noqa: E402
 from medicosam_app.interactive.propagation_settings import PropagationSettings  # noqa: E402
+from medicosam_app.api import PromptFields  # noqa: E402
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter  # noqa: E402
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter  # noqa: E402
 from medicosam_app.model.random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint  # noqa: E402
@@ -96,12 +97,12 @@ def main() -> None:
             segmenter.volumes.get(path)
             read = time.perf_counter() - started
             started = time.perf_counter()
-            result = segmenter.segment(path, {"foreground": [click]}, ClickContext(name))
+            result = segmenter.segment(path, PromptFields.read({"foreground": [click]}).prompts(), ClickContext(name))
             cold = time.perf_counter() - started + read
             warm = []
             for n in range(args.warm):
                 started = time.perf_counter()
-                segmenter.segment(path, {"foreground": [click, [click[0] + 5 + n, click[1] + 3, click[2]]]},
+                segmenter.segment(path, PromptFields.read({"foreground": [click, [click[0] + 5 + n, click[1] + 3, click[2]]]}).prompts(),
                                   ClickContext(name))
                 warm.append((time.perf_counter() - started) * 1000)
             answer = write_label(result.label, result.volume, ".nrrd", directory=folder, compress=True)
@@ -121,7 +122,7 @@ def main() -> None:
             request = {"roi": box + [k, k]}  # a box on the middle slice or frame, followed both ways
             for run in ("cold", "warm"):
                 started = time.perf_counter()
-                outcome = segmenter.segment(path, dict(request, reset_state=True), ClickContext(name),
+                outcome = segmenter.segment(path, PromptFields.read(dict(request, reset_state=True)).prompts(), ClickContext(name),
                                             settings=relaxed)
                 seconds = time.perf_counter() - started
                 count = len(outcome.result.masks)

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from medicosam_app.api import PromptFields
+from medicosam_app.interactive.prompts import VoxelPrompts
 from medicosam_app.model.random_checkpoint import TINY_SAM, write_random_checkpoint
 
 # The sample-data scripts (build_datastore, build_dicom) are what tests build their data with.
@@ -186,3 +188,9 @@ def random_label_bytes(reference: sitk.Image, seed: int) -> bytes:
         path = Path(folder) / "label.nii.gz"
         sitk.WriteImage(label, str(path))
         return path.read_bytes()
+
+
+def requested(params: dict) -> VoxelPrompts:
+    """Prompts written as a client sends them (``{"foreground": [[i, j, k]], "roi": [...], "slice": k}``), read by the
+    request layer into what the segmenters take."""
+    return PromptFields.read(params).prompts()

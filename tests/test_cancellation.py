@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from conftest import requested
 from medicosam_app.runtime.cancellation import (
     Cancellation, RequestCancelled, cancellable, current_cancellation, raise_if_cancelled,
 )
@@ -73,6 +74,6 @@ def test_a_propagation_stops_when_its_client_goes(tmp_path, tiny_checkpoint):
     with pytest.MonkeyPatch.context() as patch, cancellable(cancellation):
         patch.setattr(propagation, "raise_if_cancelled", counting_checkpoint)
         with pytest.raises(RequestCancelled):
-            segmenter.segment(path, request, ClickContext("v"), axis=2, settings=settings)
+            segmenter.segment(path, requested(request), ClickContext("v"), axis=2, settings=settings)
     assert len(steps) == 3  # stopped at the checkpoint after the flag, not at the end of 23 slices
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import ModelsDouble, asymmetric_array, write_volume
+from conftest import requested
 from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.embeddings.memory_cache import EmbeddingCache
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
@@ -115,15 +116,15 @@ def test_a_click_on_the_slice_being_prefetched_waits_for_that_encode_only(shared
         return original(images, between_blocks)
 
     double.encode_batch = encode_waiting_in_the_worker
-    segmenter.segment(path, {"foreground": [[20, 10, 7]]}, ClickContext("v", client_id="a"))
+    segmenter.segment(path, requested({"foreground": [[20, 10, 7]]}), ClickContext("v", client_id="a"))
     assert worker_encoding.wait(10), "the worker never started slice 8 (the first neighbour of 7)"
     # The worker is inside slice 8's encode; it goes on only once the click below is waiting for it.
     threading.Timer(0.3, gate.set).start()
     results = []
     _run_bounded(lambda: results.append(
-        segmenter.segment(path, {"foreground": [[21, 11, 8]]}, ClickContext("v", client_id="a"))), timeout=10)
+        segmenter.segment(path, requested({"foreground": [[21, 11, 8]]}), ClickContext("v", client_id="a"))), timeout=10)
     _run_bounded(lambda: results.append(
-        segmenter.segment(path, {"foreground": [[22, 12, 6]]}, ClickContext("v", client_id="a"))), timeout=10)
+        segmenter.segment(path, requested({"foreground": [[22, 12, 6]]}), ClickContext("v", client_id="a"))), timeout=10)
     assert [r.slice_index for r in results] == [8, 6]
     assert results[0].label[21, 11, 8] == 1 and results[1].label[22, 12, 6] == 1
     row8 = _first_row(embedder, *_slice(segmenter, path, 8))
@@ -162,12 +163,12 @@ def test_random_interleavings_of_clicks_propagations_and_prefetch_never_hang(sha
             action = local.random()
             context = ClickContext("v", client_id=f"c{number}", reset_state=local.random() < 0.2)
             if action < 0.6:
-                result = segmenter.segment(path, {"foreground": [[i, j, k]]}, context)
+                result = segmenter.segment(path, requested({"foreground": [[i, j, k]]}), context)
                 assert result.slice_index == k and result.label[i, j, k] == 1
             elif action < 0.85:
                 low = max(0, k - 3)
                 roi = [i - 2, i + 2, j - 2, j + 2, low, min(view.num_slices - 1, k + 3)]
-                result = propagator.segment(path, {"roi": roi}, context, settings=PropagationSettings())
+                result = propagator.segment(path, requested({"roi": roi}), context, settings=PropagationSettings())
                 assert result.result.masks, "the propagation produced no slice"
             else:  # the semantic task's path: a batch of slices encoded from a request thread
                 batch = sorted(local.sample(range(view.num_slices), 3))

@@ -19,6 +19,7 @@ from PIL import Image
 
 from conftest import ModelsDouble
 from dicom_test_files import pydicom_file
+from conftest import requested
 from medicosam_app.dicom.image import frame_time_ms, projection_spacing, read_dicom_files
 from medicosam_app.embeddings.intensity import IntensityPolicy
 from medicosam_app.embeddings.memory_cache import EmbeddingCache
@@ -46,7 +47,7 @@ def tiny_sam(tiny_checkpoint):
 
 
 def _click_mask(models, path, params):
-    return InteractiveSegmenter(models, embeddings=EmbeddingCache()).segment(path, params, ClickContext("x")).label
+    return InteractiveSegmenter(models, embeddings=EmbeddingCache()).segment(path, requested(params), ClickContext("x")).label
 
 
 # -- a 2D plane -----------------------------------------------------------------------------------------
@@ -61,7 +62,7 @@ def test_a_radiograph_is_a_plane_whose_voxel_ij_is_its_column_and_row(tmp_path):
     np.testing.assert_array_equal(view.extract(volume.array, 0), picture)  # shown to SAM as stored
     double = RecordingPredictorDouble()
     result = InteractiveSegmenter(ModelsDouble(double), embeddings=EmbeddingCache()).segment(
-        tmp_path / "cr.dcm", {"foreground": [[40, 5, 0]]}, ClickContext("cr"))
+        tmp_path / "cr.dcm", requested({"foreground": [[40, 5, 0]]}), ClickContext("cr"))
     assert double.calls[0]["points"].tolist() == [[40, 5]]  # (x, y) = (column, row) = (i, j)
     assert result.label.shape == (45, 30, 1) and result.label[40, 5, 0] == 1
     assert double.encoded[0].shape == (30, 45, 3)  # rows x columns, grey replicated
@@ -145,7 +146,7 @@ def test_a_box_on_one_frame_follows_through_the_clip_both_ways(tmp_path):
     path = write_dicom(tmp_path / "xa.dcm", clip, "XA", frames=True, FrameTime=66.7)
     models = ModelsDouble(SquarePredictorDouble())
     outcome = VolumeSegmenter(models, SliceEmbedder(models)).segment(
-        path, {"roi": [20, 28, 8, 16, 3, 3]}, ClickContext("xa"))
+        path, requested({"roi": [20, 28, 8, 16, 3, 3]}), ClickContext("xa"))
     assert outcome.result.prompted_slices == [3] and outcome.result.slice_range == (0, 7)
     assert set(outcome.result.predicted_iou) == set(range(8))  # one predicted IoU per frame: drift is visible
     assert outcome.label.shape == (40, 30, 8) and all(outcome.label[24, 12, k] for k in range(8))
@@ -208,7 +209,7 @@ def test_pictures_of_one_series_form_a_stack_in_instance_order_and_different_siz
     np.testing.assert_array_equal(stack.array[:, :, 0], frontal.T)  # instance 1 first
     models = ModelsDouble(SquarePredictorDouble())
     with pytest.raises(InvalidRequestError, match="stack of 2 separate 2D pictures"):
-        VolumeSegmenter(models, SliceEmbedder(models)).segment(tmp_path, {"foreground": [[5, 5, 0]]}, ClickContext("s"))
+        VolumeSegmenter(models, SliceEmbedder(models)).segment(tmp_path, requested({"foreground": [[5, 5, 0]]}), ClickContext("s"))
     write_dicom(tmp_path / "c.dcm", asymmetric_picture(20, 20), "CR", series_uid=uid, instance=3)
     with pytest.raises(ImageReadError, match="3 separate 2D images of different sizes"):
         read_volume(tmp_path)

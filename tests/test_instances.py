@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from conftest import OBLIQUE_AXIAL_DIRECTION
+from medicosam_app.api import InstanceRequest
 from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.errors import InvalidRequestError
 from medicosam_app.instances.drawing import InstanceDrawer
 from medicosam_app.instances.instance_label import DrawnInstance, compose
 from medicosam_app.instances.mask_generator import GridSettings, generate, grid_points
 from medicosam_app.instances.proposals import box_proposals, semantic_proposals
-from medicosam_app.instances.segmenter import InstanceOptions
 from medicosam_app.interactive.propagation import SliceMask
 
 IDENTITY = np.eye(3)
@@ -174,7 +174,7 @@ def test_components_under_min_voxels_are_not_proposed():
 
 def test_given_boxes_cover_their_slices_and_clip():
     view = SliceView.create((40, 30, 12), OBLIQUE, 2)
-    proposals = box_proposals([[3, 14, 4, 9, 2, 7], {"box": [25, 36, 18, 26, 5, 10], "class": "node", "score": 0.8}], (40, 30, 12), view)
+    proposals = box_proposals(InstanceRequest.read({"boxes": [[3, 14, 4, 9, 2, 7], {"box": [25, 36, 18, 26, 5, 10], "class": "node", "score": 0.8}]}).boxes, (40, 30, 12), view)
     assert [p.class_name for p in proposals] == ["object", "node"] and proposals[1].score == 0.8
     assert proposals[0].slice_range == (2, 7) and proposals[0].anchor == 4 and proposals[0].clip_to_boxes
     # Oblique: i runs posterior, so display rows follow i and display columns follow j (flipped or not,
@@ -198,7 +198,7 @@ def test_given_boxes_cover_their_slices_and_clip():
 def test_bad_boxes_are_refused_with_the_key_named(boxes, message):
     view = SliceView.create((40, 30, 12), IDENTITY, 2)
     with pytest.raises(InvalidRequestError) as error:
-        box_proposals(boxes, (40, 30, 12), view)
+        box_proposals(InstanceRequest.read({"boxes": boxes}).boxes, (40, 30, 12), view)
     assert message in str(error.value) and error.value.status == 422
 
 
@@ -275,7 +275,7 @@ def test_drawing_starts_at_the_largest_slice_walks_both_ways_and_stops_where_the
 def test_given_boxes_bound_their_instances():
     truth = instance_truth()
     view = SliceView.create(truth.shape, OBLIQUE, 2)
-    (proposal,) = box_proposals([[3, 8, 4, 9, 3, 5]], truth.shape, view)  # half of object 1, three slices
+    (proposal,) = box_proposals(InstanceRequest.read({"boxes": [[3, 8, 4, 9, 3, 5]]}).boxes, truth.shape, view)  # half of object 1, three slices
     instance = InstanceDrawer(TruthSegmenterDouble(truth, view), view.pixel_shape).draw(proposal)
     result = compose([instance], truth.shape, view)
     drawn = result.label == 1
@@ -286,7 +286,7 @@ def test_given_boxes_bound_their_instances():
 def test_no_object_at_the_anchor_box_draws_nothing():
     truth = instance_truth()
     view = SliceView.create(truth.shape, IDENTITY, 2)
-    (proposal,) = box_proposals([[30, 39, 0, 5, 0, 3]], truth.shape, view)
+    (proposal,) = box_proposals(InstanceRequest.read({"boxes": [[30, 39, 0, 5, 0, 3]]}).boxes, truth.shape, view)
     assert InstanceDrawer(TruthSegmenterDouble(truth, view), view.pixel_shape).draw(proposal) is None
 
 
@@ -326,14 +326,14 @@ def test_overlapping_instances_keep_the_smaller_visible_and_hidden_ones_are_drop
 )
 def test_bad_options_are_refused_before_any_work(params, message):
     with pytest.raises(InvalidRequestError) as error:
-        InstanceOptions.from_request(params)
+        InstanceRequest.read(params).options()
     assert message in str(error.value) and error.value.status == 422
 
 
 def test_default_options():
-    options = InstanceOptions.from_request({})
+    options = InstanceRequest.read({}).options()
     assert options.mode == "semantic" and options.grid.points_per_side == 16 and options.axis == 2
-    assert InstanceOptions.from_request({"mode": "everything", "points_per_side": "8", "slice": "3"}).grid.points_per_side == 8
+    assert InstanceRequest.read({"mode": "everything", "points_per_side": "8", "slice": "3"}).options().grid.points_per_side == 8
 
 
 def test_instance_f1_matches_one_to_one_at_iou_one_half():

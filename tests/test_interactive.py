@@ -6,6 +6,8 @@ import numpy as np
 import torch
 
 from conftest import ModelsDouble, asymmetric_array, write_volume
+from medicosam_app.api import ClickRequest
+from conftest import requested
 from medicosam_app.embeddings.memory_cache import EmbeddingCache
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.predictor import ImageEmbedding, MaskPrediction
@@ -37,7 +39,7 @@ def _segmenter(double):
 def test_click_marks_the_clicked_voxel_on_its_slice_only(tmp_path):
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
     double = RecordingPredictorDouble()
-    result = _segmenter(double).segment(path, {"foreground": [[30, 7, 5]], "slice": 5}, ClickContext("v"))
+    result = _segmenter(double).segment(path, requested({"foreground": [[30, 7, 5]], "slice": 5}), ClickContext("v"))
     assert result.label.shape == (40, 30, 12)
     assert result.label[30, 7, 5] == 1
     nonzero = np.argwhere(result.label)
@@ -51,8 +53,8 @@ def test_second_click_reuses_the_embedding_and_refines_with_previous_logits(tmp_
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
     double = RecordingPredictorDouble()
     segmenter = _segmenter(double)
-    first = segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a"))
-    second = segmenter.segment(path, {"foreground": [[30, 7, 5]], "background": [[20, 20, 5]]}, ClickContext("v", client_id="a"))
+    first = segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v", client_id="a"))
+    second = segmenter.segment(path, requested({"foreground": [[30, 7, 5]], "background": [[20, 20, 5]]}), ClickContext("v", client_id="a"))
     assert (first.embedding_cached, second.embedding_cached) == (False, True)
     assert len(double.encoded) == 1
     assert double.calls[0]["mask_logits"] is None
@@ -64,12 +66,12 @@ def test_refinement_is_kept_per_client_and_cleared_by_reset_state(tmp_path):
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
     double = RecordingPredictorDouble()
     segmenter = _segmenter(double)
-    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a"))
-    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="b"))
+    segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v", client_id="a"))
+    segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v", client_id="b"))
     assert double.calls[1]["mask_logits"] is None  # another user starts fresh
-    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a", reset_state=True))
+    segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v", client_id="a", reset_state=True))
     assert double.calls[2]["mask_logits"] is None
-    segmenter.segment(path, {"foreground": [[30, 7, 6]]}, ClickContext("v", client_id="a"))
+    segmenter.segment(path, requested({"foreground": [[30, 7, 6]]}), ClickContext("v", client_id="a"))
     assert double.calls[3]["mask_logits"] is None  # another slice has its own state
     assert len(double.encoded) == 2
 
@@ -82,11 +84,11 @@ def test_requests_without_client_id_never_refine_each_other(tmp_path):
     double = RecordingPredictorDouble()
     segmenter = _segmenter(double)
     request = {"foreground": [[30, 7, 5]]}
-    segmenter.segment(path, request, ClickContext.from_request({"image": "v"}, default_label="label"))
-    segmenter.segment(path, request, ClickContext.from_request({"image": "v"}, default_label="label"))
-    segmenter.segment(path, request, ClickContext("v", client_id="a"))
+    segmenter.segment(path, requested(request), ClickRequest.read({"image": "v"}).context("label"))
+    segmenter.segment(path, requested(request), ClickRequest.read({"image": "v"}).context("label"))
+    segmenter.segment(path, requested(request), ClickContext("v", client_id="a"))
     assert [call["mask_logits"] for call in double.calls] == [None, None, None]
-    segmenter.segment(path, request, ClickContext("v", client_id="a"))
+    segmenter.segment(path, requested(request), ClickContext("v", client_id="a"))
     assert double.calls[3]["mask_logits"] is not None  # a named client still refines
     assert len(segmenter.refinement._logits) == 1
 
@@ -94,7 +96,7 @@ def test_requests_without_client_id_never_refine_each_other(tmp_path):
 def test_box_only_request_uses_the_roi_middle_slice(tmp_path):
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
     double = RecordingPredictorDouble()
-    result = _segmenter(double).segment(path, {"roi": [10, 20, 5, 15, 2, 8]}, ClickContext("v"))
+    result = _segmenter(double).segment(path, requested({"roi": [10, 20, 5, 15, 2, 8]}), ClickContext("v"))
     assert result.slice_index == 5
     # rows are i reversed (39 - i), columns are j: box x 5..15, y 19..29
     assert double.calls[0]["box"].tolist() == [5, 19, 15, 29]
@@ -131,7 +133,7 @@ def test_a_new_checkpoint_or_preprocessing_does_not_reuse_embeddings(tmp_path):
         models = ModelsDouble(double)
         models.encoder_key = encoder_key
         segmenter = InteractiveSegmenter(models, intensity=intensity, embeddings=shared)
-        return segmenter.segment(path, click, ClickContext("v")).embedding_source
+        return segmenter.segment(path, requested(click), ClickContext("v")).embedding_source
 
     assert run("checkpoint-a") == "encoded"
     assert run("checkpoint-a") == "memory"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import asymmetric_array, write_volume
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.services import build_model_provider, build_slice_embedder
 from medicosam_app.settings import Settings
@@ -51,7 +52,7 @@ def test_precompute_fills_the_cache_the_server_reads_and_is_idempotent(tmp_path,
     settings = Settings.from_conf({"checkpoint": str(tiny_checkpoint), "cache_dir": str(cache), "download": "false"})
     models = build_model_provider(settings)
     segmenter = InteractiveSegmenter(models, embedder=build_slice_embedder(settings, models))
-    result = segmenter.segment(studies / "b.nii.gz", {"foreground": [[5, 5, 1]]}, ClickContext("b"))
+    result = segmenter.segment(studies / "b.nii.gz", requested({"foreground": [[5, 5, 1]]}), ClickContext("b"))
     assert result.embedding_source == "disk"
 
 

@@ -8,6 +8,7 @@ import torch
 from segment_anything import SamPredictor
 
 from conftest import asymmetric_array, write_volume
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.provider import ModelProvider
 from medicosam_app.model.predictor import PromptPredictor
@@ -63,7 +64,7 @@ def test_a_click_on_a_volume_reaches_sam_as_the_display_slice_and_pixel(tmp_path
     path = write_volume(tmp_path / "v.nii.gz", array)
     i, j, k = 30, 7, 5
     segmenter = InteractiveSegmenter(ModelProvider(str(tiny_checkpoint)))
-    result = segmenter.segment(path, {"foreground": [[i, j, k]], "slice": k}, ClickContext("v"))
+    result = segmenter.segment(path, requested({"foreground": [[i, j, k]], "slice": k}), ClickContext("v"))
 
     # Independent of the code under test: with direction columns i→anterior, j→patient-left, the axial
     # display has rows = i reversed and columns = j; uint8 = volume min-max, then slice min-max.

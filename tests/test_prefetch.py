@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import ModelsDouble, asymmetric_array, write_volume
+from conftest import requested
 from medicosam_app.embeddings.memory_cache import EmbeddingCache
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.predictor import ImageEmbedding, MaskPrediction
@@ -147,10 +148,10 @@ def test_a_prefetch_in_flight_never_blocks_a_click_on_another_slice(tmp_path):
         segmenter = InteractiveSegmenter(
             ModelsDouble(double), embeddings=EmbeddingCache(), prefetcher=prefetcher, prefetch_radius=2
         )
-        segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a"))
+        segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v", client_id="a"))
         assert double.blocked_started.wait(10), "the prefetch of slice 6 should be running"
 
-        result = segmenter.segment(path, {"foreground": [[12, 20, 9]]}, ClickContext("v", client_id="b"))
+        result = segmenter.segment(path, requested({"foreground": [[12, 20, 9]]}), ClickContext("v", client_id="b"))
         assert result.slice_index == 9 and result.label[12, 20, 9] == 1
         assert not double.gate.is_set(), "the click finished while the prefetch was still in flight"
     finally:
@@ -166,10 +167,10 @@ def test_neighbours_of_a_clicked_slice_are_ready_for_the_next_click(tmp_path):
         segmenter = InteractiveSegmenter(
             ModelsDouble(double), embeddings=EmbeddingCache(), prefetcher=prefetcher, prefetch_radius=2
         )
-        segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v"))
+        segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v"))
         assert prefetcher.wait_idle(10)
         assert double.encoded == 5  # slice 5 by the click, then 6, 4, 7, 3
-        nxt = segmenter.segment(path, {"foreground": [[30, 7, 7]]}, ClickContext("v"))
+        nxt = segmenter.segment(path, requested({"foreground": [[30, 7, 7]]}), ClickContext("v"))
         assert nxt.embedding_source == "memory"
     finally:
         prefetcher.stop()

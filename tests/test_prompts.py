@@ -5,9 +5,15 @@ import pytest
 
 from medicosam_app.geometry.coordinates import SliceView
 from medicosam_app.errors import InvalidRequestError
-from medicosam_app.interactive.prompts import choose_slice, parse_voxel_prompts, slice_prompt
+from medicosam_app.api import PromptFields
+from medicosam_app.interactive.prompts import choose_slice, prompts_within, slice_prompt
 
 SHAPE = (40, 30, 12)
+
+
+def parse_voxel_prompts(params, shape):
+    """A request's prompts as the request layer reads them, then checked against an image of ``shape``."""
+    return prompts_within(PromptFields.read(params).prompts(), shape)
 VIEW = SliceView.create(SHAPE, np.eye(3), 2)  # rows = j, cols = i
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from medicosam_app.api import PropagationFields
 from medicosam_app.errors import InvalidRequestError
 from medicosam_app.interactive.prompts import SlicePrompt
 from medicosam_app.interactive.propagation import Propagator, SliceMask, mask_iou, project
@@ -163,14 +164,14 @@ def test_a_correction_recomputes_only_the_segments_it_touches():
 
 
 def test_settings_come_from_the_request_and_bad_values_are_refused():
-    settings = PropagationSettings.from_request({"iou_threshold": "0.8", "projection": "box"})
+    settings = PropagationFields.read({"iou_threshold": "0.8", "projection": "box"}).settings()
     assert settings.iou_threshold == 0.8 and settings.projection == "box" and settings.box_extension == 0.05
     with pytest.raises(InvalidRequestError, match="between 0 and 1"):
-        PropagationSettings.from_request({"iou_threshold": 3})
+        PropagationFields.read({"iou_threshold": 3}).settings()
     with pytest.raises(InvalidRequestError, match="must be a number"):
-        PropagationSettings.from_request({"low_confidence": "high"})
+        PropagationFields.read({"low_confidence": "high"}).settings()
     with pytest.raises(InvalidRequestError, match="projection"):
-        PropagationSettings.from_request({"projection": "lasso"})
+        PropagationFields.read({"projection": "lasso"}).settings()
 
 
 def test_mask_iou():
@@ -264,7 +265,7 @@ def test_a_frame_step_fills_a_gap_from_both_ends():
 @pytest.mark.parametrize("value", [0, 17, "2.5", "two"])
 def test_a_frame_step_out_of_range_is_refused(value):
     with pytest.raises(InvalidRequestError, match="frame_step"):
-        PropagationSettings.from_request({"frame_step": value})
+        PropagationFields.read({"frame_step": value}).settings()
 
 
 @pytest.mark.parametrize("frame_step", [2, 4, 16])

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
+from medicosam_app.api import ClickRequest
 from medicosam_app.errors import InvalidRequestError
-from medicosam_app.interactive.slice_segmenter import ClickContext
 from medicosam_app.request_values import (
     parse_bool,
     parse_choice,
@@ -100,15 +100,15 @@ def test_json_object():
 @pytest.mark.parametrize("value, expected", [("false", False), ("true", True), (False, False), ("0", False), (1, True)])
 def test_click_context_reads_reset_state_as_sent(value, expected):
     """The bug this module fixes: ``"reset_state": "false"`` used to reset, because a non-empty string is truthy."""
-    context = ClickContext.from_request({"image": "ct", "reset_state": value}, default_label="label")
+    context = ClickRequest.read({"image": "ct", "reset_state": value}).context("label")
     assert context.reset_state is expected
 
 
 def test_click_context_refuses_objects_for_its_keys():
     for key, value in [("reset_state", {}), ("label", {"x": 1}), ("client_id", [1]), ("reset_state", "maybe")]:
         with pytest.raises(InvalidRequestError, match=f"'{key}'"):
-            ClickContext.from_request({"image": "ct", key: value}, default_label="label")
-    context = ClickContext.from_request({"image": "ct"}, default_label="organ")
+            ClickRequest.read({"image": "ct", key: value}).context("label")
+    context = ClickRequest.read({"image": "ct"}).context("organ")
     assert (context.image_id, context.client_id, context.label) == ("ct", None, "organ")  # anonymous: no refinement memory
     assert context.reset_state is False
 

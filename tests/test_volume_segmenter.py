@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import ModelsDouble, asymmetric_array, write_volume
+from conftest import requested
 from medicosam_app.errors import InvalidRequestError
 from medicosam_app.interactive.slice_segmenter import ClickContext
 from medicosam_app.model.predictor import ImageEmbedding, MaskPrediction
@@ -44,7 +45,7 @@ def segmenter():
 
 def test_a_click_fills_the_clicked_column_through_every_slice(tmp_path, segmenter):
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())  # 40 x 30 x 12, oblique
-    outcome = segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v"))
+    outcome = segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v"))
     label = outcome.label
     assert label.shape == (40, 30, 12)
     assert all(label[30, 7, k] == 1 for k in range(12))
@@ -56,14 +57,14 @@ def test_a_click_fills_the_clicked_column_through_every_slice(tmp_path, segmente
 def test_a_3d_roi_bounds_the_propagation_and_prompts_its_middle_slice(tmp_path, segmenter):
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
     # Slicer's corner order may be reversed on any axis.
-    outcome = segmenter.segment(path, {"roi": [25, 15, 4, 14, 8, 3]}, ClickContext("v"))
+    outcome = segmenter.segment(path, requested({"roi": [25, 15, 4, 14, 8, 3]}), ClickContext("v"))
     assert outcome.result.prompted_slices == [5]
     assert np.flatnonzero(outcome.label.any(axis=(0, 1))).tolist() == [3, 4, 5, 6, 7, 8]
 
 
 def test_propagation_along_another_axis(tmp_path, segmenter):
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
-    outcome = segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v"), axis=0)
+    outcome = segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v"), axis=0)
     assert outcome.result.prompted_slices == [30] and outcome.result.slice_range == (0, 39)
     assert all(outcome.label[i, 7, 5] == 1 for i in range(40))
     assert set(map(tuple, np.argwhere(outcome.label[0]))) == {(j, k) for j in range(4, 11) for k in range(2, 9)}
@@ -72,21 +73,21 @@ def test_propagation_along_another_axis(tmp_path, segmenter):
 def test_bad_3d_prompts_are_refused(tmp_path, segmenter):
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
     with pytest.raises(InvalidRequestError, match="No prompt"):
-        segmenter.segment(path, {"foreground": [], "background": []}, ClickContext("v"))
+        segmenter.segment(path, requested({"foreground": [], "background": []}), ClickContext("v"))
     with pytest.raises(InvalidRequestError, match="outside the image"):
-        segmenter.segment(path, {"roi": [100, 120, 2, 9, 0, 6]}, ClickContext("v"))
+        segmenter.segment(path, requested({"roi": [100, 120, 2, 9, 0, 6]}), ClickContext("v"))
     with pytest.raises(InvalidRequestError, match="ROI covers slices"):
-        segmenter.segment(path, {"foreground": [[30, 7, 10]], "roi": [25, 35, 4, 14, 2, 6]}, ClickContext("v"))
+        segmenter.segment(path, requested({"foreground": [[30, 7, 10]], "roi": [25, 35, 4, 14, 2, 6]}), ClickContext("v"))
 
 
 def test_a_repeated_request_reuses_the_previous_propagation(tmp_path, segmenter):
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())
     predictor = segmenter.models.predictor()
-    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a"))
+    segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v", client_id="a"))
     first = predictor.predicted
-    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a"))
+    segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v", client_id="a"))
     assert predictor.predicted == first, "same prompts, same client: nothing recomputed"
-    segmenter.segment(path, {"foreground": [[30, 7, 5]]}, ClickContext("v", client_id="a", reset_state=True))
+    segmenter.segment(path, requested({"foreground": [[30, 7, 5]]}), ClickContext("v", client_id="a", reset_state=True))
     assert predictor.predicted == 2 * first
 
 
@@ -188,7 +189,7 @@ def test_background_points_on_another_slice_correct_the_propagation_there(tmp_pa
     segmenter = VolumeSegmenter(models, SliceEmbedder(models))
     path = write_volume(tmp_path / "v.nii.gz", asymmetric_array())  # 40 x 30 x 12, oblique
     params = {"foreground": [[30, 7, 5]], "background": [[28, 9, 9]]}
-    outcome = segmenter.segment(path, params, ClickContext("v"))
+    outcome = segmenter.segment(path, requested(params), ClickContext("v"))
     assert outcome.result.prompted_slices == [5] and outcome.result.corrected_slices == [9]
 
     volume = read_volume(path)
@@ -199,7 +200,7 @@ def test_background_points_on_another_slice_correct_the_propagation_there(tmp_pa
     assert box is not None and points == [list(map(float, expected_xy))]
 
     with pytest.raises(InvalidRequestError, match="Only background points"):
-        segmenter.segment(path, {"foreground": [], "background": [[28, 9, 9]]}, ClickContext("v"))
+        segmenter.segment(path, requested({"foreground": [], "background": [[28, 9, 9]]}), ClickContext("v"))
 
 
 def test_the_slice_cap_narrows_the_walk_around_the_prompts_and_names_the_limit():

@@ -227,6 +227,11 @@ class MedicoSAMApp(MONAILabelApp):
         }[kind]
         return sorted(tasks)
 
+    def request_model(self, model: str) -> Any:
+        """The request model (:mod:`medicosam_app.api`) the task ``model`` reads its request with; None for a
+        task that declares none."""
+        return getattr(self._infers.get(model), "request_model", None)
+
     def batch_models(self) -> List[str]:
         """The models batch inference can run: those that need no prompts (type segmentation)."""
         return sorted(name for name, task in self._infers.items() if getattr(task, "type", None) == InferType.SEGMENTATION)

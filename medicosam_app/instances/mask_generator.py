@@ -15,14 +15,13 @@ with both off this is SAM's automatic mask generator on one crop.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 import torch
 from segment_anything.utils.amg import batched_mask_to_box, build_point_grid, calculate_stability_score
 from torchvision.ops import nms
 
-from ..request_values import parse_bool, parse_int, parse_number
 from .grid_decoder import GridMaskDecoder
 
 MASK_THRESHOLD = 0.0  # SAM's logit threshold
@@ -44,33 +43,6 @@ class GridSettings:
     background_level: int = 8  # of 255 in the displayed slice
     prune_covered: bool = True
     max_covering_fraction: float = 0.25
-
-    LIMITS = {  # request key → (minimum, maximum)
-        "points_per_side": (1, 64),
-        "points_per_batch": (1, 256),
-        "pred_iou_thresh": (0.0, 1.0),
-        "stability_score_thresh": (0.0, 1.0),
-        "stability_score_offset": (0.0, 10.0),
-        "box_nms_thresh": (0.0, 1.0),
-        "min_area": (0, 1 << 24),
-        "background_level": (0, 255),
-        "max_covering_fraction": (0.0, 1.0),
-    }
-    SWITCHES = ("skip_background", "prune_covered")
-
-    @classmethod
-    def from_request(cls, params: Mapping[str, Any]) -> "GridSettings":
-        """The request's values over the defaults; a value of the wrong kind or out of range is a 422."""
-        values = {}
-        for key, (low, high) in cls.LIMITS.items():
-            if params.get(key) is None:
-                continue
-            parse = parse_int if isinstance(low, int) else parse_number
-            values[key] = parse(params[key], key, low, high)
-        for key in cls.SWITCHES:
-            if params.get(key) is not None:
-                values[key] = parse_bool(params[key], key)
-        return cls(**values)
 
 
 @dataclass(frozen=True)

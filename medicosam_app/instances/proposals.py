@@ -8,18 +8,14 @@ display-orientation pixels per slice, the slice to draw first, and a score.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
 
 from ..errors import InvalidRequestError
 from ..geometry.coordinates import SliceView
-from ..interactive.prompts import parse_roi
-from ..request_values import parse_number, parse_text, shortened_repr
-
-MAX_BOXES = 500  # per request; each box is drawn slice by slice
-
+from ..interactive.prompts import VoxelBox, box_within
 
 @dataclass
 class Proposal:
@@ -86,31 +82,31 @@ def semantic_proposals(
     return proposals
 
 
-def box_proposals(value: Any, shape: Sequence[int], view: SliceView, default_class: str = "object") -> List[Proposal]:
-    """The request's ``boxes``: ``[[i0, i1, j0, j1, k0, k1], ...]``, or objects
-    ``{"box": [...], "class": "lesion", "score": 0.9}``; each is drawn only within its own box."""
-    if not isinstance(value, (list, tuple)) or len(value) == 0:
-        raise InvalidRequestError(
-            f"'boxes' must be a non-empty list of voxel boxes [[i0, i1, j0, j1, k0, k1], ...], got {shortened_repr(value)}."
-        )
-    if len(value) > MAX_BOXES:
-        raise InvalidRequestError(f"{len(value)} boxes were sent; at most {MAX_BOXES} are accepted.", status=413)
+@dataclass(frozen=True)
+class RequestedBox:
+    """One box a request gives: voxel bounds ``(lo, hi)`` per axis (ordered, not yet checked against the image), the
+    class it names (None: the request's default class) and its detector score."""
+
+    box: VoxelBox
+    class_name: Optional[str] = None
+    score: float = 1.0
+
+
+def box_proposals(
+    requested: Sequence[RequestedBox], shape: Sequence[int], view: SliceView, default_class: str = "object"
+) -> List[Proposal]:
+    """One proposal per requested box, clipped to the image; each is drawn only within its own box."""
+    if not requested:
+        raise InvalidRequestError("'boxes' must be a non-empty list of voxel boxes [[i0, i1, j0, j1, k0, k1], ...].")
     proposals = []
-    for n, item in enumerate(value):
+    for n, item in enumerate(requested):
         key = f"boxes[{n}]"
-        class_name, score = default_class, 1.0
-        if isinstance(item, Mapping):
-            class_name = parse_text(item.get("class"), f"{key}.class", default=default_class, max_length=64)
-            score = parse_number(item.get("score"), f"{key}.score", 0.0, 1.0, default=1.0)
-            item = item.get("box")
-            key = f"{key}.box"
-        roi = parse_roi(item, shape, key)
-        if roi is None:
-            raise InvalidRequestError(f"'{key}' must be a voxel box [i0, i1, j0, j1, k0, k1], got {shortened_repr(item)}.")
+        roi = box_within(item.box, shape, key)
         pixel_box = roi_pixel_box(roi, view, key)
         low, high = roi[view.axis]
         boxes = {index: pixel_box.copy() for index in range(low, high + 1)}
-        proposals.append(Proposal(class_name, 0, boxes, (low + high) // 2, score, clip_to_boxes=True))
+        class_name = item.class_name or default_class
+        proposals.append(Proposal(class_name, 0, boxes, (low + high) // 2, item.score, clip_to_boxes=True))
     return proposals
 
 

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -20,12 +20,11 @@ from ..geometry.volume_cache import VolumeCache
 from ..interactive.propagation_settings import PropagationSettings
 from ..interactive.volume_segmenter import slice_segmenter
 from ..model.provider import ModelProvider
-from ..request_values import parse_choice, parse_int, parse_text
 from ..semantic.segmenter import SemanticResult, SemanticSegmenter
 from .drawing import InstanceDrawer
 from .instance_label import DrawnInstance, InstanceLabel, compose
 from .mask_generator import GridSettings, PredictorPointDecoder, generate, grid_size_note
-from .proposals import Proposal, box_proposals, semantic_proposals
+from .proposals import Proposal, RequestedBox, box_proposals, semantic_proposals
 
 logger = logging.getLogger(__name__)
 
@@ -34,35 +33,18 @@ MODES = ("semantic", "everything", "boxes")
 
 @dataclass(frozen=True)
 class InstanceOptions:
-    """What one request asks for; every value checked before any work starts."""
+    """What one request asks for, read by the request layer (:mod:`medicosam_app.api`); every value is checked before
+    any work starts, except what only the image can tell (boxes inside it, the slice on its axis)."""
 
     mode: str = "semantic"
     axis: int = 2
     slice_index: Optional[int] = None  # ``everything``: the slice (default: the middle one)
-    boxes: Any = None  # ``boxes``: checked against the image when it is loaded
+    boxes: Tuple[RequestedBox, ...] = ()  # ``boxes``: checked against the image when it is loaded
     box_class: str = "object"
     grid: GridSettings = GridSettings()
     drawing: PropagationSettings = PropagationSettings()
     min_voxels: int = 10  # ``semantic``: smaller components are not proposed
     max_instances: int = 100  # ``semantic``: the best-scoring components are drawn, the rest reported
-
-    @classmethod
-    def from_request(cls, params: Mapping[str, Any], drawing: PropagationSettings = PropagationSettings()) -> "InstanceOptions":
-        mode = parse_choice(params.get("mode"), "mode", MODES, default="semantic")
-        if mode == "boxes" and params.get("boxes") is None:
-            raise InvalidRequestError("mode 'boxes' needs 'boxes': [[i0, i1, j0, j1, k0, k1], ...] in voxel indices.")
-        slice_value = params.get("slice")
-        return cls(
-            mode=mode,
-            axis=parse_int(params.get("axis"), "axis", 0, 2, default=2),
-            slice_index=None if slice_value is None else parse_int(slice_value, "slice", minimum=0),
-            boxes=params.get("boxes"),
-            box_class=parse_text(params.get("class"), "class", default="object", max_length=64),
-            grid=GridSettings.from_request(params),
-            drawing=PropagationSettings.from_request(params, drawing),
-            min_voxels=parse_int(params.get("min_voxels"), "min_voxels", 1, 1 << 30, default=10),
-            max_instances=parse_int(params.get("max_instances"), "max_instances", 1, 1000, default=100),
-        )
 
 
 @dataclass

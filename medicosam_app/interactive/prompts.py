@@ -1,22 +1,23 @@
-"""Prompts as clients send them (voxel indices) → validated prompts → one slice's SAM prompt in pixels.
+"""Prompts in voxel indices → checked against the image → one slice's SAM prompt in pixels.
 
-3D Slicer sends ``foreground`` / ``background`` as lists of voxel indices ``[i, j, k]``, an ``roi`` as
-``[i0, i1, j0, j1, k0, k1]`` and the current ``slice``; OHIF sends only the points of the last clicked
-slice and no ``slice``. Everything is checked here, and every rejection says what to fix.
+The request layer (:mod:`medicosam_app.api`) reads what clients send into :class:`VoxelPrompts`: 3D Slicer's
+``foreground`` / ``background`` voxel indices ``[i, j, k]``, its ``roi`` ``[i0, i1, j0, j1, k0, k1]`` and the
+current ``slice``; OHIF's points of the last clicked slice and no ``slice``. Here they meet the image: points
+must lie inside it, the box is clipped to it, and every refusal says what to fix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InvalidRequestError
 from ..geometry.coordinates import SliceView
-from ..request_values import parse_int, parse_number, shortened_repr
 
 Voxel = Tuple[int, int, int]
+VoxelBox = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]  # (lo, hi) per axis i, j, k, inclusive
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class VoxelPrompts:
 
     foreground: Tuple[Voxel, ...] = ()
     background: Tuple[Voxel, ...] = ()
-    roi: Optional[Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]] = None  # (lo, hi) per axis, inclusive
+    roi: Optional[VoxelBox] = None  # (lo, hi) per axis, inclusive
     slice_index: Optional[int] = None
 
     @property
@@ -42,79 +43,37 @@ class SlicePrompt:
     box_xyxy: Optional[np.ndarray]  # (4,) float or None
 
 
-MAX_POINTS = 1000  # per request, foreground and background together; a click session has a few dozen
-
-
-def _coordinate(value: Any, key: str) -> int:
-    """One voxel coordinate: a finite number (OHIF may send fractions), rounded to the nearest index."""
-    return int(round(parse_number(value, key)))
-
-
-def _voxel(value: Any, key: str, shape: Sequence[int]) -> Voxel:
-    if not isinstance(value, (list, tuple)) or len(value) != 3:
-        raise InvalidRequestError(f"'{key}' must be a voxel index [i, j, k], got {shortened_repr(value)}.")
-    ijk = tuple(_coordinate(v, f"{key}[{n}]") for n, v in enumerate(value))
-    if not all(0 <= v < n for v, n in zip(ijk, shape)):
+def voxel_within(voxel: Voxel, shape: Sequence[int], key: str) -> Voxel:
+    """``voxel`` when it lies inside an image of ``shape``; else a 422 that says where the image ends."""
+    if not all(0 <= v < n for v, n in zip(voxel, shape)):
         raise InvalidRequestError(
-            f"'{key}' {list(ijk)} lies outside the image, whose voxel indices run from [0, 0, 0] to "
+            f"'{key}' {list(voxel)} lies outside the image, whose voxel indices run from [0, 0, 0] to "
             f"{[n - 1 for n in shape]}. Click inside the image."
         )
-    return ijk  # type: ignore[return-value]
+    return voxel
 
 
-def _points(params: Mapping[str, Any], key: str, shape: Sequence[int]) -> Tuple[Voxel, ...]:
-    value = params.get(key)
-    if value is None:
-        return ()
-    if not isinstance(value, (list, tuple)):
-        raise InvalidRequestError(
-            f"'{key}' must be a list of voxel indices [[i, j, k], ...], got {shortened_repr(value)}."
-        )
-    return tuple(_voxel(p, f"{key}[{n}]", shape) for n, p in enumerate(value))
-
-
-def parse_roi(value: Any, shape: Sequence[int], key: str = "roi"):
-    """A box ``[i0, i1, j0, j1, k0, k1]`` of voxel indices → ``((i0, i1), (j0, j1), (k0, k1))``, ordered and
-    clipped to the image; ``None`` or ``[]`` is no box. A box wholly outside the image is a 422."""
-    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
-        return None
-    if not isinstance(value, (list, tuple)) or len(value) != 6:
-        raise InvalidRequestError(f"'{key}' must be [i0, i1, j0, j1, k0, k1], got {shortened_repr(value)}.")
-    numbers = [_coordinate(v, f"{key}[{n}]") for n, v in enumerate(value)]
+def box_within(box: VoxelBox, shape: Sequence[int], key: str = "roi") -> VoxelBox:
+    """``box`` clipped to an image of ``shape``; a box wholly outside the image on some axis is a 422."""
     bounds = []
-    for axis, (a, b) in enumerate(zip(numbers[0::2], numbers[1::2])):
-        # Slicer maps the ROI's RAS min/max corners to IJK, so on an axis that runs against RAS (every
-        # LPS-stored DICOM series) its first value is the larger one. The box is the same either way.
-        lo, hi = min(a, b), max(a, b)
+    for axis, (lo, hi) in enumerate(box):
         if hi < 0 or lo >= shape[axis]:
             raise InvalidRequestError(
-                f"'{key}' {numbers} lies outside the image on axis {'ijk'[axis]} (0..{shape[axis] - 1}). "
-                "Draw the box inside the image."
+                f"'{key}' {[v for pair in box for v in pair]} lies outside the image on axis {'ijk'[axis]} "
+                f"(0..{shape[axis] - 1}). Draw the box inside the image."
             )
         bounds.append((max(lo, 0), min(hi, shape[axis] - 1)))
-    return tuple(bounds)
+    return tuple(bounds)  # type: ignore[return-value]
 
 
-def _count_points(params: Mapping[str, Any]) -> None:
-    """Refuse a flood of points before validating each one (the work grows with their number)."""
-    count = sum(len(v) for v in (params.get("foreground"), params.get("background")) if isinstance(v, (list, tuple)))
-    if count > MAX_POINTS:
-        raise InvalidRequestError(
-            f"{count} points were sent; at most {MAX_POINTS} (foreground and background together) are accepted.",
-            status=413,
-        )
-
-
-def parse_voxel_prompts(params: Mapping[str, Any], shape: Sequence[int]) -> VoxelPrompts:
-    """Validate a request's ``foreground``, ``background``, ``roi`` and ``slice`` against an image shape."""
-    _count_points(params)
-    slice_value = params.get("slice")
+def prompts_within(prompts: VoxelPrompts, shape: Sequence[int]) -> VoxelPrompts:
+    """``prompts`` checked against an image of ``shape``: every point inside, the box clipped to it. The slice is
+    checked against the slicing axis in :func:`choose_slice`."""
     return VoxelPrompts(
-        foreground=_points(params, "foreground", shape),
-        background=_points(params, "background", shape),
-        roi=parse_roi(params.get("roi"), shape),
-        # The range is checked against the slicing axis in choose_slice; a fraction is never a slice.
-        slice_index=None if slice_value is None else parse_int(slice_value, "slice"),
+        foreground=tuple(voxel_within(p, shape, f"foreground[{n}]") for n, p in enumerate(prompts.foreground)),
+        background=tuple(voxel_within(p, shape, f"background[{n}]") for n, p in enumerate(prompts.background)),
+        roi=None if prompts.roi is None else box_within(prompts.roi, shape),
+        slice_index=prompts.slice_index,
     )
 
 

@@ -1,17 +1,15 @@
 """How a propagation walks: projection, stop thresholds, box growth, review threshold, frame step.
 
-One value per request, parsed once from the request's keys over the server's defaults; part of the key under
-which a client's propagation state is kept, so a change of setting recomputes.
+One value per request, read by the request layer (:mod:`medicosam_app.api`) over the server's defaults; part of the
+key under which a client's propagation state is kept, so a change of setting recomputes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Literal, Mapping, Optional
+from typing import Literal
 
 from ..errors import InvalidRequestError
-from ..request_values import parse_choice, parse_int, parse_number
 
 Projection = Literal["mask", "box", "points"]
 PROJECTIONS = ("mask", "box", "points")
@@ -40,18 +38,3 @@ class PropagationSettings:
             raise InvalidRequestError(f"'box_extension' must lie between 0 and 1, got {self.box_extension}.")
         if not (isinstance(self.frame_step, int) and 1 <= self.frame_step <= MAX_FRAME_STEP):
             raise InvalidRequestError(f"'frame_step' must be a whole number from 1 to {MAX_FRAME_STEP}, got {self.frame_step!r}.")
-
-
-    @classmethod
-    def from_request(cls, params: Mapping[str, Any], defaults: Optional["PropagationSettings"] = None) -> "PropagationSettings":
-        """The request's ``projection``, thresholds and ``box_extension`` over ``defaults``; bad values → 422."""
-        defaults = defaults or cls()
-        values: Dict[str, Any] = {}
-        for name in ("iou_threshold", "min_predicted_iou", "box_extension", "low_confidence"):
-            if params.get(name) is not None:
-                values[name] = parse_number(params[name], name, 0.0, 1.0)
-        if params.get("projection") is not None:
-            values["projection"] = parse_choice(params["projection"], "projection", PROJECTIONS)
-        if params.get("frame_step") is not None:
-            values["frame_step"] = parse_int(params["frame_step"], "frame_step", 1, MAX_FRAME_STEP)
-        return dataclasses.replace(defaults, **values)

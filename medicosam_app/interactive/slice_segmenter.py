@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from ..embeddings.slice_embedder import SliceEmbedder
 from ..geometry.volume import Volume
 from ..geometry.volume_cache import VolumeCache
 from ..model.provider import ModelProvider
-from .prompts import choose_slice, parse_voxel_prompts, slice_prompt
+from .prompts import VoxelPrompts, choose_slice, prompts_within, slice_prompt
 from .refinement import RefinementKey, RefinementMemory
 
 
@@ -40,20 +40,6 @@ class ClickContext:
     @property
     def prefetch_owner(self) -> str:
         return self.client_id if self.client_id is not None else "(anonymous)"
-
-    @classmethod
-    def from_request(cls, request: Mapping[str, Any], default_label: str) -> "ClickContext":
-        """From MONAI Label's request dict: the app's checked ``image_id`` (else ``image``), and the
-        ``client_id``, ``label`` and ``reset_state`` keys Slicer sends. A malformed value is a 422 that
-        names the key (``"reset_state": "false"`` is false, not a non-empty string taken as true)."""
-        from ..request_values import optional_text, parse_bool, parse_text
-
-        return cls(
-            image_id=parse_text(request.get("image_id") or request.get("image"), "image"),
-            client_id=optional_text(request.get("client_id"), "client_id"),
-            label=parse_text(request.get("label"), "label", default=default_label),
-            reset_state=parse_bool(request.get("reset_state"), "reset_state", default=False),
-        )
 
 
 @dataclass
@@ -102,22 +88,33 @@ class InteractiveSegmenter:
         return self.embedder.prefetcher
 
     def segment(
-        self, image_path: os.PathLike, params: Mapping[str, Any], context: ClickContext, axis: int = 2
+        self, image_path: os.PathLike, prompts: VoxelPrompts, context: ClickContext, axis: int = 2
     ) -> SliceSegmentation:
-        """Segment the slice the prompts in ``params`` (Slicer/OHIF keys) point at."""
+        """Segment the slice ``prompts`` point at (its ``slice_index``, else the last point's, else the box's
+        middle), viewed along ``axis``.
+
+        Args:
+            image_path: the image file (read once, then cached by content).
+            prompts: points and box in voxel indices of the image, as the request layer read them.
+            context: who clicks on what, for the refinement memory.
+            axis: the slicing axis (0 i, 1 j, 2 k).
+
+        Returns:
+            A label volume of the image's shape with only the segmented slice filled, and how it was made.
+        """
         if self.prefetcher is None:
-            return self._segment(image_path, params, context, axis)
+            return self._segment(image_path, prompts, context, axis)
         with self.prefetcher.hold():  # background encoding pauses at its next block while a click runs
-            return self._segment(image_path, params, context, axis)
+            return self._segment(image_path, prompts, context, axis)
 
     def _segment(
-        self, image_path: os.PathLike, params: Mapping[str, Any], context: ClickContext, axis: int
+        self, image_path: os.PathLike, requested: VoxelPrompts, context: ClickContext, axis: int
     ) -> SliceSegmentation:
         started = time.perf_counter()
         predictor = self.models.predictor()
         volume = self.volumes.get(image_path)
         view = volume.view(axis)
-        prompts = parse_voxel_prompts(params, volume.shape)
+        prompts = prompts_within(requested, volume.shape)
         index = choose_slice(prompts, view)
         prompt = slice_prompt(prompts, view, index)
         loaded = time.perf_counter()

@@ -8,10 +8,11 @@ the last run is kept per (client, image, label, axis) so a correction recomputes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from ..geometry.volume import Volume
 from ..geometry.volume_cache import VolumeCache
 from ..lru import LRUCache
 from ..model.provider import ModelProvider
-from .prompts import SlicePrompt, VoxelPrompts, background_points, parse_voxel_prompts, slice_prompt
+from .prompts import SlicePrompt, VoxelPrompts, background_points, prompts_within, slice_prompt
 from .propagation import PropagationResult, PropagationState, Propagator, SegmentSlice, SliceMask
 from .propagation_settings import PropagationSettings
 from .slice_segmenter import ClickContext
@@ -147,11 +148,21 @@ class VolumeSegmenter:
     def segment(
         self,
         image_path: os.PathLike,
-        params: Mapping[str, Any],
+        requested: VoxelPrompts,
         context: ClickContext,
         axis: int = 2,
         settings: PropagationSettings = PropagationSettings(),
     ) -> VolumeSegmentation:
+        """Segment the slices ``requested`` prompts (every prompted slice; ``slice_index`` is not used) and propagate
+        from them both ways along ``axis`` as ``settings`` say; a client's earlier walk is kept and extended.
+
+        Args:
+            image_path: the image file (read once, then cached by content).
+            requested: points and box in voxel indices of the image, as the request layer read them.
+            context: who prompts on what; a known client's propagation state is kept between requests.
+            axis: the slicing axis (0 i, 1 j, 2 k).
+            settings: projection, stop thresholds, box growth, review threshold, frame step.
+        """
         started = time.perf_counter()
         predictor = self.models.predictor()
         volume = self.volumes.get(image_path)
@@ -161,7 +172,7 @@ class VolumeSegmenter:
                 f"The image is a stack of {volume.shape[2]} separate 2D pictures (one series holding, say, a frontal "
                 "and a lateral film): they are not neighbours in space or time, so nothing can be propagated "
                 "between them. Click on each picture with medicosam_interactive instead.")
-        prompts = parse_voxel_prompts({**params, "slice": None}, volume.shape)
+        prompts = dataclasses.replace(prompts_within(requested, volume.shape), slice_index=None)  # every slice counts
         slices, corrections = prompted_slices(prompts, view)
         bounds = capped_bounds(propagation_bounds(prompts, view), [*slices, *corrections], self.max_slices)
 

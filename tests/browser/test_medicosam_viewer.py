@@ -23,6 +23,7 @@ from dicomweb_client import DICOMwebClient
 
 import build_dicom
 from conftest import gdcm_series_image
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.provider import ModelProvider
 from server.harness import REPO, running_server, wait_for_model
@@ -82,7 +83,7 @@ def _served(stack, phantom_checkpoint, requests) -> np.ndarray:
     for params in requests:
         context = ClickContext("reference", client_id=params["client_id"], label=params["label"],
                                reset_state=params.get("reset_state", False))
-        result = segmenter.segment(stack["ct_file"], params, context, axis=params["axis"])
+        result = segmenter.segment(stack["ct_file"], requested(params), context, axis=params["axis"])
     return result.label.transpose(2, 1, 0)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.provider import ModelProvider
 from projection_files import STUDY, asymmetric_picture, write_dicom
@@ -65,7 +66,7 @@ def _served(stack, phantom_checkpoint, modality, params) -> np.ndarray:
     """The core's mask for the viewer's request on the DICOM file itself, as [k, j, i]."""
     segmenter = InteractiveSegmenter(ModelProvider(str(phantom_checkpoint)))
     context = ClickContext("reference", client_id=params["client_id"], label=params["label"])
-    return segmenter.segment(stack["files"][modality], params, context, axis=2).label.transpose(2, 1, 0)
+    return segmenter.segment(stack["files"][modality], requested(params), context, axis=2).label.transpose(2, 1, 0)
 
 
 def test_a_box_on_a_radiograph_draws_the_servers_mask_and_offers_no_propagation(stack, page, phantom_checkpoint):

@@ -23,6 +23,7 @@ from PIL import Image, ImageChops
 
 import build_dicom
 from conftest import gdcm_series_image
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.provider import ModelProvider
 from server.harness import REPO, running_server, wait_for_model
@@ -111,7 +112,7 @@ def test_point_prompt_in_ohif_shows_the_server_mask(stack, page, phantom_checkpo
     reference = gdcm_series_image(dicom / "phantom_ct")
     sitk.WriteImage(reference, str(tmp_path / "reference.nii.gz"))
     served = InteractiveSegmenter(ModelProvider(str(phantom_checkpoint))).segment(
-        tmp_path / "reference.nii.gz", params, ClickContext("ohif")
+        tmp_path / "reference.nii.gz", requested(params), ClickContext("ohif")
     ).label.transpose(2, 1, 0)  # [k, j, i]
     assert served.any() and not served.all()
     # ... is what OHIF's labelmap holds (its voxels run i fastest, then j, then k, as NRRD's do).

@@ -16,8 +16,9 @@ import SimpleITK as sitk
 import tifffile
 from PIL import Image
 
+from medicosam_app.api import PropagationFields, InstanceRequest
+from conftest import requested
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder
-from medicosam_app.interactive.propagation_settings import PropagationSettings
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 from medicosam_app.model.provider import ModelProvider
@@ -81,7 +82,7 @@ def test_a_click_on_a_2d_image_answers_the_core_mask_on_the_image_grid(server, s
     image, label = _read(path)
     assert image.GetSize() == size and image.GetSpacing()[:2] == pytest.approx(spacing)
     assert answer["layout"] == "plane"
-    expected = InteractiveSegmenter(models).segment(studies / name, params, ClickContext(image_id)).label
+    expected = InteractiveSegmenter(models).segment(studies / name, requested(params), ClickContext(image_id)).label
     np.testing.assert_array_equal(label, expected)
 
 
@@ -91,7 +92,7 @@ def test_a_box_on_one_frame_of_a_clip_is_followed_through_the_clip(server, studi
     image, label = _read(path)
     assert image.GetSize() == (40, 30, 6) and answer["layout"] == "cine" and answer["prompted_slices"] == [2]
     expected = VolumeSegmenter(models, SliceEmbedder(models)).segment(
-        studies / "clip.tif", params, ClickContext("clip"), settings=PropagationSettings.from_request(PERMISSIVE))
+        studies / "clip.tif", requested(params), ClickContext("clip"), settings=PropagationFields.read(PERMISSIVE).settings())
     np.testing.assert_array_equal(label, expected.label)
     assert set(answer["predicted_iou"]) == {str(k) for k in expected.result.predicted_iou}
 
@@ -126,7 +127,7 @@ def test_a_label_drawn_on_a_photograph_is_saved_and_served_back(server, tmp_path
 
 @pytest.mark.parametrize("image_id", ["photo", "cells"])
 def test_automatic_instances_on_a_photograph_and_a_microscopy_image(server, studies, models, tmp_path, image_id):
-    from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
+    from medicosam_app.instances.segmenter import InstanceSegmenter
     from medicosam_app.semantic.segmenter import SemanticSegmenter
     from medicosam_app.learning.versions import VersionStore
 
@@ -137,7 +138,7 @@ def test_automatic_instances_on_a_photograph_and_a_microscopy_image(server, stud
     embedder = SliceEmbedder(models)
     core = InstanceSegmenter(models, embedder, SemanticSegmenter(VersionStore(tmp_path / "none"), embedder))
     name = next(p.name for p in studies.iterdir() if p.name.split(".")[0] == image_id)
-    np.testing.assert_array_equal(label, core.segment(studies / name, InstanceOptions.from_request(params)).instances.label)
+    np.testing.assert_array_equal(label, core.segment(studies / name, InstanceRequest.read(params).options()).instances.label)
 
 
 def test_a_dicom_radiograph_is_served_to_slicer_as_the_image_the_server_reads(server, studies, tmp_path):

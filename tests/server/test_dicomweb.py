@@ -21,6 +21,7 @@ from dicomweb_client import DICOMwebClient
 import build_datastore
 import build_dicom
 from conftest import gdcm_series_image
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.provider import ModelProvider
 
@@ -123,7 +124,7 @@ def test_ohif_points_only_request_answers_raw_nrrd_in_the_series_geometry(server
     # The same click in-process on the series as GDCM reads it: voxel [i, j, k] is the same voxel.
     sitk.WriteImage(reference, str(tmp_path / "reference.nii.gz"))
     expected = InteractiveSegmenter(ModelProvider(str(phantom_checkpoint))).segment(
-        tmp_path / "reference.nii.gz", {"foreground": [[i, j, k]]}, ClickContext("ohif")
+        tmp_path / "reference.nii.gz", requested({"foreground": [[i, j, k]]}), ClickContext("ohif")
     ).label
     assert expected.any() and not expected.all()
     assert np.array_equal(label, expected)

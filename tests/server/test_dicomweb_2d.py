@@ -19,6 +19,7 @@ from dicomweb_client import DICOMwebClient
 
 import build_dicom
 from dicom_test_files import pydicom_file
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.provider import ModelProvider
 from projection_files import asymmetric_picture, write_dicom
@@ -85,7 +86,7 @@ def test_a_click_on_a_monochrome1_radiograph_gives_the_core_mask_on_its_grid(ser
     mask = sitk.ReadImage(str(tmp_path / "mask.nrrd"))
     assert mask.GetSize() == (56, 40, 1) and mask.GetSpacing()[:2] == pytest.approx((0.1, 0.2))
     expected = InteractiveSegmenter(ModelProvider(str(tiny_checkpoint), allow_download=False)).segment(
-        files / "cr.dcm", {"foreground": [[33, 12, 0]]}, ClickContext("cr")).label
+        files / "cr.dcm", requested({"foreground": [[33, 12, 0]]}), ClickContext("cr")).label
     np.testing.assert_array_equal(sitk.GetArrayFromImage(mask).transpose(2, 1, 0), expected)
 
 

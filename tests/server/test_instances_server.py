@@ -14,7 +14,8 @@ import requests
 import SimpleITK as sitk
 
 from conftest import OBLIQUE_AXIAL_DIRECTION, asymmetric_array, write_volume
-from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
+from medicosam_app.api import InstanceRequest
+from medicosam_app.instances.segmenter import InstanceSegmenter
 from medicosam_app.model.provider import ModelProvider
 from medicosam_app.semantic.segmenter import SemanticSegmenter
 from medicosam_app.learning.versions import VersionStore
@@ -94,7 +95,7 @@ def test_everything_on_one_slice_in_the_image_geometry(server, studies, tiny_che
     models = ModelProvider(str(tiny_checkpoint), allow_download=False)
     embedder = SliceEmbedder(models)
     core = InstanceSegmenter(models, embedder, SemanticSegmenter(VersionStore(tmp_path / "none"), embedder))
-    expected = core.segment(studies / "oblique.nii.gz", InstanceOptions.from_request(params))
+    expected = core.segment(studies / "oblique.nii.gz", InstanceRequest.read(params).options())
     assert np.array_equal(label, expected.instances.label)
 
 

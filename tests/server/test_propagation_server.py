@@ -10,9 +10,10 @@ import requests
 import SimpleITK as sitk
 
 from conftest import OBLIQUE_AXIAL_DIRECTION, asymmetric_array, write_volume
+from medicosam_app.api import PropagationFields
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext
 from medicosam_app.model.provider import ModelProvider
-from medicosam_app.interactive.propagation_settings import PropagationSettings
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 
@@ -43,8 +44,8 @@ def server(studies, tiny_checkpoint, tmp_path_factory):
 def _in_process(tiny_checkpoint, studies, params):
     models = ModelProvider(str(tiny_checkpoint), allow_download=False)
     segmenter = VolumeSegmenter(models, SliceEmbedder(models))
-    settings = PropagationSettings.from_request(params)
-    return segmenter.segment(studies / "oblique.nii.gz", params, ClickContext("oblique"), settings=settings)
+    settings = PropagationFields.read(params).settings()
+    return segmenter.segment(studies / "oblique.nii.gz", requested(params), ClickContext("oblique"), settings=settings)
 
 
 def test_info_offers_a_3d_deepgrow_model(server):

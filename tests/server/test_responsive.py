@@ -13,6 +13,7 @@ import requests
 import SimpleITK as sitk
 
 from conftest import asymmetric_array, write_volume
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.provider import ModelProvider
 
@@ -94,7 +95,7 @@ def test_clicks_from_several_clients_at_once_get_their_own_masks(server, studies
 
     reference = InteractiveSegmenter(ModelProvider(str(tiny_checkpoint), allow_download=False))
     for (client_id, points, k), (label, params) in zip(clicks, answers):
-        expected = reference.segment(studies / "ct.nii.gz", {"foreground": points, "slice": k}, ClickContext("ct", client_id)).label
+        expected = reference.segment(studies / "ct.nii.gz", requested({"foreground": points, "slice": k}), ClickContext("ct", client_id)).label
         assert params["label_names"] == {client_id: 1} and params["slice"] == k
         assert np.array_equal(label, expected), client_id
 

@@ -16,6 +16,7 @@ import requests
 import SimpleITK as sitk
 
 from conftest import OBLIQUE_AXIAL_DIRECTION, asymmetric_array, write_volume
+from conftest import requested
 from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
 from medicosam_app.model.provider import ModelProvider
 from medicosam_app.runtime.heap import is_glibc
@@ -90,7 +91,7 @@ def test_click_returns_a_label_in_the_image_geometry_on_the_clicked_slice_only(c
 
     # The same click in-process with the same checkpoint: the server must answer voxel for voxel the same.
     expected = InteractiveSegmenter(ModelProvider(str(tiny_checkpoint))).segment(
-        studies / "oblique.nii.gz", {"foreground": [[i, j, k]], "slice": k}, ClickContext("oblique")
+        studies / "oblique.nii.gz", requested({"foreground": [[i, j, k]], "slice": k}), ClickContext("oblique")
     ).label
     assert expected.any() and not expected.all(), "the test model should give a partial mask here"
     assert np.array_equal(label, expected)
@@ -212,7 +213,7 @@ def test_annotators_without_client_id_do_not_refine_each_others_masks(server, st
     second = {"foreground": [[12, 20, 5]], "background": [[30, 7, 5]], "slice": 5}
     reference = InteractiveSegmenter(ModelProvider(str(tiny_checkpoint)))
     expected = {
-        name: reference.segment(studies / "oblique.nii.gz", params, ClickContext("oblique")).label
+        name: reference.segment(studies / "oblique.nii.gz", requested(params), ClickContext("oblique")).label
         for name, params in (("first", first), ("second", second))
     }
     assert not np.array_equal(expected["first"], expected["second"]), "the two prompts should differ"

@@ -13,6 +13,7 @@ from typing import Any, Dict, Tuple
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from medicosam_app.instances.mask_generator import GridSettings
+from medicosam_app.api import InstanceRequest
 from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
 from medicosam_app.interactive.propagation_settings import PropagationSettings
 
@@ -25,6 +26,8 @@ from .results import ResultFormat, write_result
 class InstancesInfer(InferTask):
     """``mode``: ``semantic`` (the semantic decoder proposes), ``everything`` (a point grid on one slice),
     ``boxes`` (the request's boxes); MedicoSAM draws every instance."""
+
+    request_model = InstanceRequest  # the HTTP guard reads the request with it too, before the endpoint runs
 
     def __init__(self, segmenter: InstanceSegmenter, drawing: PropagationSettings = PropagationSettings()) -> None:
         grid = GridSettings()
@@ -64,7 +67,7 @@ class InstancesInfer(InferTask):
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
         with cancellable_request(request), as_http_errors():
-            options = InstanceOptions.from_request(request, self.drawing)
+            options = self.request_model.read(request).options(self.drawing)
             result_format = ResultFormat.from_request(request)
             result = self.segmenter.segment(request["image"], options)
             write_started = time.perf_counter()

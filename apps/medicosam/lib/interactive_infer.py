@@ -8,8 +8,8 @@ from typing import Any, Dict, Tuple
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveSegmenter
-from medicosam_app.request_values import parse_int
+from medicosam_app.api import ClickRequest
+from medicosam_app.interactive.slice_segmenter import InteractiveSegmenter
 from medicosam_app.runtime.heap import heap_tuning_state
 
 from .http_errors import as_http_errors
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 class InteractiveInfer(InferTask):
     """One click → one slice: points (``foreground``/``background``), an ``roi`` box, ``slice``."""
+
+    request_model = ClickRequest  # the HTTP guard reads the request with it too, before the endpoint runs
 
     def __init__(self, segmenter: InteractiveSegmenter, label_names=("label",)) -> None:
         super().__init__(
@@ -47,11 +49,11 @@ class InteractiveInfer(InferTask):
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
         with as_http_errors():
-            context = ClickContext.from_request(request, default_label=self.labels[0])
+            asked = self.request_model.read(request)
+            context = asked.context(default_label=self.labels[0])
             label = context.label
-            axis = parse_int(request.get("axis"), "axis", 0, 2, default=2)
             result_format = ResultFormat.from_request(request)
-            result = self.segmenter.segment(request["image"], request, context, axis=axis)
+            result = self.segmenter.segment(request["image"], asked.prompts(), context, axis=asked.axis)
             write_started = time.perf_counter()
             path = write_result(result.label, result.volume, result_format)
             written = time.perf_counter()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Tuple
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from medicosam_app.interactive.slice_segmenter import ClickContext
-from medicosam_app.interactive.propagation_settings import MAX_FRAME_STEP, PROJECTIONS, PropagationSettings
-from medicosam_app.request_values import parse_choice, parse_int, parse_number
+from medicosam_app.api import PropagationRequest
+from medicosam_app.interactive.propagation_settings import PropagationSettings
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 
 from .disconnects import cancellable_request
@@ -20,24 +19,10 @@ from .results import ResultFormat, write_result
 
 logger = logging.getLogger(__name__)
 
-FRACTIONS = ("iou_threshold", "min_predicted_iou", "box_extension", "low_confidence")  # each 0..1
-
-
-def propagation_options(request: Mapping[str, Any]) -> Dict[str, Any]:
-    """The request's propagation options, checked here with the same parsers as every other request value
-    (``true`` is not a threshold); absent ones are left to the defaults."""
-    options: Dict[str, Any] = {
-        name: parse_number(request[name], name, 0.0, 1.0) for name in FRACTIONS if request.get(name) is not None
-    }
-    if request.get("projection") is not None:
-        options["projection"] = parse_choice(request["projection"], "projection", PROJECTIONS)
-    if request.get("frame_step") is not None:  # a long clip: every n-th frame segmented, those between held
-        options["frame_step"] = parse_int(request["frame_step"], "frame_step", 1, MAX_FRAME_STEP)
-    return options
-
-
 class PropagationInfer(InferTask):
     """Points and/or a 3D ``roi`` → the prompted slices, then propagation both ways with a stop rule."""
+
+    request_model = PropagationRequest  # the HTTP guard reads the request with it too, before the endpoint runs
 
     def __init__(self, segmenter: VolumeSegmenter, defaults: PropagationSettings = PropagationSettings(), label_names=("label",)) -> None:
         super().__init__(
@@ -71,12 +56,13 @@ class PropagationInfer(InferTask):
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
         with cancellable_request(request), as_http_errors():
-            context = ClickContext.from_request(request, default_label=self.labels[0])
-            label = context.label
-            settings = PropagationSettings.from_request(propagation_options(request), self.defaults)
-            axis = parse_int(request.get("axis"), "axis", 0, 2, default=2)
+            asked = self.request_model.read(request)
+            context = asked.context(default_label=self.labels[0])
+            label, axis = context.label, asked.axis
             result_format = ResultFormat.from_request(request)
-            outcome = self.segmenter.segment(request["image"], request, context, axis=axis, settings=settings)
+            outcome = self.segmenter.segment(
+                request["image"], asked.prompts(), context, axis=axis, settings=asked.settings(self.defaults)
+            )
             write_started = time.perf_counter()
             path = write_result(outcome.label, outcome.volume, result_format)
             written = time.perf_counter()

@@ -7,9 +7,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from medicosam_app.api import SemanticRequest
 from medicosam_app.instances.segmenter import InstanceSegmenter
-from medicosam_app.interactive.propagation_settings import PropagationSettings
-from medicosam_app.request_values import parse_bool, parse_int
 from medicosam_app.semantic.classes import SemanticClasses
 from medicosam_app.semantic.segmenter import SemanticSegmenter
 
@@ -22,6 +21,8 @@ from .results import ResultFormat, write_result
 class SemanticInfer(InferTask):
     """The whole volume, slice by slice, with the promoted semantic decoder version; with ``refine: true``
     MedicoSAM redraws each class component from the decoder's boxes (sharper boundaries, same classes)."""
+
+    request_model = SemanticRequest  # the HTTP guard reads the request with it too, before the endpoint runs
 
     def __init__(
         self, segmenter: SemanticSegmenter, classes: SemanticClasses, instances: Optional[InstanceSegmenter] = None
@@ -53,11 +54,9 @@ class SemanticInfer(InferTask):
         extra: Dict[str, Any] = {}
         with cancellable_request(request), as_http_errors():
             result_format = ResultFormat.from_request(request)
-            refine = parse_bool(request.get("refine"), "refine", default=False)
-            if refine and self.instances is not None:
-                drawing = PropagationSettings.from_request(request)
-                min_voxels = parse_int(request.get("min_voxels"), "min_voxels", 1, 1 << 30, default=10)
-                refined = self.instances.refine_semantic(request["image"], drawing, min_voxels)
+            asked = self.request_model.read(request)
+            if asked.refine and self.instances is not None:
+                refined = self.instances.refine_semantic(request["image"], asked.settings(), asked.min_voxels)
                 result, label = refined.semantic, refined.label
                 extra = {"refined": True, "redrawn_slices": refined.redrawn_slices, "kept_slices": refined.kept_slices,
                          "interactive_version": refined.decoder_version}

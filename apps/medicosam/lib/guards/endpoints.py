@@ -77,6 +77,9 @@ def check_infer(app: Any, arguments: Dict[str, Any]) -> None:
         if not (isinstance(image, str) and image.strip()):
             raise InvalidRequestError("Send image=<id> (GET /datastore/ lists the images) or a session_id.")
         require_image_id(image)
+    request_model = app.request_model(params.get("model", arguments.get("model")))
+    if request_model is not None:  # the task reads the request with the same model: refused here, before any work
+        request_model.read({**params, "image": arguments.get("image") or session_id})
     if getattr(arguments.get("output"), "value", arguments.get("output")) == "dicom_seg":
         from monailabel.datastore.dicom import DICOMWebDatastore
 

@@ -1,0 +1,26 @@
+"""The request layer: what clients send, read once into the typed values the core takes.
+
+One pydantic model per family of requests (:class:`ClickRequest` for one click, :class:`PropagationRequest`,
+:class:`InstanceRequest`, :class:`SemanticRequest`); the app's task adapters and the HTTP guard in front of MONAI
+Label's endpoint call the same model, so a bad request is refused with the same message whichever way it came.
+Below this layer no request dict travels: the segmenters take prompts, a context and settings.
+"""
+
+from .clicks import ClickRequest
+from .fields import RequestModel
+from .instances import GridFields, InstanceRequest
+from .prompts import MAX_POINTS, PromptFields
+from .propagation import PropagationFields, PropagationRequest
+from .semantic import SemanticRequest
+
+__all__ = [
+    "MAX_POINTS",
+    "ClickRequest",
+    "GridFields",
+    "InstanceRequest",
+    "PromptFields",
+    "PropagationFields",
+    "PropagationRequest",
+    "RequestModel",
+    "SemanticRequest",
+]
