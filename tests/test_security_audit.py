@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from medicosam_app.security.audit import AuditLog, parse_time
-from medicosam_app.security.audit_record import AuditRecord, label_summary, prompts_summary
+from medicosam_app.api import ClickRequest
+from medicosam_app.security.audit_record import AuditRecord, label_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,11 +40,11 @@ def test_append_adds_time_first_and_keeps_a_given_one(tmp_path):
 def test_record_fields_and_helpers(tmp_path):
     label = np.zeros((8, 9, 10), np.uint8)
     label[2:4, 3:5, 6:8] = 1
-    params = {"foreground": [[2, 3, 6]], "background": [], "roi": [1, 5, 2, 6, 6, 6], "slice": 6, "axis": 2,
-              "label": "liver", "client_id": "slicer-1", "result_extension": ".nrrd"}
+    params = {"image": "ct_1", "foreground": [[2, 3, 6]], "background": [], "roi": [5, 1, 2, 6, 6, 6], "slice": 6,
+              "axis": 2, "label": "liver", "client_id": "slicer-1", "result_extension": ".nrrd"}
     record = AuditRecord(
         event="infer", endpoint="POST /infer/medicosam_interactive", status=200, user="alice", role="annotator",
-        task="medicosam_interactive", image="ct_1", prompts=prompts_summary(params),
+        task="medicosam_interactive", image="ct_1", prompts=ClickRequest.read(params).audit_summary(),
         model={"checkpoint_xxh128": "40169f1e3c03a4b67bff58249c176d92", "semantic_version": None},
         result=label_summary(label, axis=2), latency_s=0.25,
     )

@@ -7,7 +7,7 @@ Below this layer no request dict travels: the segmenters take prompts, a context
 """
 
 from .clicks import ClickRequest
-from .fields import RequestModel
+from .fields import InferenceFields, RequestModel
 from .instances import GridFields, InstanceRequest
 from .prompts import MAX_POINTS, PromptFields
 from .propagation import PropagationFields, PropagationRequest
@@ -15,6 +15,7 @@ from .semantic import SemanticRequest
 
 __all__ = [
     "MAX_POINTS",
+    "InferenceFields",
     "ClickRequest",
     "GridFields",
     "InstanceRequest",

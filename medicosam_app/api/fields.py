@@ -8,7 +8,7 @@ names the key, says what it got and what is allowed. A key sent as ``null`` coun
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Mapping, Optional, Sequence, Type, TypeVar
+from typing import Annotated, Any, Callable, Dict, Mapping, Optional, Sequence, Type, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, model_validator
 
@@ -78,6 +78,14 @@ class RequestModel(BaseModel):
             raise InvalidRequestError(f"The request's params must be a JSON object, got {shortened_repr(values)}.")
         return {key: value for key, value in values.items() if value is not None}
 
+    def audit_summary(self) -> Dict[str, Any]:
+        """What the request's audit line keeps of it (the prompts of a click; nothing for a model without any)."""
+        return {}
+
+    def sent(self, *names: str) -> Dict[str, Any]:
+        """Those of ``names`` the request sent (defaults left out), with their values read: for the audit line."""
+        return {name: getattr(self, name) for name in names if name in self.model_fields_set}
+
     @classmethod
     def read(cls: Type[Model], request: Mapping[str, Any]) -> Model:
         """The request's values as this model; a value of the wrong kind or out of range is a 4xx naming the key."""
@@ -89,3 +97,29 @@ class RequestModel(BaseModel):
             if first["type"] == "missing":
                 raise InvalidRequestError(f"'{key}' must be sent; it is missing.") from None
             raise InvalidRequestError(f"'{key}': {first['msg']}, got {shortened_repr(first.get('input'))}.") from None
+
+
+class InferenceFields(RequestModel):
+    """The keys every inference request may carry: who asks (``client_id``, Slicer's and OHIF's id of one viewer)
+    and how the answer's label file is written (Slicer asks for ``.nrrd`` compressed, OHIF for ``.nrrd`` with
+    ``result_compress: false``; an unknown extension falls back to ``.nii.gz`` when the label is written, as MONAI
+    Label's tasks do). Read before the work starts, so a malformed option is a 422 at once.
+
+    ``image`` is the image's id: the app's checked ``image_id`` where MONAI Label set one (it replaces ``image`` by
+    the file's path before the task runs), else the ``image`` the client sent."""
+
+    image: OptionalText(key="image") = None
+    client_id: OptionalText() = None
+    result_extension: OptionalText(max_length=16) = None
+    result_compress: Flag = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked_image_id_first(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("image_id"):
+            return {**values, "image": values["image_id"]}
+        return values
+
+    @property
+    def result_suffix(self) -> str:
+        return self.result_extension or ".nii.gz"

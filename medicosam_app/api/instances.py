@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional, Tuple
+from typing import Annotated, Any, Dict, Optional, Tuple
 
 from pydantic import BeforeValidator, Field, ValidationInfo
 
@@ -12,7 +12,7 @@ from ..instances.proposals import RequestedBox
 from ..instances.segmenter import MODES, InstanceOptions
 from ..interactive.propagation_settings import PropagationSettings
 from ..request_values import parse_number, parse_text, shortened_repr
-from .fields import Choice, Flag, Integer, Number, OptionalText, RequestModel
+from .fields import Choice, Flag, InferenceFields, Integer, Number, OptionalText, RequestModel
 from .prompts import read_box
 from .propagation import PropagationFields
 
@@ -63,7 +63,7 @@ class GridFields(RequestModel):
         return GridSettings(**sent)
 
 
-class InstanceRequest(GridFields, PropagationFields):
+class InstanceRequest(GridFields, PropagationFields, InferenceFields):
     """A ``medicosam_instances`` request: the mode and its inputs, the grid and drawing settings, the limits."""
 
     mode: Choice(MODES) = "semantic"
@@ -73,6 +73,13 @@ class InstanceRequest(GridFields, PropagationFields):
     box_class: OptionalText(max_length=CLASS_NAME_LENGTH, key="class") = Field(None, alias="class")
     min_voxels: Integer(1, 1 << 30) = 10
     max_instances: Integer(1, 1000) = 100
+
+    def audit_summary(self) -> Dict[str, Any]:
+        """What the audit line keeps: the mode, axis and slice where sent, and how many boxes."""
+        summary = self.sent("mode", "axis", "slice")
+        if self.boxes:
+            summary["boxes"] = len(self.boxes)
+        return summary
 
     def options(self, drawing: PropagationSettings = PropagationSettings()) -> InstanceOptions:
         """What the request asks for; ``drawing``: the server's drawing defaults."""

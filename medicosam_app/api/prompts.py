@@ -8,7 +8,7 @@ the core to say, once it has the image (:func:`~medicosam_app.interactive.prompt
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional, Tuple
+from typing import Annotated, Any, Dict, Optional, Tuple
 
 from pydantic import BeforeValidator, ValidationInfo, model_validator
 
@@ -77,6 +77,15 @@ class PromptFields(RequestModel):
                     "accepted.", status=413,
                 )
         return values
+
+    def audit_summary(self) -> Dict[str, Any]:
+        """The prompts as the audit line keeps them: points, ``box`` (the roi, each axis ordered), slice, axis,
+        label, where sent."""
+        summary = self.sent("foreground", "background", "slice", "axis", "label")
+        if self.roi is not None:
+            summary["box"] = [value for pair in self.roi for value in pair]
+        return {key: list(map(list, value)) if key in ("foreground", "background") else value
+                for key, value in summary.items() if value not in ((), None)}
 
     def prompts(self) -> VoxelPrompts:
         """The prompts as the core takes them (checked against the image there)."""

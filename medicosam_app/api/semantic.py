@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from .fields import Flag, Integer
+from typing import Any, Dict
+
+from .fields import Flag, InferenceFields, Integer
 from .propagation import PropagationFields
 
 
-class SemanticRequest(PropagationFields):
+class SemanticRequest(PropagationFields, InferenceFields):
     """``refine``: redraw each component with MedicoSAM (drawing settings as for propagation); components smaller
     than ``min_voxels`` are left as the decoder drew them."""
 
     refine: Flag = False
     min_voxels: Integer(1, 1 << 30) = 10
+
+    def audit_summary(self) -> Dict[str, Any]:
+        return self.sent("refine")

@@ -10,10 +10,10 @@ import sys
 from typing import List, Optional
 
 from ..errors import MedicoSamError
-from . import audit, evaluate, finetune, models, permissions, precompute, retrain, users
+from . import audit, config, evaluate, finetune, models, permissions, precompute, retrain, users
 
 DESCRIPTION = "``python -m medicosam_app <command>``: work for cron jobs and administrators, without the server."
-COMMANDS = (precompute, retrain, evaluate, finetune, models, users, audit, permissions)
+COMMANDS = (precompute, retrain, evaluate, finetune, models, users, audit, permissions, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ Usage by the server (the wiring)::
         event="infer", endpoint="POST /infer/medicosam_interactive", status=200,
         user=user.username, role=user.role.label,            # auth off: user=client_id, role=None
         task="medicosam_interactive", image=image_id,
-        prompts=prompts_summary(params),
+        prompts=click_request.audit_summary(),
         model={"checkpoint_xxh128": ..., "semantic_version": ...},
         result=label_summary(label_array, axis=2), latency_s=0.42,
     ))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 
 
@@ -21,7 +21,8 @@ class AuditRecord:
 
     user: the signed-in user, or the client's ``client_id`` when authentication is off.
     endpoint: ``"<METHOD> <path>"``, e.g. ``"PUT /datastore/label"``.
-    prompts: ``{"foreground", "background", "box", "slice", "axis", "label"}`` (:func:`prompts_summary`).
+    prompts: ``{"foreground", "background", "box", "slice", "axis", "label"}`` as sent (the request models'
+        ``audit_summary`` in :mod:`medicosam_app.api`).
     model: ``{"checkpoint_xxh128", "semantic_version"}``.
     result: ``{"label_hash", "voxels", "slice_range"}`` (:func:`label_summary`).
     status: the HTTP status answered (or a word such as ``"ok"`` for work outside a request).
@@ -44,15 +45,6 @@ class AuditRecord:
 
     def to_dict(self) -> Dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
-
-
-_PROMPT_KEYS = (("foreground", "foreground"), ("background", "background"), ("roi", "box"), ("slice", "slice"),
-                ("axis", "axis"), ("label", "label"))
-
-
-def prompts_summary(params: Mapping[str, Any]) -> Dict[str, Any]:
-    """The prompt part of an inference request's ``params``: points, box (``roi``), slice, axis, label."""
-    return {name: params[key] for key, name in _PROMPT_KEYS if params.get(key) not in (None, [], "")}
 
 
 def label_summary(label: Any, axis: int = 2) -> Dict[str, Any]:

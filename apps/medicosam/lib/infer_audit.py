@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import numpy as np
 
-from medicosam_app.security.audit_record import label_summary, prompts_summary
+from medicosam_app.api import InferenceFields
+from medicosam_app.security.audit_record import label_summary
 
 from .request_context import add_audit_details
 
 
 def audit_inference(
     task: str,
-    request: Mapping[str, Any],
+    asked: InferenceFields,
     label: np.ndarray,
     axis: int = 2,
     checkpoint_xxh128: Optional[str] = None,
@@ -36,9 +37,9 @@ def audit_inference(
              "interactive_version": interactive_version}
     add_audit_details(
         task=task,
-        image=request.get("image_id") or request.get("image"),
-        prompts=prompts_summary(request),
+        image=asked.image,
+        prompts=asked.audit_summary() or None,
         model={key: value for key, value in model.items() if value is not None} or None,
         result=summary,
-        user=request.get("client_id") if isinstance(request.get("client_id"), str) else None,
+        user=asked.client_id,
     )

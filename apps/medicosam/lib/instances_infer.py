@@ -20,7 +20,7 @@ from medicosam_app.interactive.propagation_settings import PropagationSettings
 from .disconnects import cancellable_request
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference
-from .results import ResultFormat, write_result
+from .results import write_result
 
 
 class InstancesInfer(InferTask):
@@ -67,14 +67,14 @@ class InstancesInfer(InferTask):
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         started = time.perf_counter()
         with cancellable_request(request), as_http_errors():
-            options = self.request_model.read(request).options(self.drawing)
-            result_format = ResultFormat.from_request(request)
+            asked = self.request_model.read(request)
+            options = asked.options(self.drawing)
             result = self.segmenter.segment(request["image"], options)
             write_started = time.perf_counter()
-            path = write_result(result.instances.label, result.volume, result_format)
+            path = write_result(result.instances.label, result.volume, asked)
             written = time.perf_counter()
         audit_inference(
-            "medicosam_instances", request, result.instances.label, axis=options.axis,
+            "medicosam_instances", asked, result.instances.label, axis=options.axis,
             checkpoint_xxh128=self.segmenter.models.status.get("xxh128"), semantic_version=result.semantic_version,
             interactive_version=result.decoder_version,
         )

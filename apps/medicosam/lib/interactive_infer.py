@@ -14,7 +14,7 @@ from medicosam_app.runtime.heap import heap_tuning_state
 
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference
-from .results import ResultFormat, write_result
+from .results import write_result
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,12 @@ class InteractiveInfer(InferTask):
             asked = self.request_model.read(request)
             context = asked.context(default_label=self.labels[0])
             label = context.label
-            result_format = ResultFormat.from_request(request)
             result = self.segmenter.segment(request["image"], asked.prompts(), context, axis=asked.axis)
             write_started = time.perf_counter()
-            path = write_result(result.label, result.volume, result_format)
+            path = write_result(result.label, result.volume, asked)
             written = time.perf_counter()
         audit_inference(
-            "medicosam_interactive", request, result.label, axis=result.axis, slice_index=result.slice_index,
+            "medicosam_interactive", asked, result.label, axis=result.axis, slice_index=result.slice_index,
             checkpoint_xxh128=self.segmenter.models.status.get("xxh128"), interactive_version=result.decoder_version,
         )
         latencies = dict(result.latencies)

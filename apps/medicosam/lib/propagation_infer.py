@@ -15,7 +15,7 @@ from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 from .disconnects import cancellable_request
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference
-from .results import ResultFormat, write_result
+from .results import write_result
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +59,15 @@ class PropagationInfer(InferTask):
             asked = self.request_model.read(request)
             context = asked.context(default_label=self.labels[0])
             label, axis = context.label, asked.axis
-            result_format = ResultFormat.from_request(request)
             outcome = self.segmenter.segment(
                 request["image"], asked.prompts(), context, axis=axis, settings=asked.settings(self.defaults)
             )
             write_started = time.perf_counter()
-            path = write_result(outcome.label, outcome.volume, result_format)
+            path = write_result(outcome.label, outcome.volume, asked)
             written = time.perf_counter()
         result = outcome.result
         audit_inference(
-            "medicosam_3d", request, outcome.label, axis=axis,
+            "medicosam_3d", asked, outcome.label, axis=axis,
             checkpoint_xxh128=self.segmenter.models.status.get("xxh128"), interactive_version=outcome.decoder_version,
         )
         latencies = dict(outcome.latencies)

@@ -15,7 +15,7 @@ from medicosam_app.semantic.segmenter import SemanticSegmenter
 from .disconnects import cancellable_request
 from .http_errors import as_http_errors
 from .infer_audit import audit_inference
-from .results import ResultFormat, write_result
+from .results import write_result
 
 
 class SemanticInfer(InferTask):
@@ -53,7 +53,6 @@ class SemanticInfer(InferTask):
         started = time.perf_counter()
         extra: Dict[str, Any] = {}
         with cancellable_request(request), as_http_errors():
-            result_format = ResultFormat.from_request(request)
             asked = self.request_model.read(request)
             if asked.refine and self.instances is not None:
                 refined = self.instances.refine_semantic(request["image"], asked.settings(), asked.min_voxels)
@@ -63,8 +62,8 @@ class SemanticInfer(InferTask):
             else:
                 result = self.segmenter.segment(request["image"])
                 label = result.label
-            path = write_result(label, result.volume, result_format)
-        audit_inference("medicosam_semantic", request, label, semantic_version=result.version)
+            path = write_result(label, result.volume, asked)
+        audit_inference("medicosam_semantic", asked, label, semantic_version=result.version)
         latencies = dict(result.latencies, total=round(time.perf_counter() - started, 4))
         return str(path), {
             "label_names": result.classes.label_names(),
