@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "medicosam"))
-from lib.log_limits import MAX_MESSAGE_CHARS, ShortenLongRecords, limit_log_records  # noqa: E402
+from lib.http.log_limits import MAX_MESSAGE_CHARS, ShortenLongRecords, limit_log_records  # noqa: E402
 
 
 @pytest.fixture()

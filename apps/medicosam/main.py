@@ -21,27 +21,27 @@ from monailabel.interfaces.tasks.infer_v2 import InferType  # noqa: E402
 from monailabel.tasks.activelearning.first import First  # noqa: E402
 from monailabel.utils.async_tasks.task import AsyncTask  # noqa: E402
 
-from lib.active_learning import DiceScoring, RandomStrategy, UncertaintyStrategy  # noqa: E402
+from lib.tasks.active_learning import DiceScoring, RandomStrategy, UncertaintyStrategy  # noqa: E402
 from lib.datastore import folder_datastore, pacs_datastore, segmentation_author  # noqa: E402
-from lib.instances_infer import InstancesInfer  # noqa: E402
-from lib.interactive_infer import InteractiveInfer  # noqa: E402
-from lib.interactive_train import InteractiveTrain  # noqa: E402
-from lib.propagation_infer import PropagationInfer  # noqa: E402
-from lib.disconnects import carry_cancellation  # noqa: E402
+from lib.tasks.instances_infer import InstancesInfer  # noqa: E402
+from lib.tasks.interactive_infer import InteractiveInfer  # noqa: E402
+from lib.tasks.interactive_train import InteractiveTrain  # noqa: E402
+from lib.tasks.propagation_infer import PropagationInfer  # noqa: E402
+from lib.http.disconnects import carry_cancellation  # noqa: E402
 from lib.service_endpoints import serve_service_endpoints  # noqa: E402
-from lib.ohif_route import serve_ohif  # noqa: E402
-from lib.viewer_capabilities import capabilities  # noqa: E402
-from lib.viewer_config import viewer_app_config  # noqa: E402
-from lib.viewer_route import serve_viewer  # noqa: E402
-from lib.lock_down import lock_down  # noqa: E402
-from lib.training_audit import audit_training  # noqa: E402
-from lib.request_context import current_user  # noqa: E402
-from lib.log_limits import limit_log_records  # noqa: E402
+from lib.viewer.ohif_route import serve_ohif  # noqa: E402
+from lib.viewer.viewer_capabilities import capabilities  # noqa: E402
+from lib.viewer.viewer_config import viewer_app_config  # noqa: E402
+from lib.viewer.viewer_route import serve_viewer  # noqa: E402
+from lib.access.lock_down import lock_down  # noqa: E402
+from lib.tasks.training_audit import audit_training  # noqa: E402
+from lib.access.request_context import current_user  # noqa: E402
+from lib.http.log_limits import limit_log_records  # noqa: E402
 from lib.guards import batch_devices, guard_requests, monai_label_options, require_batch_model  # noqa: E402
-from lib.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
-from lib.semantic_infer import SemanticInfer  # noqa: E402
-from lib.shutdown import PromptShutdown  # noqa: E402
-from lib.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
+from lib.http.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
+from lib.tasks.semantic_infer import SemanticInfer  # noqa: E402
+from lib.http.shutdown import PromptShutdown  # noqa: E402
+from lib.tasks.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
 from medicosam_app.dicom.seg import SegmentationAuthor  # noqa: E402
 from medicosam_app.errors import InvalidRequestError  # noqa: E402

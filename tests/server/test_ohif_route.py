@@ -12,7 +12,7 @@ import pytest
 from .harness import REPO, running_server
 
 sys.path.insert(0, str(REPO / "apps" / "medicosam"))
-from lib.ohif_route import ohif_folder, resolve_asset  # noqa: E402
+from lib.viewer.ohif_route import ohif_folder, resolve_asset  # noqa: E402
 
 
 def _get(url: str, raw_path: str):

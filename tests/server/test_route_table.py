@@ -22,10 +22,10 @@ from medicosam_app.security.users import Role, UserStore
 from .harness import REPO
 
 sys.path.insert(0, str(REPO / "apps" / "medicosam"))
-from lib.access_control import SiteAccess, install_access_control  # noqa: E402
+from lib.access.access_control import SiteAccess, install_access_control  # noqa: E402
 from lib.guards import guard_requests  # noqa: E402
-from lib.request_context import may_act_for_others, role_for_others  # noqa: E402
-from lib.responsive_server import serve_in_threads  # noqa: E402
+from lib.access.request_context import may_act_for_others, role_for_others  # noqa: E402
+from lib.http.responsive_server import serve_in_threads  # noqa: E402
 
 NEW_ROW = Rule("POST", "/toy/{name}", Role.REVIEWER, "a route only this table knows", others=Role.ADMIN,
                audit="toy_event", guard="info_json", heavy=True)

@@ -17,9 +17,9 @@ from .harness import REPO, running_server
 from .test_ohif_route import _get
 
 sys.path.insert(0, str(REPO / "apps" / "medicosam"))
-from lib.ohif_route import ROUTE  # noqa: E402
-from lib.viewer_config import EXTENSION_URL, viewer_app_config  # noqa: E402
-from lib.viewer_route import BUILD, EXTENSION, serve_viewer  # noqa: E402
+from lib.viewer.ohif_route import ROUTE  # noqa: E402
+from lib.viewer.viewer_config import EXTENSION_URL, viewer_app_config  # noqa: E402
+from lib.viewer.viewer_route import BUILD, EXTENSION, serve_viewer  # noqa: E402
 
 
 def _config(text: str) -> dict:

@@ -15,12 +15,12 @@ from starlette.middleware import Middleware
 
 from medicosam_app.model.checkpoints import default_cache_dir
 
-from .body_limits import BodyLimits
 from .datastore import MedicoSAMDicomWebDatastore, PendingSegs
-from .disconnects import CancelOnDisconnect
-from .health import add_health_routes, disk_writable
-from .http_errors import answer_core_errors
-from .metrics import RequestMetrics, new_registry, serve_metrics
+from .http.body_limits import BodyLimits
+from .http.disconnects import CancelOnDisconnect
+from .http.health import add_health_routes, disk_writable
+from .http.http_errors import answer_core_errors
+from .http.metrics import RequestMetrics, new_registry, serve_metrics
 
 
 def serve_service_endpoints(fastapi_app: Any, app: Any) -> None:

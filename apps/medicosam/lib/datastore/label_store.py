@@ -25,7 +25,7 @@ from medicosam_app.geometry.label_check import GEOMETRY_FORMATS, Grid, on_image_
 from medicosam_app.security.audit_record import label_summary
 from medicosam_app.security.paths import UnsafePathError, confined_path, safe_extension, safe_name
 
-from ..request_context import add_audit_details, current_user, may_act_for_others, role_for_others
+from ..access.request_context import add_audit_details, current_user, may_act_for_others, role_for_others
 
 
 from .index import adopt_index, index_lock, read_index, write_index

@@ -44,7 +44,7 @@ from medicosam_app.atomic_files import (
 from medicosam_app.errors import InvalidRequestError
 from medicosam_app.security.paths import safe_name
 
-from ..served_images import served_image
+from .served_images import served_image
 
 from .index import (
     IndexStamp,

@@ -27,8 +27,8 @@ from medicosam_app.request_values import (
 )
 from medicosam_app.security.paths import safe_name, safe_upload_filename
 
-from ..request_context import current_user, may_act_for_others, role_for_others
-from ..session_images import resolve_session_image
+from ..access.request_context import current_user, may_act_for_others, role_for_others
+from ..datastore.session_images import resolve_session_image
 
 from .sessions import check_archive, check_session, megabytes, require_session_owner, session_max_bytes
 from .values import (
@@ -288,7 +288,7 @@ def check_session_id(app: Any, arguments: Dict[str, Any]) -> None:
 
 def check_session_read(app: Any, arguments: Dict[str, Any]) -> None:
     """``GET /session/{session_id}``: as :func:`check_session_id`, and a session made before its folder was
-    resolved to one image (see :mod:`lib.session_images`) is resolved now (MONAI Label answered 500 for it)."""
+    resolved to one image (see :mod:`lib.datastore.session_images`) is resolved now (MONAI Label answered 500 for it)."""
     check_session_id(app, arguments)
     sessions = app.sessions()
     if sessions is not None:

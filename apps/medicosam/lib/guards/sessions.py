@@ -16,8 +16,8 @@ from medicosam_app.request_values import (
     shortened_repr,
 )
 
-from ..request_context import current_user, may_act_for_others
-from ..session_images import resolve_session_image
+from ..access.request_context import current_user, may_act_for_others
+from ..datastore.session_images import resolve_session_image
 
 from .values import DEFAULT_SESSION_MAX_BYTES, MAX_ARCHIVE_MEMBERS, SESSION_ID
 

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 
 from medicosam_app.security.permissions import Rule, routes_with
 
-from ..http_errors import as_client_errors
-from ..responsive_server import replace_endpoints
+from ..http.http_errors import as_client_errors
+from ..http.responsive_server import replace_endpoints
 
 from .endpoints import (
     check_all_scoring,

@@ -9,7 +9,7 @@ import numpy as np
 from medicosam_app.api import InferenceFields
 from medicosam_app.security.audit_record import label_summary
 
-from .request_context import add_audit_details
+from ..access.request_context import add_audit_details
 
 
 def audit_inference(

@@ -12,8 +12,8 @@ from medicosam_app.api import PropagationRequest
 from medicosam_app.interactive.propagation_settings import PropagationSettings
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 
-from .disconnects import cancellable_request
-from .http_errors import as_http_errors
+from ..http.disconnects import cancellable_request
+from ..http.http_errors import as_http_errors
 from .infer_audit import audit_inference
 from .results import write_result
 

@@ -20,7 +20,7 @@ from monailabel.config import settings
 from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.utils.others.generic import get_mime_type
 
-from .responsive_server import routers_of
+from ..http.responsive_server import routers_of
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from medicosam_app.finetune.config import FinetuneConfig
 from medicosam_app.finetune.rounds import InteractiveFinetuner
 
-from .http_errors import as_http_errors
+from ..http.http_errors import as_http_errors
 from .semantic_train import TrainingRound, labelled_studies
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from medicosam_app.api import InstanceRequest
 from medicosam_app.instances.segmenter import InstanceOptions, InstanceSegmenter
 from medicosam_app.interactive.propagation_settings import PropagationSettings
 
-from .disconnects import cancellable_request
-from .http_errors import as_http_errors
+from ..http.disconnects import cancellable_request
+from ..http.http_errors import as_http_errors
 from .infer_audit import audit_inference
 from .results import write_result
 

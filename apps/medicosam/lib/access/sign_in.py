@@ -1,6 +1,6 @@
 """The sign-in routes: MONAI Label's protocol (``/auth/``, ``/auth/token``, ``/auth/token/valid``) against the users
 file, and a sign-in page for browsers (the viewers) that sets the token as an HttpOnly, same-site cookie. Failed
-passwords make the next try wait (:class:`~lib.access_control.SignInThrottled`, 429 + Retry-After)."""
+passwords make the next try wait (:class:`~lib.access.access_control.SignInThrottled`, 429 + Retry-After)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from .access_control import COOKIE, SIGN_IN_PAGE, SignInThrottled, SiteAccess
-from .network import is_loopback
+from ..http.network import is_loopback
 
 def _safe_next(target: str) -> str:
     """Only a path on this server (no scheme, no host, no ``//``): the sign-in page is no open redirect."""

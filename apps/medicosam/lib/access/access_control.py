@@ -43,7 +43,7 @@ from medicosam_app.security.permissions import DEFAULT_ROLE, Rule, rule_for
 from medicosam_app.security.tokens import TokenError, TokenIssuer, secret_file_for, token_from_authorization
 from medicosam_app.security.users import User, UserStore
 
-from .network import caller_is_local
+from ..http.network import caller_is_local
 from .request_context import handling_request
 
 logger = logging.getLogger(__name__)

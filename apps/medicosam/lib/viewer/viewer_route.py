@@ -2,7 +2,7 @@
 
 Three sources behind one route, each confined to its folder by :func:`resolve_asset`:
 
-- ``/ohif/app-config.js`` is written per request from the server's settings (:mod:`lib.viewer_config`);
+- ``/ohif/app-config.js`` is written per request from the server's settings (:mod:`lib.viewer.viewer_config`);
 - ``/ohif/medicosam/*`` is the extension, served from its source folder ``viewer/extension/``;
 - everything else is the installed OHIF build in ``viewer/ohif/``; a client-side route (``/ohif/segmentation``)
   gets ``index.html``.
@@ -28,7 +28,7 @@ from .ohif_route import replace_viewer_route, resolve_asset
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 BUILD = REPO / "viewer" / "ohif"
 EXTENSION = REPO / "viewer" / "extension"
 EXTENSION_PREFIX = "medicosam/"

@@ -26,7 +26,7 @@ from medicosam_app.semantic.config import TrainingConfig
 from medicosam_app.semantic.retrain import SemanticRetrainer
 from medicosam_app.learning.labelled_images import LabelledImage
 
-from .http_errors import as_http_errors
+from ..http.http_errors import as_http_errors
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from medicosam_app.api import ClickRequest
 from medicosam_app.interactive.slice_segmenter import InteractiveSegmenter
 from medicosam_app.runtime.heap import heap_tuning_state
 
-from .http_errors import as_http_errors
+from ..http.http_errors import as_http_errors
 from .infer_audit import audit_inference
 from .results import write_result
 

@@ -12,8 +12,8 @@ from medicosam_app.instances.segmenter import InstanceSegmenter
 from medicosam_app.semantic.classes import SemanticClasses
 from medicosam_app.semantic.segmenter import SemanticSegmenter
 
-from .disconnects import cancellable_request
-from .http_errors import as_http_errors
+from ..http.disconnects import cancellable_request
+from ..http.http_errors import as_http_errors
 from .infer_audit import audit_inference
 from .results import write_result
 

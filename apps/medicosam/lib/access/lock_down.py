@@ -13,8 +13,8 @@ from medicosam_app.security.audit import AuditLog
 from medicosam_app.settings import Settings
 
 from .access_control import SiteAccess, install_access_control
-from .network import is_loopback
-from .shutdown import serving_host
+from ..http.network import is_loopback
+from ..http.shutdown import serving_host
 from .sign_in import add_sign_in_routes
 
 logger = logging.getLogger(__name__)
