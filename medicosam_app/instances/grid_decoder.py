@@ -16,7 +16,7 @@ or arithmetic that can be done in a smaller space first:
   caller keeps (:meth:`GridMaskDecoder.masks`).
 
 Every step is the same sum in another order: the logits equal segment-anything's to float rounding
-(tests/test_grid_decoder.py compares them at the tiny and at the ViT-B shape).
+(tests/instances/test_grid_decoder.py compares them at the tiny and at the ViT-B shape).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from medicosam_app.security.permissions import (
 )
 from medicosam_app.security.users import Role
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECURITY_DOC = REPO / "docs" / "security.md"
 A, R, AD = Role.ANNOTATOR, Role.REVIEWER, Role.ADMIN
 # Rules with no MONAI Label route of their own: CORS preflight for any path.

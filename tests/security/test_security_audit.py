@@ -18,7 +18,7 @@ from medicosam_app.security.audit import AuditLog, parse_time
 from medicosam_app.api import ClickRequest
 from medicosam_app.security.audit_record import AuditRecord, label_summary
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def all_lines(log: AuditLog) -> List[bytes]:

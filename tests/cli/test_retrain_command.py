@@ -16,7 +16,7 @@ from medicosam_app.cli.retrain import models_agreeing_on_precision
 from medicosam_app.learning.versions import VersionStore
 from medicosam_app.settings import Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _command(checkpoint: Path, cache: Path, *args: str) -> list:

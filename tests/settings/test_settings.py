@@ -20,7 +20,7 @@ from medicosam_app.semantic.config import TrainingConfig
 from medicosam_app.settings import ConfigKeys, Settings
 from medicosam_app.settings.values import env_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- config:begin -->\n", "<!-- config:end -->"
 
 # Settings.from_conf({}) of the code before the settings model, with no MEDICOSAM_* variable and HOME=<home>.

@@ -21,7 +21,7 @@ from medicosam_app.errors import InvalidRequestError
 from medicosam_app.interactive.propagation_settings import PropagationSettings
 from medicosam_app.interactive.prompts import VoxelPrompts
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "medicosam"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "apps" / "medicosam"))
 from lib.guards.endpoints import check_infer  # noqa: E402
 
 

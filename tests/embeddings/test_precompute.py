@@ -14,7 +14,7 @@ from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveS
 from medicosam_app.services import build_model_provider, build_slice_embedder
 from medicosam_app.settings import Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

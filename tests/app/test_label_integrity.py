@@ -25,7 +25,7 @@ from medicosam_app.errors import ImageReadError, InvalidRequestError
 from medicosam_app.geometry.file_integrity import IncompleteFileError, check_file_complete, count_nonfinite
 from medicosam_app.geometry.volume import read_volume
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "medicosam"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "apps" / "medicosam"))
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
 from medicosam_app.geometry.label_check import label_value_problems  # noqa: E402
 

@@ -8,33 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from predictor_doubles import SquarePredictorDouble
 from conftest import ModelsDouble, asymmetric_array, write_volume
 from conftest import requested
 from medicosam_app.errors import InvalidRequestError
 from medicosam_app.interactive.slice_segmenter import ClickContext
-from medicosam_app.model.predictor import ImageEmbedding, MaskPrediction
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
-
-
-class SquarePredictorDouble:
-    """Test double for PromptPredictor: a 7x7 square around the first point, or around the box's centre."""
-
-    def __init__(self):
-        self.predicted = 0
-
-    def encode_batch(self, images, between_blocks=None):
-        return [ImageEmbedding(features=torch.zeros(1, 1, 1, 1), original_size=rgb.shape[:2]) for rgb in images]
-
-    def predict(self, embedding, points_xy=None, point_labels=None, box_xyxy=None, mask_logits=None, multimask=None):
-        self.predicted += 1
-        if len(points_xy):
-            x, y = points_xy[0]
-        else:
-            x, y = (box_xyxy[0] + box_xyxy[2]) / 2, (box_xyxy[1] + box_xyxy[3]) / 2
-        mask = np.zeros(embedding.original_size, dtype=bool)
-        mask[max(int(y) - 3, 0) : int(y) + 4, max(int(x) - 3, 0) : int(x) + 4] = True
-        return MaskPrediction(mask=mask, low_res_logits=torch.zeros(1, 256, 256), predicted_iou=0.9)
 
 
 @pytest.fixture()

@@ -25,7 +25,7 @@ from medicosam_app.security.users import (
     UserStore,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = 4  # bcrypt cost in tests (the minimum); 12 in use
 
 

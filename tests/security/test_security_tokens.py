@@ -26,7 +26,7 @@ from medicosam_app.security.tokens import (
 )
 from medicosam_app.security.users import Role, UserStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Clock:

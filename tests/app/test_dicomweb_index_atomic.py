@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dicomweb_client import DICOMwebClient
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "apps" / "medicosam"))
 from lib.datastore import MedicoSAMDicomWebDatastore  # noqa: E402
 

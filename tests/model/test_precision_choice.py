@@ -184,7 +184,7 @@ def test_processes_starting_together_on_one_machine_measure_once_and_agree(tmp_p
     import subprocess
     import sys
 
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     command = [sys.executable, "-c", TWO_PROCESSES, str(tmp_path / "precision")]
     first = subprocess.Popen(command + ["bf16"], stdout=subprocess.PIPE, text=True, env=env)
     assert first.stdout.readline().strip() == "measuring"

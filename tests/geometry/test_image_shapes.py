@@ -30,8 +30,7 @@ from medicosam_app.interactive.slice_segmenter import ClickContext, InteractiveS
 from medicosam_app.interactive.volume_segmenter import VolumeSegmenter
 from medicosam_app.model.provider import ModelProvider
 from projection_files import asymmetric_picture, write_dicom
-from test_interactive import RecordingPredictorDouble
-from test_volume_segmenter import SquarePredictorDouble
+from predictor_doubles import RecordingPredictorDouble, SquarePredictorDouble
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from medicosam_app.security.audit import AuditLog
 from medicosam_app.security.permissions import markdown_table
 from medicosam_app.security.users import Role, UserStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, stdin: Optional[str] = None, env: Optional[dict] = None) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ import pytest
 
 from medicosam_app.runtime.heap import HeapTuning, glibc_tunables, is_glibc
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BLOCK = 256 * 2**20
 PAGES_PER_PASS = BLOCK // 4096
 

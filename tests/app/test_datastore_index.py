@@ -10,7 +10,7 @@ import numpy as np
 
 from conftest import write_volume
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "medicosam"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "apps" / "medicosam"))
 from lib.datastore import CheckedLocalDatastore  # noqa: E402
 from lib.datastore.index import read_index, reconcile_index  # noqa: E402
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "medicosam"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "apps" / "medicosam"))
 from lib.http.log_limits import MAX_MESSAGE_CHARS, ShortenLongRecords, limit_log_records  # noqa: E402
 
 
