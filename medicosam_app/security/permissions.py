@@ -4,7 +4,8 @@ server does around it.
 Each :class:`Rule` has the columns the server is driven by: the role a caller needs (the access middleware), the
 role needed to act on another user's label or session (ownership, decided with :func:`may_act_on_others`), the
 audit event it leaves (the audit trail), the request check run before MONAI Label's endpoint (``guard``: a name
-the app resolves to its check) and whether it runs in the thread pool (``heavy``). The permission table in
+the app resolves to its check), whether it runs in the thread pool (``heavy``) and whether its body may hold
+files (``uploads``: the body-size limit). The permission table in
 ``docs/security.md`` is printed from it (``python -m medicosam_app permissions``). A route added here and
 nowhere else is guarded, audited and served as its row says.
 
@@ -74,6 +75,8 @@ class Rule:
         audit: the event of the audit line every call leaves, whatever its answer (None: only refusals do).
         guard: the name of the request check run before the endpoint (None: MONAI Label's endpoint as is).
         heavy: the endpoint computes or writes while the client waits, so it runs in the thread pool.
+        uploads: it takes image or label files, so its body may reach the server's ``session_max_mb`` (every
+            other route's body is bounded small: options, forms, prompts).
     """
 
     method: str
@@ -85,6 +88,7 @@ class Rule:
     audit: Optional[str] = None
     guard: Optional[str] = None
     heavy: bool = False
+    uploads: bool = False
     _regex: Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -119,21 +123,22 @@ RULES: Tuple[Rule, ...] = (
     # Annotating.
     Rule("GET", "/info/", A, "app info: models, labels, strategies"),
     Rule("POST", "/infer/{model}", A, "inference (clicks, boxes, automatic; another user's session: admin)",
-         others=AD, audit="infer", guard="infer", heavy=True),
-    Rule("POST", "/infer/wsi/{model}", A, "whole-slide inference (deprecated route)"),
-    Rule("POST", "/infer/wsi_v2/{model}", A, "whole-slide inference"),
+         others=AD, audit="infer", guard="infer", heavy=True, uploads=True),
+    Rule("POST", "/infer/wsi/{model}", A, "whole-slide inference (deprecated route)", uploads=True),
+    Rule("POST", "/infer/wsi_v2/{model}", A, "whole-slide inference", uploads=True),
     Rule("POST", "/activelearning/{strategy}", A, "next sample", audit="next_sample", guard="strategy", heavy=True),
     Rule("GET", "/datastore/", A, "list images and labels"),
     Rule("HEAD", "/datastore/image", A, "does an image exist?"),
     Rule("GET", "/datastore/image", A, "download an image", audit="image_download"),
     Rule("GET", "/datastore/image/info", A, "image info", guard="image_info_read"),
 Rule("PUT", "/datastore/label", A, "save a label (another user's label: reviewer)",
-         others=R, audit="label_save", guard="label_save", heavy=True),
+         others=R, audit="label_save", guard="label_save", heavy=True, uploads=True),
     Rule("HEAD", "/datastore/label", A, "does a label exist?"),
 Rule("GET", "/datastore/label", A, "download a label (another user's: reviewer)",
          others=R, audit="label_download", guard="label_read"),
     Rule("GET", "/datastore/label/info", A, "label info (another user's: reviewer)", others=R, guard="label_read"),
-    Rule("PUT", "/session/", A, "upload an image as a session", audit="session", guard="session_upload", heavy=True),
+    Rule("PUT", "/session/", A, "upload an image as a session",
+         audit="session", guard="session_upload", heavy=True, uploads=True),
 Rule("GET", "/session/{session_id}", A, "a session (another user's: admin)",
          others=AD, guard="session_read", heavy=True),
 Rule("DELETE", "/session/{session_id}", A, "remove a session (another user's: admin)",
@@ -158,8 +163,9 @@ Rule("PUT", "/datastore/updatelabelinfo", R, "change label info (deprecated rout
     Rule("POST", "/batch/infer/{model}", AD, "batch inference over the datastore", guard="batch_infer", heavy=True),
     Rule("DELETE", "/batch/infer", AD, "stop batch inference"),
 Rule("PUT", "/datastore/", AD, "upload an image (deprecated route)",
-         audit="image_upload", guard="image_upload", heavy=True),
-    Rule("PUT", "/datastore/image", AD, "upload an image", audit="image_upload", guard="image_upload", heavy=True),
+         audit="image_upload", guard="image_upload", heavy=True, uploads=True),
+    Rule("PUT", "/datastore/image", AD, "upload an image",
+         audit="image_upload", guard="image_upload", heavy=True, uploads=True),
     Rule("PUT", "/datastore/image/info", AD, "change image info", guard="info_json"),
     Rule("DELETE", "/datastore/", AD, "delete an image and its labels (deprecated route)", audit="delete"),
     Rule("DELETE", "/datastore/image", AD, "delete an image and its labels", audit="delete"),
@@ -167,13 +173,13 @@ Rule("PUT", "/datastore/", AD, "upload an image (deprecated route)",
     Rule("GET", "/datastore/dataset", AD, "download the whole dataset (ZIP)", audit="dataset_download"),
     Rule("GET", "/model/info/{model}", AD, "model file checksum and details"),
     Rule("GET", "/model/{model}", AD, "download model weights"),
-    Rule("PUT", "/model/{model}", AD, "replace model weights"),
+    Rule("PUT", "/model/{model}", AD, "replace model weights", uploads=True),
     Rule("DELETE", "/model/{model}", AD, "delete model weights"),
     Rule("GET", "/logs/", AD, "server log"),
     Rule("GET", "/logs/gpu", AD, "GPU status (nvidia-smi)"),
     Rule("POST", "/reload", AD, "reload the app"),
     Rule("GET", "/proxy/dicom/stow/{path:path}", AD, "PACS store (STOW) proxy"),
-    Rule("POST", "/proxy/dicom/stow/{path:path}", AD, "PACS store (STOW): upload images"),
+    Rule("POST", "/proxy/dicom/stow/{path:path}", AD, "PACS store (STOW): upload images", uploads=True),
     Rule("POST", "/proxy/dicom/wado/{path:path}", AD, "PACS proxy, POST"),
     Rule("POST", "/proxy/dicom/qido/{path:path}", AD, "PACS proxy, POST"),
     Rule("GET", "/proxy/dicom/{path:path}", A, "PACS proxy, other reads"),
@@ -191,8 +197,8 @@ def _relative(path: str, api_prefix: str) -> Optional[str]:
 
 
 def rule_for(method: str, path: str, api_prefix: str = "", rules: Optional[Sequence[Rule]] = None) -> Optional[Rule]:
-    """The rule of ``rules`` (default :data:`RULES`) for ``method`` on the URL path ``path`` (as the server received it, decoded, without
-    the query), or None when the table has none (then :data:`DEFAULT_ROLE` applies)."""
+    """The rule of ``rules`` (default :data:`RULES`) for ``method`` on the URL path ``path`` (as the server received
+    it, decoded, without the query), or None when the table has none (then :data:`DEFAULT_ROLE` applies)."""
     method = method.upper()
     relative = _relative(path, api_prefix)
     if relative is None:

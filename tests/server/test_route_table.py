@@ -1,5 +1,6 @@
 """The route table drives the server: a route added to it and nowhere else is checked for its role, guarded by
-the check its row names, audited under its event, served from the thread pool, and decides ownership.
+the check its row names, audited under its event, served from the thread pool, bounded in body size, and decides
+ownership.
 
 These tests put the real middleware and wrappers (the ones the server installs at start-up) in front of a small
 FastAPI app whose one route is new, with a table that is the real one plus that route's row.
@@ -12,8 +13,10 @@ import sys
 import threading
 
 import pytest
-from fastapi import FastAPI, Form
+
+from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.testclient import TestClient
+from starlette.middleware import Middleware
 
 from medicosam_app.security.audit import AuditLog
 from medicosam_app.security.permissions import RULES, Rule, may_act_on_others, rule_for
@@ -24,11 +27,13 @@ from .harness import REPO
 sys.path.insert(0, str(REPO / "apps" / "medicosam"))
 from lib.access.access_control import SiteAccess, install_access_control  # noqa: E402
 from lib.guards import guard_requests  # noqa: E402
+from lib.http.body_limits import SMALL_BODY_BYTES, BodyLimits  # noqa: E402
 from lib.access.request_context import may_act_for_others, role_for_others  # noqa: E402
 from lib.http.responsive_server import serve_in_threads  # noqa: E402
 
 NEW_ROW = Rule("POST", "/toy/{name}", Role.REVIEWER, "a route only this table knows", others=Role.ADMIN,
-               audit="toy_event", guard="info_json", heavy=True)
+               audit="toy_event", guard="info_json", heavy=True, uploads=True)
+UPLOAD_BYTES = 2 << 20  # the toy server's session_max_mb
 LIGHT_ROW = Rule("POST", "/toy-light/{name}", Role.ANNOTATOR, "the same route, light and unchecked")
 TABLE = RULES + (NEW_ROW, LIGHT_ROW)
 
@@ -39,8 +44,8 @@ def _served(tmp_path, rules=TABLE):
     seen = []
     app = FastAPI()
 
-    async def toy(name: str, info: str = Form("{}")):
-        seen.append({"name": name, "info": info, "thread": threading.current_thread().name,
+    async def toy(name: str, info: str = Form("{}"), upload: UploadFile = File(None)):
+        seen.append({"name": name, "info": info, "upload": len(await upload.read()) if upload else 0, "thread": threading.current_thread().name,
                      "others": may_act_for_others(), "others_role": role_for_others().label})
         return {"name": name}
 
@@ -50,6 +55,7 @@ def _served(tmp_path, rules=TABLE):
     for name, role in (("ann", Role.ANNOTATOR), ("rev", Role.REVIEWER), ("adm", Role.ADMIN)):
         users.add(name, "a long enough password", role)
     access = SiteAccess(tmp_path / "users.json", AuditLog(tmp_path / "audit"), rules=rules)
+    app.user_middleware.insert(0, Middleware(BodyLimits, upload_bytes=lambda: UPLOAD_BYTES, rules=rules))
     install_access_control(app, access, cors_origins=None)
     guard_requests(app, lambda: None, rules)
     serve_in_threads(app, rules)
@@ -61,8 +67,9 @@ def _audit_lines(tmp_path):
     return [json.loads(line) for line in (tmp_path / "audit").glob("*.jsonl").__next__().read_text().splitlines()]
 
 
-def _post(client, path, token, info="{}"):
-    return client.post(path, data={"info": info}, headers={"Authorization": f"Bearer {token}"})
+def _post(client, path, token, info="{}", upload=None):
+    files = {"upload": ("image.nii.gz", upload)} if upload is not None else None
+    return client.post(path, data={"info": info}, files=files, headers={"Authorization": f"Bearer {token}"})
 
 
 def test_a_route_added_to_the_table_only_is_guarded_audited_and_threaded(tmp_path):
@@ -96,6 +103,13 @@ def test_a_route_added_to_the_table_only_is_guarded_audited_and_threaded(tmp_pat
     # The light row names no audit event and no guard: no line, and a malformed body reaches the endpoint.
     assert _post(client, "/toy-light/f", tokens["ann"], info="[1, 2]").status_code == 200
     assert not [line for line in _audit_lines(tmp_path) if line["endpoint"].startswith("POST /toy-light/")]
+
+    # Uploads: the heavy row takes a body of files up to session_max_mb; the light row only a small one.
+    big = b"x" * (SMALL_BODY_BYTES + 1000)
+    assert _post(client, "/toy/g", tokens["rev"], upload=big).status_code == 200 and seen[-1]["upload"] == len(big)
+    too_big = _post(client, "/toy-light/h", tokens["ann"], upload=big)
+    assert too_big.status_code == 413, too_big.text
+    assert _post(client, "/toy/i", tokens["rev"], upload=b"x" * (UPLOAD_BYTES + SMALL_BODY_BYTES)).status_code == 413
 
 
 def test_without_its_row_the_route_is_closed_to_all_but_admins(tmp_path):

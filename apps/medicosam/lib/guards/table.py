@@ -77,7 +77,8 @@ def guarded(
                 after(app_instance(), result)
             return result
 
-    run.__signature__ = inspect.signature(endpoint)  # type: ignore[attr-defined]
+    # eval_str: annotations written as text (postponed) are resolved where the endpoint was written, not here.
+    run.__signature__ = inspect.signature(endpoint, eval_str=True)  # type: ignore[attr-defined]
     run.__name__ = endpoint.__name__
     run.__doc__ = endpoint.__doc__
     return run

@@ -1,23 +1,19 @@
 """Request bodies bounded before they are read: a ``Content-Length`` over the route's limit is answered 413 at once;
 a body sent without one (chunked) is counted as it arrives and cut off at the limit with the same 413.
 
-One table (:data:`UPLOAD_ROUTES`): routes that take image or label files may send up to the server's
-``session_max_mb``; every other route — JSON options, forms, prompts — at most :data:`SMALL_BODY_BYTES`.
+The route table's ``uploads`` column (:mod:`medicosam_app.security.permissions`): routes that take image or label
+files may send up to the server's ``session_max_mb``; every other route — JSON options, forms, prompts — at most
+:data:`SMALL_BODY_BYTES`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence
 
-from medicosam_app.security.permissions import rule_for
+from medicosam_app.security.permissions import Rule, rule_for
 
 SMALL_BODY_BYTES = 1 << 20  # the largest prompt request (1000 points) is ~40 kB; a label_info list a few kB
-UPLOAD_ROUTES: Tuple[Tuple[str, str], ...] = (
-    ("PUT", "/datastore/image"), ("PUT", "/datastore/"), ("PUT", "/datastore/label"), ("PUT", "/session/"),
-    ("POST", "/infer/{model}"), ("POST", "/infer/wsi/{model}"), ("POST", "/infer/wsi_v2/{model}"),
-    ("PUT", "/model/{model}"), ("POST", "/proxy/dicom/stow/{path:path}"),
-)
 
 
 class BodyTooLarge(Exception):
@@ -25,16 +21,21 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimits:
-    """The ASGI middleware; ``upload_bytes()`` is the current limit for :data:`UPLOAD_ROUTES`."""
+    """The ASGI middleware; ``upload_bytes()`` is the current limit for the routes that take files. ``rules``: the
+    route table (default: ``RULES``)."""
 
-    def __init__(self, app: Callable[..., Any], upload_bytes: Callable[[], int], api_prefix: str = "") -> None:
+    def __init__(
+        self, app: Callable[..., Any], upload_bytes: Callable[[], int], api_prefix: str = "",
+        rules: Optional[Sequence[Rule]] = None,
+    ) -> None:
         self.app = app
         self.upload_bytes = upload_bytes
         self.api_prefix = api_prefix
+        self.rules = rules
 
     def limit(self, method: str, path: str) -> int:
-        rule = rule_for(method, path, self.api_prefix)
-        if rule is not None and (rule.method, rule.route) in UPLOAD_ROUTES:
+        rule = rule_for(method, path, self.api_prefix, self.rules)
+        if rule is not None and rule.uploads:
             return self.upload_bytes() + SMALL_BODY_BYTES  # the files, plus the form's fields and boundaries
         return SMALL_BODY_BYTES
 

@@ -27,7 +27,8 @@ def in_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         return asyncio.run(endpoint(*args, **kwargs))
 
-    run.__signature__ = inspect.signature(endpoint)  # type: ignore[attr-defined]
+    # eval_str: annotations written as text (postponed) are resolved where the endpoint was written, not here.
+    run.__signature__ = inspect.signature(endpoint, eval_str=True)  # type: ignore[attr-defined]
     run.__name__ = endpoint.__name__
     run.__doc__ = endpoint.__doc__
     # No __wrapped__: FastAPI unwraps it to decide between event loop and thread pool.
