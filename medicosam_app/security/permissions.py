@@ -258,13 +258,14 @@ def _role_text(role: Optional[Role], loopback: bool = False) -> str:
 def markdown_table() -> str:
     """The table as Markdown, one row per rule, for README (a test keeps README's copy equal to it)."""
     lines = [
-        "| method | route | role | another user's label / session | what |",
-        "|---|---|---|---|---|",
+        "| method | route | role | another user's label / session | audit event | what |",
+        "|---|---|---|---|---|---|",
     ]
     for rule in RULES:
         others = _role_text(rule.others) if rule.others is not None else "–"
         lines.append(
-            f"| {rule.method} | `{rule.route}` | {_role_text(rule.role, rule.loopback)} | {others} | {rule.what} |"
+            f"| {rule.method} | `{rule.route}` | {_role_text(rule.role, rule.loopback)} | {others} "
+            f"| {rule.audit or '–'} | {rule.what} |"
         )
-    lines.append(f"| any other | | {DEFAULT_ROLE.label} | – | routes not in this table are closed by default |")
+    lines.append(f"| any other | | {DEFAULT_ROLE.label} | – | – | routes not in this table are closed by default |")
     return "\n".join(lines) + "\n"
