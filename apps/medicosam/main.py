@@ -37,12 +37,13 @@ from lib.access.lock_down import lock_down  # noqa: E402
 from lib.tasks.training_audit import audit_training  # noqa: E402
 from lib.access.request_context import current_user  # noqa: E402
 from lib.http.log_limits import limit_log_records  # noqa: E402
-from lib.guards import batch_devices, guard_requests, monai_label_options, require_batch_model  # noqa: E402
+from lib.guards import batch_devices, guard_requests, require_batch_model  # noqa: E402
 from lib.http.responsive_server import serve_heavy_endpoints_in_threads  # noqa: E402
 from lib.tasks.semantic_infer import SemanticInfer  # noqa: E402
 from lib.http.shutdown import PromptShutdown  # noqa: E402
 from lib.tasks.semantic_train import SemanticTrain, labelled_studies  # noqa: E402
 from medicosam_app import __version__  # noqa: E402
+from medicosam_app.api import InferenceFields  # noqa: E402
 from medicosam_app.dicom.seg import SegmentationAuthor  # noqa: E402
 from medicosam_app.errors import InvalidRequestError  # noqa: E402
 from medicosam_app.security.audit import AuditLog  # noqa: E402
@@ -290,7 +291,7 @@ class MedicoSAMApp(MONAILabelApp):
             raise InvalidRequestError(
                 f"Image '{image_id}' is not in the datastore; list images with GET /datastore/.", status=404
             )
-        options = monai_label_options(request)
+        options = InferenceFields.read(request).monai_label_options()
         save = options.pop("save_label")
         result = super().infer(dict(request, image_id=image_id, **options, save_label=False), store)
         if save:

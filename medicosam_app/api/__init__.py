@@ -6,22 +6,34 @@ Label's endpoint call the same model, so a bad request is refused with the same 
 Below this layer no request dict travels: the segmenters take prompts, a context and settings.
 """
 
+from .batch import BatchInferRequest
 from .clicks import ClickRequest
 from .fields import InferenceFields, RequestModel
 from .instances import GridFields, InstanceRequest
+from .labels import LabelSaveParams, read_draft_tag, read_label_info, read_label_tag
+from .limits import check_json_values, require_small_json
+from .next_sample import NextSampleRequest
 from .prompts import MAX_POINTS, PromptFields
 from .propagation import PropagationFields, PropagationRequest
 from .semantic import SemanticRequest
 
 __all__ = [
     "MAX_POINTS",
-    "InferenceFields",
+    "BatchInferRequest",
     "ClickRequest",
     "GridFields",
+    "InferenceFields",
     "InstanceRequest",
+    "LabelSaveParams",
+    "NextSampleRequest",
     "PromptFields",
     "PropagationFields",
     "PropagationRequest",
     "RequestModel",
     "SemanticRequest",
+    "check_json_values",
+    "read_draft_tag",
+    "read_label_info",
+    "read_label_tag",
+    "require_small_json",
 ]

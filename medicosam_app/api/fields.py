@@ -110,6 +110,9 @@ class InferenceFields(RequestModel):
 
     image: OptionalText(key="image") = None
     client_id: OptionalText() = None
+    save_label: Flag = False  # MONAI Label's: keep the result as a draft label (never as 'final')
+    label_tag: OptionalText() = None  # under this tag; 'original' by default
+    timeout: Optional[Number(minimum=1)] = None  # MONAI Label's: seconds the inference may take
     result_extension: OptionalText(max_length=16) = None
     result_compress: Flag = True
 
@@ -119,6 +122,25 @@ class InferenceFields(RequestModel):
         if isinstance(values, dict) and values.get("image_id"):
             return {**values, "image": values["image_id"]}
         return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _draft_tag(cls, values: Any) -> Any:
+        if isinstance(values, dict) and parse_bool(values.get("save_label"), "save_label", default=False):
+            from .labels import read_draft_tag  # (labels.py builds on this module's types)
+
+            return {**values, "label_tag": read_draft_tag(values.get("label_tag"))}
+        return values
+
+    def monai_label_options(self) -> Dict[str, Any]:
+        """The options MONAI Label itself reads, as values it cannot misread: it took ``"save_label": "false"`` as
+        true and saved the result as a label, and failed with a 500 on a ``timeout`` that is not a number."""
+        options: Dict[str, Any] = {"save_label": self.save_label}
+        if self.label_tag is not None:
+            options["label_tag"] = self.label_tag
+        if self.timeout is not None:
+            options["timeout"] = self.timeout
+        return options
 
     @property
     def result_suffix(self) -> str:

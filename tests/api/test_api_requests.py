@@ -113,3 +113,49 @@ def test_the_guard_refuses_with_the_tasks_own_request_model_before_the_endpoint_
     with pytest.raises(InvalidRequestError, match="'frame_step' must be an integer between 1 and 16"):
         check_infer(AppDouble(), arguments)
     check_infer(AppDouble(), dict(arguments, params={"foreground": [[1, 1, 1]], "frame_step": 2}))
+
+
+def test_monai_label_options_are_read_strictly_and_drafts_never_replace_the_final_label():
+    from medicosam_app.api import InferenceFields
+
+    assert InferenceFields.read({"save_label": "false", "timeout": "30"}).monai_label_options() == {
+        "save_label": False, "timeout": 30.0}
+    assert InferenceFields.read({"save_label": "yes"}).monai_label_options() == {"save_label": True,
+                                                                                  "label_tag": "original"}
+    with pytest.raises(InvalidRequestError, match="never saved as the 'final' label"):
+        InferenceFields.read({"save_label": True, "label_tag": "final"})
+    with pytest.raises(InvalidRequestError, match="'timeout' must be a number of at least 1"):
+        InferenceFields.read({"timeout": "soon"})
+
+
+def test_next_sample_and_batch_bodies_are_read_once_with_bounds():
+    from medicosam_app.api import BatchInferRequest, NextSampleRequest
+
+    asked = NextSampleRequest.read({"client_id": "", "label_tag": "final", "labels": ["liver"], "extra": "kept"})
+    assert (asked.client_id, asked.label_tag, asked.labels) == (None, "final", ["liver"])
+    with pytest.raises(InvalidRequestError, match="plain name"):
+        NextSampleRequest.read({"label_tag": "../../x"})
+    with pytest.raises(InvalidRequestError, match="nested"):
+        NextSampleRequest.read({"x": [[[[1]]]]})
+    batch = BatchInferRequest.read({"images": ["ct_1"], "max_workers": "2", "multi_gpu": "off", "gpus": "0,1"})
+    assert batch.model_dump(exclude_none=True) == {"label_tag": "original", "images": ["ct_1"], "max_workers": 2,
+                                                   "multi_gpu": False, "gpus": "0,1"}
+    for body, message in (({"images": "some"}, "'images' must be one of all, labeled, unlabeled"),
+                          ({"label_tag": "final"}, "never saved as the 'final' label"),
+                          ({"gpus": "cuda"}, "'gpus' must be"), ({"max_batch_size": 2.5}, "'max_batch_size'")):
+        with pytest.raises(InvalidRequestError, match=message):
+            BatchInferRequest.read(body)
+
+
+def test_a_labels_params_are_bounded_and_its_label_info_well_formed():
+    from medicosam_app.api import LabelSaveParams
+
+    info = [{"name": "liver", "idx": 1, "color": "red"}]
+    assert LabelSaveParams.read({"label_info": info, "client_id": "slicer"}).label_info == info
+    for params, status, message in (({"label_info": {"name": "liver"}}, 422, "must be a list"),
+                                    ({"label_info": [{"idx": -1}]}, 422, r"label_info\[0\]\.idx"),
+                                    ({"label_info": [{"idx": 1}] * 1025}, 413, "at most 1024"),
+                                    ({"note": "x" * 70000}, 413, "bytes of JSON")):
+        with pytest.raises(InvalidRequestError, match=message) as refused:
+            LabelSaveParams.read(params)
+        assert refused.value.status == status

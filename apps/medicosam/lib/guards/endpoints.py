@@ -12,19 +12,18 @@ Slicer and OHIF clients speak stays the same.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Dict, Mapping
 
-
-from medicosam_app.errors import InvalidRequestError
-from medicosam_app.request_values import (
-    optional_text,
-    parse_bool,
-    parse_int,
-    parse_json_object,
-    parse_text,
-    shortened_repr,
+from medicosam_app.api import (
+    BatchInferRequest,
+    InferenceFields,
+    LabelSaveParams,
+    NextSampleRequest,
+    read_label_info,
+    require_small_json,
 )
+from medicosam_app.errors import InvalidRequestError
+from medicosam_app.request_values import parse_json_object, shortened_repr
 from medicosam_app.security.paths import safe_name, safe_upload_filename
 
 from ..access.request_context import current_user, may_act_for_others, role_for_others
@@ -32,19 +31,13 @@ from ..datastore.session_images import resolve_session_image
 
 from .sessions import check_archive, check_session, megabytes, require_session_owner, session_max_bytes
 from .values import (
-    BATCH_IMAGE_SETS,
     SERVER_SET_KEYS,
     SESSION_ID,
     Check,
-    check_json_values,
-    check_label_info,
-    inference_label_tag,
-    label_tag_of,
     per_name_options,
     require_image_id,
     require_known_image,
     require_non_empty,
-    require_small_json,
     upload_size,
 )
 
@@ -60,8 +53,6 @@ def check_infer(app: Any, arguments: Dict[str, Any]) -> None:
         if key in params:
             raise InvalidRequestError(f"'{key}' is set by the server; leave it out of params.")
     app.require_task("model", params.get("model", arguments.get("model")))
-    if parse_bool(params.get("save_label"), "save_label", default=False):
-        inference_label_tag(params.get("label_tag"))
     if arguments.get("label") is not None:
         raise InvalidRequestError("The MedicoSAM models take no label file: send the prompts in params.")
     session_id = arguments.get("session_id")
@@ -77,9 +68,10 @@ def check_infer(app: Any, arguments: Dict[str, Any]) -> None:
         if not (isinstance(image, str) and image.strip()):
             raise InvalidRequestError("Send image=<id> (GET /datastore/ lists the images) or a session_id.")
         require_image_id(image)
-    request_model = app.request_model(params.get("model", arguments.get("model")))
-    if request_model is not None:  # the task reads the request with the same model: refused here, before any work
-        request_model.read({**params, "image": arguments.get("image") or session_id})
+    # The task reads the request with the same model (every one reads save_label, label_tag, timeout): a bad value
+    # is refused here, before any work.
+    request_model = app.request_model(params.get("model", arguments.get("model"))) or InferenceFields
+    request_model.read({**params, "image": arguments.get("image") or session_id})
     if getattr(arguments.get("output"), "value", arguments.get("output")) == "dicom_seg":
         from monailabel.datastore.dicom import DICOMWebDatastore
 
@@ -87,15 +79,13 @@ def check_infer(app: Any, arguments: Dict[str, Any]) -> None:
             raise InvalidRequestError("output=dicom_seg needs a DICOMweb datastore; use output=image or all here.")
         if params.get("label_info") is None:
             raise InvalidRequestError("output=dicom_seg needs 'label_info' in params to name the segments.")
-        check_label_info(params["label_info"])
+        read_label_info(params["label_info"])
 
 
 def check_label_save(app: Any, arguments: Dict[str, Any]) -> None:
     """``PUT /datastore/label``: an image id, params a JSON object with a well-formed label_info, a file."""
     require_image_id(arguments.get("image"))
-    params = parse_json_object(arguments.get("params"), "params")
-    require_small_json(params, "The label's params")  # kept with the label: bounded like any stored text
-    check_label_info(params.get("label_info"))
+    LabelSaveParams.read(parse_json_object(arguments.get("params"), "params"))
     label = arguments.get("label")
     if label is not None:  # MONAI Label keeps this name's extension: the client's path cut to a plain name
         label.filename = safe_upload_filename(label.filename, "The label file's name")
@@ -122,30 +112,14 @@ def json_field_check(field: str) -> Check:
 
 
 def check_strategy(app: Any, arguments: Dict[str, Any]) -> None:
-    """``POST /activelearning/{strategy}``; ``params`` may name another strategy, which is the one used.
-
-    MONAI Label stores the body's ``client_id`` in the chosen image's info in the datastore index (and logs
-    the whole body), so the body is bounded like an inference's ``params``: at most
-    :data:`MAX_JSON_BODY_BYTES`, strings of at most 1024 characters, ``client_id`` a string, ``label_tag``
-    a plain name. With sign-in on, the signed-in user's name is recorded, not what the client claims."""
+    """``POST /activelearning/{strategy}``: the body read by :class:`NextSampleRequest`; ``params`` may name another
+    strategy, which is the one used. With sign-in on, the signed-in user's name is recorded as ``client_id``, not
+    what the client claims."""
     params = dict(arguments.get("params") or {})
-    require_small_json(params, "The next-sample request's body")
-    app.require_task("strategy", params.get("strategy", arguments.get("strategy")))
-    if "client_id" in params:
-        client_id = optional_text(params["client_id"], "client_id")
-        if client_id is None:
-            del params["client_id"]
-        else:
-            params["client_id"] = client_id
-    if params.get("label_tag") is not None:
-        params["label_tag"] = label_tag_of(params["label_tag"])
-    labels = params.get("labels")
-    if labels is not None:
-        if not isinstance(labels, list):
-            raise InvalidRequestError(f"'labels' must be a list of label names, got {shortened_repr(labels)}.")
-        for position, name in enumerate(labels):
-            parse_text(name, f"labels[{position}]")
-    check_json_values(params, "body")
+    asked = NextSampleRequest.read(params)
+    app.require_task("strategy", asked.strategy or arguments.get("strategy"))
+    params.pop("client_id", None)
+    params.update(asked.model_dump(include={"client_id", "label_tag", "labels"}, exclude_none=True))
     user = current_user()
     if user is not None:
         params["client_id"] = user.username
@@ -213,31 +187,17 @@ def batch_devices(request: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def check_batch_infer(app: Any, arguments: Dict[str, Any]) -> None:
-    """``POST /batch/infer/{model}``: a model that runs without prompts, bounded options, label_tag a plain
-    name other than ``final``, images a set name or known image ids; and devices that exist here."""
+    """``POST /batch/infer/{model}``: the body read by :class:`BatchInferRequest` (label_tag a plain name other than
+    ``final``, images a set name or image ids, bounded options), a model that runs without prompts, images the
+    datastore knows, and devices that exist here."""
     params = dict(arguments.get("params") or {})
-    require_small_json(params, "The batch inference request's body")
-    require_batch_model(app, params.get("model", arguments.get("model")))
-    check_json_values(params, "body")
-    params["label_tag"] = inference_label_tag(params.get("label_tag"))
     images = params.get("images", arguments.get("images"))
-    images = getattr(images, "value", images)
-    if isinstance(images, list):
-        for position, image in enumerate(images):
+    asked = BatchInferRequest.read({**params, "images": images})
+    require_batch_model(app, params.get("model", arguments.get("model")))
+    if isinstance(asked.images, list):
+        for position, image in enumerate(asked.images):
             require_known_image(app, image, f"images[{position}]")
-    elif images is not None and images not in BATCH_IMAGE_SETS:
-        raise InvalidRequestError(
-            f"'images' must be one of {', '.join(BATCH_IMAGE_SETS)} or a list of image ids, got {shortened_repr(images)}."
-        )
-    for key in ("max_workers", "max_batch_size"):
-        if params.get(key) is not None:
-            params[key] = parse_int(params[key], key, minimum=0, maximum=1_000_000)
-    for key in ("multi_gpu", "save_label"):
-        if params.get(key) is not None:
-            params[key] = parse_bool(params[key], key)
-    gpus = params.get("gpus")
-    if gpus is not None and not (isinstance(gpus, str) and re.fullmatch(r"all|\d+(,\d+)*", gpus.strip())):
-        raise InvalidRequestError(f"'gpus' must be \"all\" or GPU numbers such as \"0,1\", got {shortened_repr(gpus)}.")
+    params.update(asked.model_dump(exclude={"images"}, exclude_none=True))
     params.update(batch_devices(params))
     arguments["params"] = params
 
