@@ -10,12 +10,13 @@ from .batch import BatchInferRequest
 from .clicks import ClickRequest
 from .fields import InferenceFields, RequestModel
 from .instances import GridFields, InstanceRequest
-from .labels import LabelSaveParams, read_draft_tag, read_label_info, read_label_tag
+from .labels import LabelSaveParams, read_label_info
 from .limits import check_json_values, require_small_json
 from .next_sample import NextSampleRequest
 from .prompts import MAX_POINTS, PromptFields
 from .propagation import PropagationFields, PropagationRequest
 from .semantic import SemanticRequest
+from .tags import read_draft_tag, read_label_tag
 
 __all__ = [
     "MAX_POINTS",

@@ -10,8 +10,8 @@ from pydantic import BeforeValidator, model_validator
 from ..errors import InvalidRequestError
 from ..request_values import parse_text, shortened_repr
 from .fields import Flag, Integer, RequestModel
-from .labels import read_draft_tag
 from .limits import check_json_values, require_small_json
+from .tags import read_draft_tag
 
 IMAGE_SETS = ("all", "labeled", "unlabeled")
 _GPUS = re.compile(r"all|\d+(,\d+)*")

@@ -23,6 +23,7 @@ from ..request_values import (
     parse_text,
     shortened_repr,
 )
+from .tags import read_draft_tag
 
 Model = TypeVar("Model", bound="RequestModel")
 
@@ -127,8 +128,6 @@ class InferenceFields(RequestModel):
     @classmethod
     def _draft_tag(cls, values: Any) -> Any:
         if isinstance(values, dict) and parse_bool(values.get("save_label"), "save_label", default=False):
-            from .labels import read_draft_tag  # (labels.py builds on this module's types)
-
             return {**values, "label_tag": read_draft_tag(values.get("label_tag"))}
         return values
 

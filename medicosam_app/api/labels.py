@@ -9,31 +9,11 @@ from pydantic import BeforeValidator, ValidationInfo, model_validator
 
 from ..errors import InvalidRequestError
 from ..request_values import parse_int, parse_text, shortened_repr
-from ..security.paths import safe_name
 from .fields import RequestModel
 from .limits import check_json_values, require_small_json
+from .tags import read_label_tag
 
-ORIGINAL_TAG = "original"  # MONAI Label's tag for a model's draft
-FINAL_TAG = "final"  # MONAI Label's tag for an annotator's finished label
 MAX_LABELS = 1024  # label_info entries: more classes than any segmentation has
-
-
-def read_label_tag(value: Any, key: str = "label_tag") -> str:
-    """A label tag: text, and a plain name (it becomes a folder of the datastore)."""
-    return safe_name(parse_text(value, key), "The label tag")
-
-
-def read_draft_tag(value: Any, key: str = "label_tag") -> str:
-    """The tag an inference result is saved under: a plain name, ``original`` by default, never ``final`` (the
-    annotator's finished label, which a click's one-slice mask must not replace)."""
-    tag = read_label_tag(ORIGINAL_TAG if value is None else value, key)
-    if tag == FINAL_TAG:
-        raise InvalidRequestError(
-            "Inference results are drafts and are never saved as the 'final' label (an annotator's finished "
-            "label): leave out save_label, or save under another label_tag such as 'original'; submit a final "
-            "label with PUT /datastore/label."
-        )
-    return tag
 
 
 def read_label_info(value: Any, key: str = "label_info") -> Optional[List[Dict[str, Any]]]:

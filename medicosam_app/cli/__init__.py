@@ -12,6 +12,8 @@ from typing import List, Optional
 from ..errors import MedicoSamError
 from . import audit, config, evaluate, finetune, models, permissions, precompute, retrain, users
 
+__all__ = ["build_parser", "main"]
+
 DESCRIPTION = "``python -m medicosam_app <command>``: work for cron jobs and administrators, without the server."
 COMMANDS = (precompute, retrain, evaluate, finetune, models, users, audit, permissions, config)
 

@@ -7,3 +7,79 @@
 - :mod:`.instance_label` — instances → one label volume (values 1..N) and the JSON that describes each.
 - :mod:`.segmenter` — the modes end to end on a volume, sharing the interactive tasks' embedding cache.
 """
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, List
+
+if TYPE_CHECKING:
+    from .drawing import InstanceDrawer
+    from .grid_decoder import GridMaskDecoder
+    from .instance_label import DrawnInstance, compose
+    from .mask_generator import (
+        GridSettings,
+        PredictorPointDecoder,
+        coarse_to_fine,
+        generate,
+        grid_points,
+        on_flat_background,
+    )
+    from .metrics import instance_f1_per_class, match_instances
+    from .proposals import RequestedBox, box_proposals, semantic_proposals
+    from .segmenter import MODES, InstanceOptions, InstanceSegmenter
+
+__all__ = [
+    "MODES",
+    "DrawnInstance",
+    "GridMaskDecoder",
+    "GridSettings",
+    "InstanceDrawer",
+    "InstanceOptions",
+    "InstanceSegmenter",
+    "PredictorPointDecoder",
+    "RequestedBox",
+    "box_proposals",
+    "coarse_to_fine",
+    "compose",
+    "generate",
+    "grid_points",
+    "instance_f1_per_class",
+    "match_instances",
+    "on_flat_background",
+    "semantic_proposals",
+]
+
+# All imported on first use (PEP 562), not here: all but :mod:`.metrics` (scipy) import torch and
+# segment_anything, and importing :mod:`.metrics` alone should not load them.
+_LAZY = {
+    "InstanceDrawer": ".drawing",
+    "GridMaskDecoder": ".grid_decoder",
+    "DrawnInstance": ".instance_label",
+    "compose": ".instance_label",
+    "GridSettings": ".mask_generator",
+    "PredictorPointDecoder": ".mask_generator",
+    "coarse_to_fine": ".mask_generator",
+    "generate": ".mask_generator",
+    "grid_points": ".mask_generator",
+    "on_flat_background": ".mask_generator",
+    "instance_f1_per_class": ".metrics",
+    "match_instances": ".metrics",
+    "RequestedBox": ".proposals",
+    "box_proposals": ".proposals",
+    "semantic_proposals": ".proposals",
+    "MODES": ".segmenter",
+    "InstanceOptions": ".segmenter",
+    "InstanceSegmenter": ".segmenter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A lazy name's value, its module imported on first use (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))
