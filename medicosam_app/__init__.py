@@ -4,8 +4,9 @@ Nothing in this package imports monailabel; ``apps/medicosam`` adapts it to MONA
 errors, and (on first use) the shared helpers of the top-level modules and :mod:`.services`' builders.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from .lazy_exports import lazy_exports
 
 from .errors import (
     CheckpointError,
@@ -121,16 +122,4 @@ _LAZY = {
     "build_slice_embedder": ".services",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use; AttributeError otherwise (so that
-    ``from medicosam_app import atomic_files`` still finds the submodule)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -1,7 +1,8 @@
 """DICOM in and out: image series checked and read as volumes, labels written and read as DICOM SEG."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 from .label_colors import label_color
 
@@ -67,15 +68,4 @@ _LAZY = {
     "download_series": ".wado",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

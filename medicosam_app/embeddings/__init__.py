@@ -1,8 +1,9 @@
 """Slice embeddings: the slice → RGB preprocessing, their cache key, the memory and disk caches, the embedder
 that fills them, the background prefetch and the overnight precompute."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 from .key import EmbeddingKey
 from .prefetch import Prefetcher, PrefetchPlan, default_encode_batch_size, outward_order
@@ -48,15 +49,4 @@ _LAZY = {
     "SliceEmbedder": ".slice_embedder",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

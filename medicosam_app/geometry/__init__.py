@@ -1,8 +1,9 @@
 """Volumes and their geometry: reading images with their direction and spacing, and the one mapping between
 voxels, display-oriented slice pixels and SAM's 1024² frame."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 from .compressed_streams import IncompleteFileError
 
@@ -59,15 +60,4 @@ _LAZY = {
     "VolumeCache": ".volume_cache",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

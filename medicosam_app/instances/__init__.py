@@ -8,8 +8,9 @@
 - :mod:`.segmenter` — the modes end to end on a volume, sharing the interactive tasks' embedding cache.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .drawing import InstanceDrawer
@@ -71,15 +72,4 @@ _LAZY = {
     "InstanceSegmenter": ".segmenter",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -1,8 +1,9 @@
 """Prompted segmentation: request prompts → a slice's mask (with the previous logits), and the 3D walk that
 propagates it through the volume."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 from .propagation_settings import MAX_FRAME_STEP, PROJECTIONS, PropagationSettings
 
@@ -90,15 +91,4 @@ _LAZY = {
     "capped_bounds": ".volume_segmenter",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

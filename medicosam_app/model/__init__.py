@@ -2,8 +2,9 @@
 predictor that encodes and decodes, the encoder's speed-ups (fused attention, int8, measured precision choice)
 and the provider that loads it all in the background and reports its status."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 from .checkpoints import (
     MEDICOSAM_DECODER,
@@ -113,15 +114,4 @@ _LAZY = {
     "read_state_dict": ".sam_builder",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -1,8 +1,9 @@
 """Automatic (semantic) segmentation: a UNETR decoder on the frozen MedicoSAM encoder, its training on
 accepted labels, and its versions."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 from .config import TrainingConfig
 from .schedule import build_scheduler, run_in_background
@@ -65,15 +66,4 @@ _LAZY = {
     "semantic_loss": ".training",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -2,8 +2,9 @@
 :mod:`.access`, :mod:`.http` and :mod:`.viewer`; :mod:`.service_endpoints` wires the service endpoints onto the
 running server (re-exported here, imported on first use)."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from medicosam_app.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .service_endpoints import serve_service_endpoints
@@ -16,15 +17,4 @@ _LAZY = {
     "serve_service_endpoints": ".service_endpoints",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -1,8 +1,9 @@
 """Sign-in, roles per route (the route table), the audit trail of requests, and what a request's code may know
 about its caller."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from medicosam_app.lazy_exports import lazy_exports
 
 from .request_context import add_audit_details, current_user, may_act_for_others, role_for_others
 
@@ -26,15 +27,4 @@ _LAZY = {
     "install_access_control": ".access_control",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -1,8 +1,9 @@
 """What a hospital service needs around the endpoints: errors as HTTP, bounded bodies, cancellation, health,
 metrics, shutdown, the thread pool."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from medicosam_app.lazy_exports import lazy_exports
 
 from .body_limits import SMALL_BODY_BYTES, BodyLimits
 from .disconnects import CancelOnDisconnect, cancellable_request, carry_cancellation
@@ -60,15 +61,4 @@ _LAZY = {
     "serve_in_threads": ".responsive_server",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A lazy name's value, its module imported on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
