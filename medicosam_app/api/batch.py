@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, model_validator
 from ..errors import InvalidRequestError
 from ..request_values import parse_text, shortened_repr
 from .fields import Flag, Integer, RequestModel
-from .limits import check_json_values, require_small_json
+from .limits import check_body
 from .tags import read_draft_tag
 
 IMAGE_SETS = ("all", "labeled", "unlabeled")
@@ -49,7 +49,5 @@ class BatchInferRequest(RequestModel):
     @model_validator(mode="before")
     @classmethod
     def _bounded(cls, values: Any) -> Any:
-        require_small_json(values, "The batch inference request's body")
-        if isinstance(values, dict):  # the declared keys are read by their own fields, which say more
-            check_json_values({k: v for k, v in values.items() if k not in cls.model_fields}, "body")
+        check_body(values, cls.model_fields, "The batch inference request's body")
         return values

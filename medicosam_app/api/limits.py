@@ -26,6 +26,14 @@ def require_small_json(value: Any, what: str) -> None:
         )
 
 
+def check_body(values: Any, declared: Any, what: str) -> None:
+    """A JSON body bounded in size (:func:`require_small_json`), and its keys other than ``declared`` (which their
+    own fields read, with messages that say more) bounded in length and depth (:func:`check_json_values`)."""
+    require_small_json(values, what)
+    if isinstance(values, dict):
+        check_json_values({key: value for key, value in values.items() if key not in declared}, "body")
+
+
 def check_json_values(value: Any, key: str, depth: int = 0) -> None:
     """Every string in a JSON value at most :data:`MAX_TEXT_LENGTH` characters (keys too), nesting at most
     :data:`MAX_JSON_DEPTH` levels below the body."""

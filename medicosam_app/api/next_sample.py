@@ -10,7 +10,7 @@ from ..errors import InvalidRequestError
 from ..request_values import parse_text, shortened_repr
 from .fields import OptionalText, RequestModel
 from .labels import LabelTag
-from .limits import check_json_values, require_small_json
+from .limits import check_body
 
 
 def _label_names(value: Any) -> List[str]:
@@ -31,7 +31,5 @@ class NextSampleRequest(RequestModel):
     @model_validator(mode="before")
     @classmethod
     def _bounded(cls, values: Any) -> Any:
-        require_small_json(values, "The next-sample request's body")
-        if isinstance(values, dict):  # the declared keys are read by their own fields, which say more
-            check_json_values({k: v for k, v in values.items() if k not in cls.model_fields}, "body")
+        check_body(values, cls.model_fields, "The next-sample request's body")
         return values
