@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from medicosam_app.model.attention import FusedAttention, use_fused_attention
+from medicosam_app.model.attention import (
+    FusedAttention,
+    bias_form_of,
+    relative_position_table,
+    use_fused_attention,
+)
 from medicosam_app.model.provider import ModelProvider
 from medicosam_app.model.predictor import PromptPredictor, resolve_precision
 from medicosam_app.model.sam_builder import load_sam
@@ -36,8 +41,9 @@ def test_fused_attention_matches_sams_attention(sam):
     assert torch.allclose(ours, reference, atol=FUSED_TOLERANCE), float((ours - reference).abs().max())
 
 
+@pytest.mark.parametrize("bias_form", ["mask", "channels"])
 @pytest.mark.parametrize("batch, size", [(2, (14, 14)), (1, (16, 24))])
-def test_fused_attention_module_matches_sams_per_image_and_head(batch, size):
+def test_fused_attention_module_matches_sams_per_image_and_head(batch, size, bias_form):
     """Several images (or windows) and heads in one call, on a non-square grid: a mix-up of batch, head or axis
     order in the reshaped q, k, v or in the bias would move numbers between images or transpose the grid."""
     from segment_anything.modeling.image_encoder import Attention
@@ -47,13 +53,39 @@ def test_fused_attention_module_matches_sams_per_image_and_head(batch, size):
     torch.nn.init.normal_(reference.rel_pos_h, std=0.5)
     torch.nn.init.normal_(reference.rel_pos_w, std=0.5)
     fused = copy.deepcopy(reference)
-    use_fused_attention(fused)
+    use_fused_attention(fused, bias_form)
+    assert bias_form_of(fused) == bias_form
     x = torch.randn(batch, *size, 48)
     with torch.no_grad():
         expected, ours = reference(x), fused(x)
         alone = fused(x[-1:])
     assert torch.allclose(ours, expected, atol=FUSED_TOLERANCE), float((ours - expected).abs().max())
     assert torch.allclose(alone, expected[-1:], atol=FUSED_TOLERANCE)
+
+
+@pytest.mark.parametrize("q_size, k_size, learned", [(14, 14, 27), (16, 24, 47), (24, 16, 47), (10, 10, 27)])
+def test_relative_position_table_is_sams(q_size, k_size, learned):
+    """Square and stretched axes, and a table learned for another size (resampled): SAM's ``get_rel_pos`` values."""
+    from segment_anything.modeling.image_encoder import get_rel_pos
+
+    table = torch.randn(learned, 8, generator=torch.Generator().manual_seed(q_size))
+    assert torch.equal(relative_position_table(q_size, k_size, table), get_rel_pos(q_size, k_size, table))
+
+
+def test_bias_forms_switch_and_give_the_same_embedding(sam):
+    """The ``channels`` form (the bias as extra q/k channels, for the GPU kernels without a mask) embeds a
+    whole non-square image as the ``mask`` form does; switching back restores the form."""
+    fused = copy.deepcopy(sam)
+    use_fused_attention(fused, "mask")
+    image = _images(1)[0]
+    as_mask = PromptPredictor(fused).encode(image).features
+    assert use_fused_attention(fused, "channels") == len(sam.image_encoder.blocks)
+    assert {block.attn.bias_form for block in fused.image_encoder.blocks} == {"channels"}
+    as_channels = PromptPredictor(fused).encode(image).features
+    assert torch.allclose(as_channels, as_mask, atol=FUSED_TOLERANCE), float((as_channels - as_mask).abs().max())
+    with pytest.raises(ValueError, match="bias_form"):
+        use_fused_attention(fused, "diagonal")
+    assert bias_form_of(sam) == "sam"
 
 
 def test_fused_attention_gives_the_same_masks(sam):
