@@ -25,7 +25,8 @@ from tqdm import tqdm
 from ..embeddings.memory_cache import EmbeddingCache
 from ..errors import MedicoSamError
 from ..evaluation.clicks import RandomErrorClicks
-from ..model.predictor import decode_prompts, encoder_input, logits_to_image
+from ..model.encoder_input import encoder_input
+from ..model.predictor import decode_prompts, logits_to_image
 from ..runtime.memory import gib, resident_bytes
 from .config import FinetuneConfig
 from .decoder_weights import decoder_state, trainable_parameters

@@ -29,12 +29,12 @@ if TYPE_CHECKING:
         probe_prompts,
         probe_slice,
     )
+    from .encoder_input import encoder_input
     from .predictor import (
         ImageEmbedding,
         MaskPrediction,
         PromptPredictor,
         decode_prompts,
-        encoder_input,
         logits_to_image,
         resolve_precision,
     )
@@ -101,7 +101,7 @@ _LAZY = {
     "MaskPrediction": ".predictor",
     "PromptPredictor": ".predictor",
     "decode_prompts": ".predictor",
-    "encoder_input": ".predictor",
+    "encoder_input": ".encoder_input",
     "logits_to_image": ".predictor",
     "resolve_precision": ".predictor",
     "ModelProvider": ".provider",

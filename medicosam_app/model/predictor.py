@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
 from ..geometry.coordinates import SamFrame
+from .encoder_input import encoder_input
 from .int8_encoder import int8_encoder
 
 
@@ -191,16 +192,6 @@ class PromptPredictor:
     def upscale(self, low_res_logits: torch.Tensor, original_size: Tuple[int, int]) -> torch.Tensor:
         """SAM's (B, M, 256, 256) logits → (B, M, H, W) logits of the original image (see :func:`logits_to_image`)."""
         return logits_to_image(low_res_logits, self.image_size, original_size)
-
-
-def encoder_input(sam: Sam, images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
-    """HxWx3 uint8 images of one size → the encoder's (B, 3, S, S) input: longest side resized to S,
-    normalised, padded (SAM's preprocessing). Encoder finetuning calls the encoder on it with gradients."""
-    frame = SamFrame(tuple(images[0].shape[:2]), sam.image_encoder.img_size)  # type: ignore[arg-type]
-    pixels = torch.stack(
-        [torch.as_tensor(frame.transform.apply_image(rgb), device=device).permute(2, 0, 1) for rgb in images]
-    )
-    return sam.preprocess(pixels.float())
 
 
 def decode_prompts(

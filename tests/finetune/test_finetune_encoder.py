@@ -24,7 +24,8 @@ from medicosam_app.finetune.encoder_changes import (
     trainable_encoder,
 )
 from medicosam_app.model.provider import ModelProvider
-from medicosam_app.model.predictor import PromptPredictor, encoder_input
+from medicosam_app.model.encoder_input import encoder_input
+from medicosam_app.model.predictor import PromptPredictor
 from medicosam_app.model.sam_builder import load_sam
 from medicosam_app.learning.versions import VersionStore
 from medicosam_app.embeddings.slice_embedder import SliceEmbedder
