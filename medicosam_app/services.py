@@ -36,6 +36,7 @@ def build_model_provider(settings: Settings) -> ModelProvider:
         precision=settings.precision,
         fused_attention=settings.fused_attention,
         served_decoder=ServedDecoder(build_interactive_store(settings)),
+        encode_batch_size=settings.encode_batch_size,
     )
 
 

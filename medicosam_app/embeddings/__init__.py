@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from ..lazy_exports import lazy_exports
 
 from .key import EmbeddingKey
-from .prefetch import Prefetcher, PrefetchPlan, default_encode_batch_size, outward_order
+from .prefetch import Prefetcher, PrefetchPlan, outward_order
 
 if TYPE_CHECKING:
     from .disk_store import EmbeddingDiskStore
@@ -26,7 +26,6 @@ __all__ = [
     "Prefetcher",
     "Shard",
     "SliceEmbedder",
-    "default_encode_batch_size",
     "find_images",
     "outward_order",
     "rescale_to_uint8",

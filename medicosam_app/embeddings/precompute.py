@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from ..errors import MedicoSamError
 from ..geometry.volume import image_size, read_volume
-from .prefetch import default_encode_batch_size
 from .slice_embedder import SliceEmbedder
 
 logger = logging.getLogger(__name__)
@@ -119,10 +118,10 @@ def precompute(
     and on disk). Unreadable images are reported in the summary and skipped.
 
     Images are read one at a time (a datastore of hundreds of CTs does not fit in memory); the progress
-    bar's total comes from the file headers alone. ``batch_size``: slices per encoder pass (default: by the
-    encoder's device, :func:`~.prefetch.default_encode_batch_size`).
+    bar's total comes from the file headers alone. ``batch_size``: slices per encoder pass (default: the
+    encoder's, measured on a GPU, see model/batch_choice.py).
     """
-    batch_size = max(1, batch_size or default_encode_batch_size(embedder.predictor().device.type))
+    batch_size = max(1, batch_size or embedder.batch_size())
     started = time.perf_counter()
     summary = PrecomputeSummary()
     axes = tuple(axes)

@@ -25,17 +25,6 @@ from typing import Callable, ContextManager, Deque, Dict, Iterator, List, Option
 logger = logging.getLogger(__name__)
 
 
-# Slices per background encoder pass when the configuration does not say. On a GPU a batch fills the device
-# (several slices per pass cost far less than one pass each); on a CPU it gains nothing, since each slice
-# already keeps every core busy, while a click waiting for a slice in a running batch waits for all of it.
-GPU_ENCODE_BATCH = 8
-
-
-def default_encode_batch_size(device_type: str) -> int:
-    """Slices per encoder pass for background work on a ``device_type`` ("cuda", "cpu", …) device."""
-    return GPU_ENCODE_BATCH if device_type == "cuda" else 1
-
-
 def outward_order(center: int, count: int, radius: int) -> List[int]:
     """``center±1, center±2, …`` within ``[0, count)`` and at most ``radius`` away (the centre excluded)."""
     order: List[int] = []
@@ -74,7 +63,7 @@ class Prefetcher:
     """A bounded, per-client queue of background encodings served by one low-priority thread."""
 
     def __init__(self, batch_size: Optional[int] = None, lower_priority: bool = True, quiet_seconds: float = 1.0) -> None:
-        # None: each plan's own batch size (its encoder's device decides, see default_encode_batch_size).
+        # None: each plan's own batch size (its encoder's, see model/batch_choice.py).
         self.batch_size = None if batch_size is None else max(1, int(batch_size))
         self.lower_priority = lower_priority
         # After a click, background work waits this long: an annotator refining a mask clicks in bursts,

@@ -18,7 +18,7 @@ from ..model.predictor import ImageEmbedding, PromptPredictor
 from ..model.provider import ModelProvider
 from .intensity import IntensityPolicy, slice_to_rgb
 from .memory_cache import EmbeddingCache, EmbeddingKey, EmbeddingSource
-from .prefetch import Prefetcher, PrefetchPlan, default_encode_batch_size, outward_order
+from .prefetch import Prefetcher, PrefetchPlan, outward_order
 
 
 class SliceEmbedder:
@@ -62,6 +62,11 @@ class SliceEmbedder:
     def predictor(self) -> PromptPredictor:
         """The predictor whose encoder embeds (and whose decoder the interactive tasks use)."""
         return self._predictor_source()
+
+    def batch_size(self, predictor: Optional[PromptPredictor] = None) -> int:
+        """Slices per encoder pass where many are embedded: the encoder's own (measured on a GPU, 1 on a CPU, or
+        the configured ``encode_batch_size``; see model/batch_choice.py)."""
+        return max(1, int(getattr(predictor or self.predictor(), "encode_batch_size", 1)))
 
     def key(self, volume: Volume, view: SliceView, index: int, predictor: Optional[PromptPredictor] = None) -> EmbeddingKey:
         encoder_key = self.models.encoder_key_for(predictor or self.predictor())
@@ -114,13 +119,16 @@ class SliceEmbedder:
             slices=outward_order(index, view.num_slices, self.prefetch_radius),
             encode=encode,
             is_ready=is_ready,
-            batch_size=default_encode_batch_size(self.predictor().device.type),
+            batch_size=self.batch_size(),
         )
         self.prefetcher.focus(client_id, plan)
 
-    def encode_into_cache(self, volume: Volume, view: SliceView, indices: Sequence[int]) -> int:
-        """Encode the given slices that are not cached yet, in one batch, and cache them; returns how many."""
-        predictor = self.predictor()
+    def encode_into_cache(
+        self, volume: Volume, view: SliceView, indices: Sequence[int], predictor: Optional[PromptPredictor] = None
+    ) -> int:
+        """Encode the given slices that are not cached yet, in one batch, and cache them; returns how many.
+        ``predictor``: whose encoder (default this embedder's)."""
+        predictor = predictor or self.predictor()
         keys = {index: self.key(volume, view, index, predictor) for index in indices}
         missing = [index for index in indices if not self.embeddings.contains(keys[index])]
         if len(missing) == 1:  # one slice: the deduplicating path, in case a click wants it right now

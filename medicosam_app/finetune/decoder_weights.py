@@ -74,7 +74,9 @@ def predictor_with_decoder(
     tag = encoder_tag(state)
     if tag is not None:
         sam.image_encoder = changed_encoder(base.sam.image_encoder, state, tag).to(base.device)
-    return PromptPredictor(sam, base.device, base.precision, decoder_version=version, encoder_tag=tag)
+    predictor = PromptPredictor(sam, base.device, base.precision, decoder_version=version, encoder_tag=tag)
+    predictor.encode_batch_size = getattr(base, "encode_batch_size", predictor.encode_batch_size)  # same encoder size
+    return predictor
 
 
 # Changed encoders by base encoder and tag, alive while any predictor uses them: the gate, the served version

@@ -44,6 +44,10 @@ class MaskPrediction:
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
+# Slices per encoder pass for many slices until the provider measures (model/batch_choice.py): a batch fills a
+# GPU; on a CPU one slice already keeps every core busy.
+GPU_ENCODE_BATCH = 8
+
 
 def resolve_precision(precision: Optional[str], device: torch.device) -> str:
     """``auto`` (or None) → bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU."""
@@ -82,6 +86,8 @@ class PromptPredictor:
         self.precision = resolve_precision(precision, self.device)
         # The module that embeds: the checkpoint's encoder, or its int8 copy (made once, shared).
         self.encoder = int8_encoder(sam.image_encoder) if self.precision == "int8" else sam.image_encoder
+        # Slices per encoder pass where many are embedded (the provider measures it on a GPU, or takes the setting).
+        self.encode_batch_size = GPU_ENCODE_BATCH if self.device.type == "cuda" else 1
         with torch.inference_mode():  # depends on the weights only: compute once, not per click
             self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
 

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
 from .attention import use_fused_attention
+from .batch_choice import BatchChoice, choose_batch_size
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
 from .decoder_choice import DecoderChoice
 from .memory_layout import use_channels_last_decoder, use_contiguous_encoder_tokens
@@ -39,6 +40,7 @@ class ModelProvider:
         precision: Optional[str] = None,
         fused_attention: bool = True,
         served_decoder: Optional[DecoderChoice] = None,
+        encode_batch_size: Optional[int] = None,
     ) -> None:
         """``served_decoder``: chooses a finetuned decoder version per request (the interactive model's versions,
         :class:`medicosam_app.finetune.serving.ServedDecoder`); None serves the checkpoint's own decoder."""
@@ -58,6 +60,8 @@ class ModelProvider:
         self._phase = "waiting to start"
         self._precision_choice: Optional[PrecisionChoice] = None
         self._served_decoder = served_decoder
+        self._encode_batch_size = encode_batch_size  # None: measured (model/batch_choice.py)
+        self._batch_choice: Optional[BatchChoice] = None
 
     def start_loading(self) -> None:
         """Load in a background thread (a download may take minutes); safe to call twice."""
@@ -87,7 +91,14 @@ class ModelProvider:
                     variant=f"fused_attention={self._fused_attention}",
                 )
                 precision = self._precision_choice.chosen
-            self._predictor = PromptPredictor(sam, device, precision)
+            predictor = PromptPredictor(sam, device, precision)
+            if self._encode_batch_size:
+                self._batch_choice = BatchChoice(int(self._encode_batch_size), "set by configuration (encode_batch_size)")
+            else:
+                self._phase = "measuring how many slices one encoder pass should take"
+                self._batch_choice = choose_batch_size(predictor)
+            predictor.encode_batch_size = self._batch_choice.chosen
+            self._predictor = predictor
             self._resolved, self._architecture = resolved, architecture
             logger.info("MedicoSAM %s loaded from %s on %s", architecture.name, resolved.path, self._predictor.device)
         except (MedicoSamError, OSError, ValueError, RuntimeError) as error:  # e.g. a forced precision without kernels
@@ -175,5 +186,6 @@ class ModelProvider:
                 "chosen": self._predictor.precision, "reason": "set by configuration (precision auto measures)"
             },
             "fused_attention": self._fused_attention,
+            "encode_batch": self._batch_choice.to_dict() if self._batch_choice else None,
             "interactive_decoder": self._served_decoder.status() if self._served_decoder is not None else {"serving": None},
         }

@@ -65,7 +65,8 @@ class ServerKeys(BaseSettings):
     prefetch_quiet_ms: Integer = key(
         1000, "Background encoding waits this long after the last click, so bursts of clicks run alone.")
     encode_batch_size: BatchSize = key(
-        "auto", "Slices per background encoder pass, at least 1; `auto`: 8 on a GPU, 1 on a CPU (see below).")
+        "auto", "Slices per encoder pass wherever many are embedded (precompute, prefetch, propagation), at least 1; "
+        "`auto`: measured at model load on a GPU, 1 on a CPU (see below).")
     precision: str = key(
         "auto", "Encoder precision: `auto` measures the candidates at model load and remembers the choice per "
         "machine, torch and checkpoint in `<cache_dir>/precision/`; `fp32`, `bf16`, `int8` (CPU), `fp16` (GPU) force "

@@ -32,7 +32,7 @@ class Settings:
     embedding_disk_mb: int
     prefetch_radius: int
     prefetch_quiet_ms: int
-    encode_batch_size: Optional[int]  # None: by the encoder's device (8 on a GPU, 1 on a CPU)
+    encode_batch_size: Optional[int]  # None: measured on a GPU, 1 on a CPU
     precision: str
     fused_attention: bool
     malloc_tuning: bool  # keep large tensors in the heap (see runtime/heap.py)

@@ -107,9 +107,9 @@ def test_two_shards_fill_one_shared_cache(tmp_path, tiny_checkpoint):
     assert bad.returncode == 2 and "I/N" in bad.stderr
 
 
-def test_precompute_batches_by_the_encoders_device_unless_told(tmp_path):
-    """Default: 8 slices per encoder pass on a GPU, 1 on a CPU; --batch-size wins (predictor double: records
-    the batches it is given; its device is all that differs)."""
+def test_precompute_batches_by_the_encoders_batch_size_unless_told(tmp_path):
+    """Default: the encoder's batch size (measured on a GPU, 1 on a CPU); --batch-size wins (predictor double:
+    records the batches it is given; its device and batch size are all that differ)."""
     import types
 
     import torch
@@ -124,20 +124,22 @@ def test_precompute_batches_by_the_encoders_device_unless_told(tmp_path):
     studies.mkdir()
     image = write_volume(studies / "a.nii.gz", asymmetric_array((20, 16, 11), seed=1))
 
-    def batches_on(device: str, batch_size=None):
+    def batches_on(device: str, batch_size=None, encoder_batch=None):
         sizes = []
 
         def encode_batch(images, between_blocks=None):
             sizes.append(len(images))
             return [ImageEmbedding(features=torch.zeros(1, 1, 1, 1), original_size=rgb.shape[:2]) for rgb in images]
 
-        double = types.SimpleNamespace(device=torch.device(device), encode_batch=encode_batch)
+        encoder_batch = encoder_batch or (8 if device == "cuda" else 1)
+        double = types.SimpleNamespace(device=torch.device(device), encode_batch=encode_batch, encode_batch_size=encoder_batch)
         embedder = SliceEmbedder(ModelsDouble(double), embeddings=EmbeddingCache())
         summary = precompute([image], embedder, batch_size=batch_size, progress=False)
         assert summary.encoded == 11
         return sizes
 
     assert batches_on("cuda") == [8, 3]
+    assert batches_on("cuda", encoder_batch=4) == [4, 4, 3]
     assert batches_on("cpu") == [1] * 11
     assert batches_on("cpu", batch_size=4) == [4, 4, 3]
 

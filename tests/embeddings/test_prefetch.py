@@ -191,12 +191,10 @@ def test_background_work_waits_for_a_quiet_moment_after_a_click():
 
 
 def test_batch_size_by_device_unless_configured():
-    """auto: 8 slices per pass on a GPU, 1 on a CPU; a configured size wins over each plan's own."""
-    from medicosam_app.embeddings.prefetch import default_encode_batch_size
+    """auto: measured on a GPU (tests/model/test_batch_choice.py), 1 on a CPU; a configured size wins over each
+    plan's own."""
     from medicosam_app.settings import Settings
 
-    assert default_encode_batch_size("cuda") == 8
-    assert default_encode_batch_size("cpu") == 1
     assert Settings.from_conf({}).encode_batch_size is None
     assert Settings.from_conf({"encode_batch_size": "auto"}).encode_batch_size is None
     assert Settings.from_conf({"encode_batch_size": "4"}).encode_batch_size == 4
@@ -215,8 +213,9 @@ def test_batch_size_by_device_unless_configured():
             worker.stop()
 
 
-def test_the_embedders_plans_take_their_batch_size_from_the_encoders_device(tmp_path):
-    """A GPU's plans encode 8 slices per pass, a CPU's one (predictor doubles: only the device is read)."""
+def test_the_embedders_plans_take_their_batch_size_from_the_encoder(tmp_path):
+    """Plans encode as many slices per pass as the encoder's measured or configured batch size (predictor doubles:
+    only the device and the size are read)."""
     import types
 
     from medicosam_app.embeddings.slice_embedder import SliceEmbedder
@@ -225,10 +224,10 @@ def test_the_embedders_plans_take_their_batch_size_from_the_encoders_device(tmp_
 
     volume = read_volume(write_volume(tmp_path / "v.nii.gz", asymmetric_array()))
     view = SliceView.create(volume.shape, volume.direction, 2)
-    for device, expected in (("cuda", 8), ("cpu", 1)):
+    for device, expected in (("cuda", 12), ("cpu", 1)):
         worker = Prefetcher(lower_priority=False, quiet_seconds=3600)  # plans stay queued
         try:
-            predictor_double = types.SimpleNamespace(device=torch.device(device))
+            predictor_double = types.SimpleNamespace(device=torch.device(device), encode_batch_size=expected)
             embedder = SliceEmbedder(ModelsDouble(predictor_double), prefetcher=worker, prefetch_radius=4)
             with worker.hold():
                 embedder.prefetch_around("client", volume, view, 5)
