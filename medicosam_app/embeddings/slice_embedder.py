@@ -72,9 +72,9 @@ class SliceEmbedder:
         encoder_key = self.models.encoder_key_for(predictor or self.predictor())
         return EmbeddingKey(volume.content_hash, view.axis, index, self.intensity.key, encoder_key, view.orientation)
 
-    def is_ready(self, volume: Volume, view: SliceView, index: int) -> bool:
-        """Whether the slice's embedding is cached (memory or disk)."""
-        return self.embeddings.contains(self.key(volume, view, index))
+    def is_ready(self, volume: Volume, view: SliceView, index: int, predictor: Optional[PromptPredictor] = None) -> bool:
+        """Whether the slice's embedding (by ``predictor``'s encoder, default this embedder's) is cached, in memory or on disk."""
+        return self.embeddings.contains(self.key(volume, view, index, predictor))
 
     def embedding(
         self, volume: Volume, view: SliceView, index: int, predictor: Optional[PromptPredictor] = None

@@ -27,6 +27,7 @@ from ..model.provider import ModelProvider
 from .prompts import SlicePrompt, VoxelPrompts, background_points, prompts_within, slice_prompt
 from .propagation import PropagationResult, PropagationState, Propagator, SegmentSlice, SliceMask
 from .propagation_settings import PropagationSettings
+from .read_ahead import ReadAhead
 from .slice_segmenter import ClickContext
 
 
@@ -111,13 +112,17 @@ def capped_bounds(bounds: Tuple[int, int], prompted: Sequence[int], max_slices: 
 
 
 def slice_segmenter(
-    embedder: SliceEmbedder, predictor: Any, volume: Volume, view: SliceView, timings: Dict[str, float]
+    embedder: SliceEmbedder, predictor: Any, volume: Volume, view: SliceView, timings: Dict[str, float],
+    read_ahead: Optional[ReadAhead] = None,
 ) -> SegmentSlice:
-    """The per-slice step of propagation: the slice's cached embedding, decoded with one prompt (and the
-    previous slice's logits). Adds the seconds spent to ``timings["encode"]`` and ``timings["decode"]``."""
+    """The per-slice step of propagation: the slice's cached embedding (a miss encodes the walk's next slices in
+    one batch with ``read_ahead``), decoded with one prompt (and the previous slice's logits). Adds the seconds
+    spent to ``timings["encode"]`` and ``timings["decode"]``."""
 
     def segment(index: int, prompt: SlicePrompt, logits: Optional[torch.Tensor]) -> SliceMask:
         t0 = time.perf_counter()
+        if read_ahead is not None:
+            read_ahead.before_decoding(index)
         embedding, _ = embedder.embedding(volume, view, index, predictor)
         t1 = time.perf_counter()
         answer = predictor.predict(embedding, prompt.points_xy, prompt.point_labels, prompt.box_xyxy, mask_logits=logits)
@@ -138,12 +143,27 @@ class VolumeSegmenter:
         volumes: Optional[VolumeCache] = None,
         memory: Optional[PropagationMemory] = None,
         max_slices: int = 0,
+        overlap_read_ahead: Optional[bool] = None,
     ) -> None:
         self.models = models
+        self.overlap_read_ahead = overlap_read_ahead  # None: on a GPU (see read_ahead.py)
         self.max_slices = max_slices  # the most slices one request may walk (0: the whole axis)
         self.embedder = embedder
         self.volumes = volumes or VolumeCache()
         self.memory = memory or PropagationMemory()
+
+    def read_ahead(self, volume: Volume, view: SliceView, bounds: Tuple[int, int], predictor: Any) -> Optional[ReadAhead]:
+        """Batched encoding ahead of the walk, when the encoder takes more than one slice per pass (a GPU); there
+        the next batch is encoded while the walk decodes this one."""
+        batch_size = self.embedder.batch_size(predictor)
+        if batch_size <= 1:
+            return None
+        return ReadAhead(
+            bounds, batch_size,
+            encode=lambda indices: self.embedder.encode_into_cache(volume, view, indices, predictor),
+            is_embedded=lambda index: self.embedder.is_ready(volume, view, index, predictor),
+            overlap=self.overlap_read_ahead if self.overlap_read_ahead is not None else predictor.device.type == "cuda",
+        )
 
     def segment(
         self,
@@ -177,15 +197,20 @@ class VolumeSegmenter:
         bounds = capped_bounds(propagation_bounds(prompts, view), [*slices, *corrections], self.max_slices)
 
         timings = {"encode": 0.0, "decode": 0.0}
-        segment = slice_segmenter(self.embedder, predictor, volume, view, timings)
+        read_ahead = self.read_ahead(volume, view, bounds, predictor)
+        segment = slice_segmenter(self.embedder, predictor, volume, view, timings, read_ahead)
 
         key = (context.client_id, context.image_id, context.label, axis, settings, volume.content_hash, self.models.encoder_key_for(predictor))
         if context.reset_state and context.remembered:
             self.memory.reset(context.client_id, context.image_id, context.label)
         earlier = self.memory.get(key) if context.remembered else None  # anonymous: from the prompts alone
         hold = self.embedder.prefetcher.hold() if self.embedder.prefetcher is not None else contextlib.nullcontext()
-        with hold:
-            result = Propagator(segment, settings).run(slices, bounds, earlier, corrections)
+        try:
+            with hold:
+                result = Propagator(segment, settings).run(slices, bounds, earlier, corrections)
+        finally:
+            if read_ahead is not None:
+                read_ahead.close()
         if context.remembered:
             self.memory.put(key, result.state)
 
