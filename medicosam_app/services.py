@@ -37,6 +37,7 @@ def build_model_provider(settings: Settings) -> ModelProvider:
         fused_attention=settings.fused_attention,
         served_decoder=ServedDecoder(build_interactive_store(settings)),
         encode_batch_size=settings.encode_batch_size,
+        embedding_storage=settings.embedding_storage,
     )
 
 
@@ -53,7 +54,7 @@ def build_finetuner(settings: Settings, models: ModelProvider, embedder: SliceEm
 def build_embedding_cache(settings: Settings, memory_mb: Optional[int] = None) -> EmbeddingCache:
     disk = None
     if settings.embedding_disk_dir is not None:
-        disk = EmbeddingDiskStore(settings.embedding_disk_dir, settings.embedding_disk_mb << 20)
+        disk = EmbeddingDiskStore(settings.embedding_disk_dir, settings.embedding_disk_mb << 20, background=True)
     memory = settings.embedding_cache_mb if memory_mb is None else memory_mb
     return EmbeddingCache(memory << 20, disk=disk)
 

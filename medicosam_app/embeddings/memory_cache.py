@@ -56,7 +56,11 @@ class EmbeddingCache:
         """Whether ``key`` is ready without encoding (in memory or on disk)."""
         if self._cache.peek(key) is not None:
             return True
-        return self.disk is not None and self.disk.path_for(key).is_file()
+        return self.disk is not None and self.disk.has(key)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the disk store's queued writes (see :meth:`EmbeddingDiskStore.flush`)."""
+        return self.disk.flush(timeout) if self.disk is not None else True
 
     @property
     def stats(self) -> dict:
@@ -69,5 +73,6 @@ class EmbeddingCache:
             "disk_hits": self.disk_hits,
         }
         if self.disk is not None:
-            stats["disk"] = {"root": str(self.disk.root), "bytes": self.disk.nbytes, "max_bytes": self.disk.max_bytes}
+            stats["disk"] = {"root": str(self.disk.root), "bytes": self.disk.nbytes, "max_bytes": self.disk.max_bytes,
+                             "waiting_writes": self.disk.waiting_writes}
         return stats

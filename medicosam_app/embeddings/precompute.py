@@ -150,5 +150,6 @@ def precompute(
                 summary.failed.append((path.name, str(error)))
                 logger.warning("Skipping %s: %s", path.name, error)
             del volume  # before the next one is read
+    embedder.embeddings.flush()  # the last slices' writes are part of the work
     summary.seconds = time.perf_counter() - started
     return summary

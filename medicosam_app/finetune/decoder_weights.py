@@ -75,7 +75,9 @@ def predictor_with_decoder(
     if tag is not None:
         sam.image_encoder = changed_encoder(base.sam.image_encoder, state, tag).to(base.device)
     predictor = PromptPredictor(sam, base.device, base.precision, decoder_version=version, encoder_tag=tag)
-    predictor.encode_batch_size = getattr(base, "encode_batch_size", predictor.encode_batch_size)  # same encoder size
+    # the same encoder settings as the base's: batch size, and float16 rounding (its embeddings share the key's kind)
+    predictor.encode_batch_size = getattr(base, "encode_batch_size", predictor.encode_batch_size)
+    predictor.half_embeddings = getattr(base, "half_embeddings", False)
     return predictor
 
 

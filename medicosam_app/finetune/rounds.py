@@ -155,7 +155,7 @@ class InteractiveFinetuner:
             "parent": serving,
             "init": init,
             "encoder_checkpoint": self.models.checkpoint_hash,
-            "encoder_key": self.models.encoder_key_of(base.precision, candidate_tag),  # its embeddings' key
+            "encoder_key": self.models.encoder_key_of(base.embedding_kind, candidate_tag),  # its embeddings' key
             "encoder": config.encoder,  # what this round trained of the encoder
             "encoder_tag": candidate_tag,  # None: the checkpoint's encoder, unchanged
             "preprocessing": self.embedder.intensity.key,

@@ -88,8 +88,15 @@ class PromptPredictor:
         self.encoder = int8_encoder(sam.image_encoder) if self.precision == "int8" else sam.image_encoder
         # Slices per encoder pass where many are embedded (the provider measures it on a GPU, or takes the setting).
         self.encode_batch_size = GPU_ENCODE_BATCH if self.device.type == "cuda" else 1
+        # Features rounded to float16 values as they are made (model/storage_choice.py): half the disk, same masks.
+        self.half_embeddings = False
         with torch.inference_mode():  # depends on the weights only: compute once, not per click
             self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
+
+    @property
+    def embedding_kind(self) -> str:
+        """What, besides the checkpoint, decides the embeddings' values: the precision, and float16 rounding."""
+        return f"{self.precision}-half" if self.half_embeddings else self.precision
 
     @property
     def dense_pe(self) -> torch.Tensor:
@@ -121,7 +128,7 @@ class PromptPredictor:
                 raise ValueError("a batch needs images of one size")
         with self._autocast():
             features = self._image_encoder(encoder_input(self.sam, images, self.device), between_blocks)
-        features = features.float()
+        features = features.half().float() if self.half_embeddings else features.float()
         size = tuple(images[0].shape[:2])
         return [ImageEmbedding(features=features[i : i + 1].clone(), original_size=size) for i in range(len(images))]  # type: ignore[arg-type]
 

@@ -21,6 +21,7 @@ from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, 
 from .decoder_choice import DecoderChoice
 from .memory_layout import use_channels_last_decoder, use_contiguous_encoder_tokens
 from .precision_choice import PrecisionChoice, choose_precision
+from .storage_choice import StorageChoice, choose_storage
 from .predictor import PromptPredictor
 from .sam_builder import SamArchitecture, load_sam
 
@@ -41,6 +42,7 @@ class ModelProvider:
         fused_attention: bool = True,
         served_decoder: Optional[DecoderChoice] = None,
         encode_batch_size: Optional[int] = None,
+        embedding_storage: str = "fp32",
     ) -> None:
         """``served_decoder``: chooses a finetuned decoder version per request (the interactive model's versions,
         :class:`medicosam_app.finetune.serving.ServedDecoder`); None serves the checkpoint's own decoder."""
@@ -62,6 +64,8 @@ class ModelProvider:
         self._served_decoder = served_decoder
         self._encode_batch_size = encode_batch_size  # None: measured (model/batch_choice.py)
         self._batch_choice: Optional[BatchChoice] = None
+        self._embedding_storage = embedding_storage  # auto | fp16 | fp32 (model/storage_choice.py)
+        self._storage_choice: Optional[StorageChoice] = None
 
     def start_loading(self) -> None:
         """Load in a background thread (a download may take minutes); safe to call twice."""
@@ -98,6 +102,11 @@ class ModelProvider:
                 self._phase = "measuring how many slices one encoder pass should take"
                 self._batch_choice = choose_batch_size(predictor)
             predictor.encode_batch_size = self._batch_choice.chosen
+            if self._embedding_storage == "auto":
+                self._phase = "checking that float16 embeddings give the same masks (once per machine and model)"
+            self._storage_choice = choose_storage(
+                predictor, self._embedding_storage, resolved.xxh128, Path(self._cache_dir or default_cache_dir()) / "precision")
+            predictor.half_embeddings = self._storage_choice.half
             self._predictor = predictor
             self._resolved, self._architecture = resolved, architecture
             logger.info("MedicoSAM %s loaded from %s on %s", architecture.name, resolved.path, self._predictor.device)
@@ -158,7 +167,7 @@ class ModelProvider:
 
     def encoder_key_for(self, predictor: PromptPredictor) -> str:
         """Checkpoint hash and precision, plus the digest of a finetuned encoder's change when there is one."""
-        return self.encoder_key_of(predictor.precision, predictor.encoder_tag)
+        return self.encoder_key_of(getattr(predictor, "embedding_kind", predictor.precision), predictor.encoder_tag)
 
     def encoder_key_of(self, precision: str, encoder_tag: Optional[str] = None) -> str:
         key = f"{self.checkpoint_hash}-{precision}"
@@ -187,5 +196,6 @@ class ModelProvider:
             },
             "fused_attention": self._fused_attention,
             "encode_batch": self._batch_choice.to_dict() if self._batch_choice else None,
+            "embedding_storage": self._storage_choice.to_dict() if self._storage_choice else None,
             "interactive_decoder": self._served_decoder.status() if self._served_decoder is not None else {"serving": None},
         }

@@ -19,7 +19,7 @@ from ..options import Options
 from ..semantic.classes import DEFAULT_CLASSES
 from ..semantic.config import TrainingConfig
 from .values import (
-    ENV_PREFIX, BatchSize, Classes, Flag, Integer, Modalities, Number, Origins, PositiveNumber, Url, UserPath, Viewer,
+    ENV_PREFIX, BatchSize, Classes, EmbeddingStorage, Flag, Integer, Modalities, Number, Origins, PositiveNumber, Url, UserPath, Viewer,
     WholeNumber,
 )
 
@@ -71,6 +71,9 @@ class ServerKeys(BaseSettings):
         "auto", "Encoder precision: `auto` measures the candidates at model load and remembers the choice per "
         "machine, torch and checkpoint in `<cache_dir>/precision/`; `fp32`, `bf16`, `int8` (CPU), `fp16` (GPU) force "
         "one. Embeddings are keyed by precision (see below).")
+    embedding_storage: EmbeddingStorage = key(
+        "auto", "Slice embeddings rounded to float16 (half the disk and memory traffic): `auto` if the probe's masks "
+        "agree (mean IoU ≥ 0.98, checked once per machine and model), `fp16`, `fp32`.")
     fused_attention: Flag = key(
         True, "Encoder attention through `scaled_dot_product_attention` (same result within 1e-4).")
     malloc_tuning: Flag = key(

@@ -34,6 +34,7 @@ class Settings:
     prefetch_quiet_ms: int
     encode_batch_size: Optional[int]  # None: measured on a GPU, 1 on a CPU
     precision: str
+    embedding_storage: str  # auto | fp16 | fp32 (model/storage_choice.py)
     fused_attention: bool
     malloc_tuning: bool  # keep large tensors in the heap (see runtime/heap.py)
     classes: SemanticClasses  # the semantic model's labels
@@ -94,6 +95,7 @@ class Settings:
             prefetch_quiet_ms=keys.prefetch_quiet_ms,
             encode_batch_size=keys.encode_batch_size,
             precision=keys.precision,
+            embedding_storage=keys.embedding_storage,
             fused_attention=keys.fused_attention,
             malloc_tuning=keys.malloc_tuning,
             classes=keys.labels,

@@ -80,6 +80,16 @@ def _viewer(value: object) -> str:
     return text
 
 
+EMBEDDING_STORAGE = ("auto", "fp16", "fp32")
+
+
+def _embedding_storage(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in EMBEDDING_STORAGE:
+        raise ValueError(f"embedding_storage must be one of {', '.join(EMBEDDING_STORAGE)} (got {value!r})")
+    return text
+
+
 def _origins(value: Optional[str]) -> Optional[Tuple[str, ...]]:
     """``https://viewer.hospital.org,https://other`` → the tuple; ``none`` → no other origin; unset → None."""
     if value is None or value == "":
@@ -113,6 +123,7 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number)]  # 0 or more
 PositiveNumber = Annotated[int, BeforeValidator(_positive_number)]  # 1 or more
 BatchSize = Annotated[Optional[int], BeforeValidator(_batch_size)]  # None: ``auto``
 Viewer = Annotated[str, BeforeValidator(_viewer)]
+EmbeddingStorage = Annotated[str, BeforeValidator(_embedding_storage)]
 Origins = Annotated[Optional[Tuple[str, ...]], BeforeValidator(_origins)]  # None: unset, (): no other origin
 Modalities = Annotated[Tuple[str, ...], BeforeValidator(_modalities)]
 Classes = Annotated[SemanticClasses, BeforeValidator(_classes)]
