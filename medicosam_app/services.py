@@ -38,6 +38,7 @@ def build_model_provider(settings: Settings) -> ModelProvider:
         served_decoder=ServedDecoder(build_interactive_store(settings)),
         encode_batch_size=settings.encode_batch_size,
         embedding_storage=settings.embedding_storage,
+        compile_encoder=settings.compile_encoder,
     )
 
 

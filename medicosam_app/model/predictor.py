@@ -90,6 +90,9 @@ class PromptPredictor:
         self.encode_batch_size = GPU_ENCODE_BATCH if self.device.type == "cuda" else 1
         # Features rounded to float16 values as they are made (model/storage_choice.py): half the disk, same masks.
         self.half_embeddings = False
+        # The encoder's blocks compiled (model/compiled_encoder.py fills the list when they are ready and faster);
+        # empty: the eager blocks. A list shared with the predictors of finetuned decoders on the same encoder.
+        self.compiled_blocks: List[Callable[[torch.Tensor], torch.Tensor]] = []
         with torch.inference_mode():  # depends on the weights only: compute once, not per click
             self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
 
@@ -132,18 +135,30 @@ class PromptPredictor:
         size = tuple(images[0].shape[:2])
         return [ImageEmbedding(features=features[i : i + 1].clone(), original_size=size) for i in range(len(images))]  # type: ignore[arg-type]
 
-    def _image_encoder(self, x: torch.Tensor, between_blocks: Optional[Callable[[], None]]) -> torch.Tensor:
+    def _image_encoder(
+        self, x: torch.Tensor, between_blocks: Optional[Callable[[], None]], blocks: Optional[Sequence[Callable]] = None,
+    ) -> torch.Tensor:
+        """The encoder on the (B, 3, S, S) input, with ``blocks`` in place of its own (default: the compiled ones
+        when ready, else its own)."""
         encoder = self.encoder
-        if between_blocks is None:
+        blocks = blocks or self.compiled_blocks or None
+        if between_blocks is None and blocks is None:
             return encoder(x)
         # ImageEncoderViT.forward, one block at a time.
         x = encoder.patch_embed(x)
         if encoder.pos_embed is not None:
             x = x + encoder.pos_embed
-        for block in encoder.blocks:
-            between_blocks()
+        for block in blocks or encoder.blocks:
+            if between_blocks is not None:
+                between_blocks()
             x = block(x)
         return encoder.neck(x.permute(0, 3, 1, 2))
+
+    @torch.inference_mode()
+    def embed_with_blocks(self, images: Sequence[np.ndarray], blocks: Sequence[Callable]) -> torch.Tensor:
+        """The (B, C, 64, 64) features of ``images`` with ``blocks`` in place of the encoder's (to compare them)."""
+        with self._autocast():
+            return self._image_encoder(encoder_input(self.sam, images, self.device), None, blocks).float()
 
     def _autocast(self):
         if self.precision in ("fp32", "int8"):

@@ -17,6 +17,7 @@ import torch
 from ..errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
 from .attention import use_fused_attention
 from .batch_choice import BatchChoice, choose_batch_size
+from .compiled_encoder import EncoderCompilation, wants_compile
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
 from .decoder_choice import DecoderChoice
 from .memory_layout import use_channels_last_decoder, use_contiguous_encoder_tokens
@@ -43,6 +44,7 @@ class ModelProvider:
         served_decoder: Optional[DecoderChoice] = None,
         encode_batch_size: Optional[int] = None,
         embedding_storage: str = "fp32",
+        compile_encoder: str = "off",
     ) -> None:
         """``served_decoder``: chooses a finetuned decoder version per request (the interactive model's versions,
         :class:`medicosam_app.finetune.serving.ServedDecoder`); None serves the checkpoint's own decoder."""
@@ -66,6 +68,8 @@ class ModelProvider:
         self._batch_choice: Optional[BatchChoice] = None
         self._embedding_storage = embedding_storage  # auto | fp16 | fp32 (model/storage_choice.py)
         self._storage_choice: Optional[StorageChoice] = None
+        self._compile_encoder = compile_encoder  # auto | on | off (model/compiled_encoder.py)
+        self._compilation: Optional[EncoderCompilation] = None
 
     def start_loading(self) -> None:
         """Load in a background thread (a download may take minutes); safe to call twice."""
@@ -108,6 +112,9 @@ class ModelProvider:
                 predictor, self._embedding_storage, resolved.xxh128, Path(self._cache_dir or default_cache_dir()) / "precision")
             predictor.half_embeddings = self._storage_choice.half
             self._predictor = predictor
+            if wants_compile(self._compile_encoder, device):
+                self._compilation = EncoderCompilation(predictor, Path(self._cache_dir or default_cache_dir()) / "compile")
+                self._compilation.start()
             self._resolved, self._architecture = resolved, architecture
             logger.info("MedicoSAM %s loaded from %s on %s", architecture.name, resolved.path, self._predictor.device)
         except (MedicoSamError, OSError, ValueError, RuntimeError) as error:  # e.g. a forced precision without kernels
@@ -147,6 +154,11 @@ class ModelProvider:
         if self._predictor is None:
             raise ModelUnavailableError(self._error or "The MedicoSAM model is not loaded.")
         return self._predictor
+
+    @property
+    def compilation(self) -> Optional[EncoderCompilation]:
+        """The background compile of the encoder (None when ``compile_encoder`` does not ask for one here)."""
+        return self._compilation
 
     @property
     def checkpoint_hash(self) -> str:
@@ -197,5 +209,7 @@ class ModelProvider:
             "fused_attention": self._fused_attention,
             "encode_batch": self._batch_choice.to_dict() if self._batch_choice else None,
             "embedding_storage": self._storage_choice.to_dict() if self._storage_choice else None,
+            "compile": self._compilation.status.to_dict() if self._compilation else {
+                "state": "off", "reason": f"compile_encoder {self._compile_encoder} on {self._predictor.device.type}"},
             "interactive_decoder": self._served_decoder.status() if self._served_decoder is not None else {"serving": None},
         }

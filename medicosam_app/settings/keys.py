@@ -19,7 +19,7 @@ from ..options import Options
 from ..semantic.classes import DEFAULT_CLASSES
 from ..semantic.config import TrainingConfig
 from .values import (
-    ENV_PREFIX, BatchSize, Classes, EmbeddingStorage, Flag, Integer, Modalities, Number, Origins, PositiveNumber, Url, UserPath, Viewer,
+    ENV_PREFIX, BatchSize, Classes, CompileChoice, EmbeddingStorage, Flag, Integer, Modalities, Number, Origins, PositiveNumber, Url, UserPath, Viewer,
     WholeNumber,
 )
 
@@ -74,6 +74,9 @@ class ServerKeys(BaseSettings):
     embedding_storage: EmbeddingStorage = key(
         "auto", "Slice embeddings rounded to float16 (half the disk and memory traffic): `auto` if the probe's masks "
         "agree (mean IoU ≥ 0.98, checked once per machine and model), `fp16`, `fp32`.")
+    compile_encoder: CompileChoice = key(
+        "auto", "`torch.compile` the encoder's blocks in the background (cached in `<cache_dir>/compile`), used once "
+        "faster with agreeing masks: `auto` on a GPU only, `on`, `off`; `/info` → `model.compile`.")
     fused_attention: Flag = key(
         True, "Encoder attention through `scaled_dot_product_attention` (same result within 1e-4).")
     malloc_tuning: Flag = key(

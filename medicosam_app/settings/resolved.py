@@ -35,6 +35,7 @@ class Settings:
     encode_batch_size: Optional[int]  # None: measured on a GPU, 1 on a CPU
     precision: str
     embedding_storage: str  # auto | fp16 | fp32 (model/storage_choice.py)
+    compile_encoder: str  # auto | on | off (model/compiled_encoder.py)
     fused_attention: bool
     malloc_tuning: bool  # keep large tensors in the heap (see runtime/heap.py)
     classes: SemanticClasses  # the semantic model's labels
@@ -96,6 +97,7 @@ class Settings:
             encode_batch_size=keys.encode_batch_size,
             precision=keys.precision,
             embedding_storage=keys.embedding_storage,
+            compile_encoder=keys.compile_encoder,
             fused_attention=keys.fused_attention,
             malloc_tuning=keys.malloc_tuning,
             classes=keys.labels,

@@ -81,6 +81,15 @@ def _viewer(value: object) -> str:
 
 
 EMBEDDING_STORAGE = ("auto", "fp16", "fp32")
+COMPILE_CHOICES = ("auto", "on", "off")
+
+
+def _compile_encoder(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in COMPILE_CHOICES:
+        raise ValueError(f"compile_encoder must be one of {', '.join(COMPILE_CHOICES)} (got {value!r})")
+    return text
+
 
 
 def _embedding_storage(value: object) -> str:
@@ -124,6 +133,7 @@ PositiveNumber = Annotated[int, BeforeValidator(_positive_number)]  # 1 or more
 BatchSize = Annotated[Optional[int], BeforeValidator(_batch_size)]  # None: ``auto``
 Viewer = Annotated[str, BeforeValidator(_viewer)]
 EmbeddingStorage = Annotated[str, BeforeValidator(_embedding_storage)]
+CompileChoice = Annotated[str, BeforeValidator(_compile_encoder)]
 Origins = Annotated[Optional[Tuple[str, ...]], BeforeValidator(_origins)]  # None: unset, (): no other origin
 Modalities = Annotated[Tuple[str, ...], BeforeValidator(_modalities)]
 Classes = Annotated[SemanticClasses, BeforeValidator(_classes)]

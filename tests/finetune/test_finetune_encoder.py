@@ -204,8 +204,9 @@ def test_a_lora_round_trains_the_encoder_stores_its_change_and_serves_it_under_i
     # embeddings keep theirs, as the semantic decoder needs.
     if store.serving() != "v0001":
         store.promote("v0001", "test")
+    # as the round's settings built it (embedding_storage auto: the key says whether embeddings are rounded)
     models = ModelProvider(str(tiny256_checkpoint), allow_download=False, precision="fp32", cache_dir=str(cache),
-                           served_decoder=ServedDecoder(store))
+                           embedding_storage="auto", served_decoder=ServedDecoder(store))
     served = models.predictor()
     assert served.decoder_version == "v0001" and served.encoder_tag == meta["encoder_tag"]
     assert models.encoder_key == meta["encoder_key"] != models.checkpoint_encoder_key
