@@ -23,12 +23,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from .block_timing import blocks_ms, encoder_tokens
 from .precision_choice import MIN_MASK_IOU, probe_prompts, probe_slice
 from .predictor import ImageEmbedding, PromptPredictor
 
@@ -122,25 +123,9 @@ class EncoderCompilation:
             self.status = CompileStatus("failed", f"{type(error).__name__}: {error}"[:500], round(self.timer() - started, 1))
             logger.warning("Could not compile the image encoder (the eager encoder stays): %s", error)
 
-    @torch.inference_mode()
     def _block_ms(self, blocks: Sequence[Callable], batch: int) -> float:
-        """Median milliseconds of the blocks on (batch, 64, 64, C) tokens, after a warm-up call."""
-        encoder = self.predictor.encoder
-        side = encoder.img_size // encoder.patch_embed.proj.kernel_size[0]
-        generator = torch.Generator().manual_seed(0)
-        tokens = torch.randn(batch, side, side, encoder.neck[0].in_channels, generator=generator).to(self.predictor.device)
-        times: List[float] = []
-        with self.predictor._autocast():
-            for attempt in range(self.repeats + 1):
-                self._synchronize()
-                begun = self.timer()
-                x = tokens
-                for block in blocks:
-                    x = block(x)
-                self._synchronize()
-                if attempt:  # the first is the warm-up (and, compiled, the compilation)
-                    times.append(self.timer() - begun)
-        return round(1000 * float(np.median(times)), 2)
+        tokens = encoder_tokens(self.predictor.encoder, batch, self.predictor.device)
+        return blocks_ms(blocks, tokens, self.repeats, self.predictor._autocast, self.timer)
 
     def _mask_iou(self, compiled: Sequence[Callable]) -> float:
         predictor = self.predictor
@@ -155,7 +140,3 @@ class EncoderCompilation:
             union = np.logical_or(a, b).sum()
             ious.append(1.0 if union == 0 else float(np.logical_and(a, b).sum() / union))
         return float(np.mean(ious))
-
-    def _synchronize(self) -> None:
-        if self.predictor.device.type == "cuda":
-            torch.cuda.synchronize(self.predictor.device)

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import CheckpointError, MedicoSamError, ModelLoadingError, ModelUnavailableError
 from .attention import use_fused_attention
+from .attention_choice import AttentionChoice, choose_bias_form
 from .batch_choice import BatchChoice, choose_batch_size
 from .compiled_encoder import EncoderCompilation, wants_compile
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
@@ -70,6 +71,7 @@ class ModelProvider:
         self._storage_choice: Optional[StorageChoice] = None
         self._compile_encoder = compile_encoder  # auto | on | off (model/compiled_encoder.py)
         self._compilation: Optional[EncoderCompilation] = None
+        self._attention_choice: Optional[AttentionChoice] = None
 
     def start_loading(self) -> None:
         """Load in a background thread (a download may take minutes); safe to call twice."""
@@ -100,6 +102,8 @@ class ModelProvider:
                 )
                 precision = self._precision_choice.chosen
             predictor = PromptPredictor(sam, device, precision)
+            self._phase = "choosing the attention kernels' form"
+            self._attention_choice = choose_bias_form(predictor)
             if self._encode_batch_size:
                 self._batch_choice = BatchChoice(int(self._encode_batch_size), "set by configuration (encode_batch_size)")
             else:
@@ -207,6 +211,7 @@ class ModelProvider:
                 "chosen": self._predictor.precision, "reason": "set by configuration (precision auto measures)"
             },
             "fused_attention": self._fused_attention,
+            "attention": self._attention_choice.to_dict() if self._attention_choice else None,
             "encode_batch": self._batch_choice.to_dict() if self._batch_choice else None,
             "embedding_storage": self._storage_choice.to_dict() if self._storage_choice else None,
             "compile": self._compilation.status.to_dict() if self._compilation else {

@@ -77,3 +77,24 @@ def test_the_gpu_measurement_picks_a_timed_size(tiny_checkpoint):
     provider = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cuda", precision="fp32")
     choice = provider.status["encode_batch"] if provider.predictor() else None
     assert choice["chosen"] in choice["ms_per_slice"]
+
+
+def test_the_attention_form_is_measured_where_asked_and_the_modules_switched(tiny_checkpoint):
+    """On a CPU the mask form without measuring; measured (as on a GPU, here forced on the CPU) both forms are timed
+    and the encoder's attention modules take the faster one, which still embeds as before."""
+    import numpy as np
+
+    from medicosam_app.model.attention import bias_form_of
+    from medicosam_app.model.attention_choice import choose_bias_form
+
+    provider = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32")
+    predictor = provider.predictor()
+    assert provider.status["attention"] == {
+        "form": "mask", "reason": "the bias as an additive mask: the faster form on a CPU", "encoder_ms": {}}
+    image = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
+    before = predictor.encode(image).features
+    measured = choose_bias_form(predictor, repeats=1, measure=True)
+    assert set(measured.encoder_ms) == {"mask", "channels"}
+    assert measured.form == min(measured.encoder_ms, key=measured.encoder_ms.get)
+    assert bias_form_of(predictor.encoder) == measured.form
+    assert torch.allclose(predictor.encode(image).features, before, atol=1e-4)
