@@ -72,9 +72,10 @@ def prepare_objects(
                 if on_slice:
                     used.append(index)
             del objects
-            for index in [] if keep_images else used:
-                embedder.encode_into_cache(volume, view, [index])
-                bar.update(1)
+            batch = embedder.batch_size()  # the encoder's (measured on a GPU, 1 on a CPU)
+            for start in range(0, 0 if keep_images else len(used), batch):
+                embedder.encode_into_cache(volume, view, used[start : start + batch])
+                bar.update(len(used[start : start + batch]))
     for image_id, reason in skipped:
         logger.warning("Not finetuning on %s: %s", image_id, reason)
     return samples, skipped

@@ -121,8 +121,11 @@ class SemanticSegmenter:
         view = volume.configured_view(self.axis)
         indices = np.zeros(volume.shape, dtype=np.uint8)
         confidence = np.zeros(volume.shape, dtype=np.float16) if with_confidence else None
+        # Slices are encoded in the encoder's batches (larger than the decoder's on a GPU, see model/batch_choice.py)
+        encode_batch = max(self.batch_size, self.embedder.batch_size())
         for start in range(0, view.num_slices, self.batch_size):
             raise_if_cancelled()  # the client may have gone: a whole volume takes minutes on a CPU
+            self.embedder.encode_into_cache(volume, view, range(start, min(start + encode_batch, view.num_slices)))
             batch = list(range(start, min(start + self.batch_size, view.num_slices)))
             probabilities = self.probabilities(served, volume, view, batch)
             for index, probs in zip(batch, probabilities):

@@ -83,11 +83,12 @@ def prepare_samples(
                 target = PackedSlice.of(np.ascontiguousarray(view.extract(targets, index)).astype(np.uint8))
                 samples.append(SliceSample(study.image_id, index, embedder.key(volume, view, index), target))
             del targets
-            for index in indices:
-                if position % world == rank:
-                    embedder.encode_into_cache(volume, view, [index])
-                    bar.update(1)
-                position += 1
+            mine = [index for offset, index in enumerate(indices, position) if offset % world == rank]
+            position += len(indices)
+            batch = embedder.batch_size()  # the encoder's (measured on a GPU, 1 on a CPU)
+            for start in range(0, len(mine), batch):
+                embedder.encode_into_cache(volume, view, mine[start : start + batch])
+                bar.update(len(mine[start : start + batch]))
     for image_id, reason in skipped:
         logger.warning("Not training on %s: %s", image_id, reason)
     return samples, skipped
