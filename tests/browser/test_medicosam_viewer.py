@@ -174,9 +174,15 @@ def test_points_on_a_non_axial_mpr_view_segment_that_plane(stack, page, phantom_
     press(page, "include")
     page.mouse.click(frame["x"] + 0.5 * frame["width"], frame["y"] + 0.55 * frame["height"])
     wait_for_answer(page, 1)
+    plane = page.evaluate("() => window.medicosam.currentPlane()")
     press(page, "exclude")
     page.mouse.click(frame["x"] + 0.45 * frame["width"], frame["y"] + 0.40 * frame["height"])
-    wait_for_answer(page, 2)
+    try:
+        wait_for_answer(page, 2)
+    except AssertionError as error:  # say which plane each click fell on: a view that moved between them, or not
+        sent = page.evaluate("() => window.medicosam.sent")
+        now = page.evaluate("() => window.medicosam.currentPlane()")
+        raise AssertionError(f"{error}; plane at the first answer {plane}, now {now}; sent {sent}") from None
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / f"viewer_{view}_points.png"))
 
