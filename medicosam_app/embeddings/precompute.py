@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -117,7 +118,7 @@ def precompute(
     """Encode the slices of ``images`` along ``axes`` into the embedder's caches (memory budget permitting,
     and on disk). Unreadable images are reported in the summary and skipped.
 
-    Images are read one at a time (a datastore of hundreds of CTs does not fit in memory); the progress
+    Images are read one ahead of the encoder (a datastore of hundreds of CTs does not fit in memory); the progress
     bar's total comes from the file headers alone. ``batch_size``: slices per encoder pass (default: the
     encoder's, measured on a GPU, see model/batch_choice.py).
     """
@@ -126,10 +127,15 @@ def precompute(
     summary = PrecomputeSummary()
     axes = tuple(axes)
     total = sum(_slices_in_header(path, axes) for path in images)
-    with tqdm(total=total or None, unit="slice", desc="Encoding", disable=not progress) as bar:
-        for path in images:
+    with tqdm(total=total or None, unit="slice", desc="Encoding", disable=not progress) as bar, \
+            ThreadPoolExecutor(1, "precompute-reader") as reader:
+        # The next image is read (and its DICOM decoded) while this one is encoded: the encoder never waits for the
+        # disk between images. At most two volumes are in memory.
+        upcoming = reader.submit(read_volume, images[0]) if images else None
+        for number, path in enumerate(images):
+            reading, upcoming = upcoming, (reader.submit(read_volume, images[number + 1]) if number + 1 < len(images) else None)
             try:
-                volume = read_volume(path)
+                volume = reading.result()
             except MedicoSamError as error:
                 summary.failed.append((path.name, str(error)))
                 logger.warning("Skipping %s: %s", path.name, error)
@@ -149,7 +155,7 @@ def precompute(
                 summary.images -= 1
                 summary.failed.append((path.name, str(error)))
                 logger.warning("Skipping %s: %s", path.name, error)
-            del volume  # before the next one is read
+            del volume  # two volumes in memory at most: this one goes before the one after the next is read
     embedder.embeddings.flush()  # the last slices' writes are part of the work
     summary.seconds = time.perf_counter() - started
     return summary

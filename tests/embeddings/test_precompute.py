@@ -160,3 +160,49 @@ def test_precompute_encodes_pictures_and_clips_along_their_frames_only(tmp_path,
     assert done.returncode == 0, done.stderr
     # The volume along i (20); the photograph (1) and the clip (4) along k, their only slices.
     assert "3 images, 25 slices: 25 encoded" in done.stdout
+
+
+def test_precompute_reads_the_next_image_while_it_encodes_this_one(tmp_path, monkeypatch):
+    """The encoder's first batch of the first image waits (up to 10 s) for the second image's read to begin: a
+    precompute that read images one after the other would never get there (read and encoder doubles)."""
+    import threading
+    import types
+
+    import torch
+
+    from conftest import ModelsDouble
+    from medicosam_app.embeddings import precompute as precompute_module
+    from medicosam_app.embeddings.memory_cache import EmbeddingCache
+    from medicosam_app.embeddings.slice_embedder import SliceEmbedder
+    from medicosam_app.model.predictor import ImageEmbedding
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    first = write_volume(studies / "a.nii.gz", asymmetric_array((20, 16, 3), seed=1))
+    second = write_volume(studies / "b.nii.gz", asymmetric_array((18, 14, 2), seed=2))
+    reads, second_read = [], threading.Event()
+    real_read = precompute_module.read_volume
+
+    def read_double(path):
+        reads.append((path.name, threading.current_thread().name))
+        if path == second:
+            second_read.set()
+        return real_read(path)
+
+    encoded = []
+
+    def encode_batch(images, between_blocks=None):
+        if not encoded:
+            encoded.append(second_read.wait(10))
+        else:
+            encoded.append(True)
+        return [ImageEmbedding(features=torch.zeros(1, 1, 1, 1), original_size=rgb.shape[:2]) for rgb in images]
+
+    monkeypatch.setattr(precompute_module, "read_volume", read_double)
+    double = types.SimpleNamespace(device=torch.device("cpu"), encode_batch=encode_batch, encode_batch_size=1)
+    summary = precompute_module.precompute([first, second], SliceEmbedder(ModelsDouble(double), embeddings=EmbeddingCache()),
+                                           progress=False)
+    assert summary.encoded == 5 and summary.images == 2
+    assert encoded[0] is True, "the second image was not being read while the first was encoded"
+    assert [name for name, _ in reads] == ["a.nii.gz", "b.nii.gz"]
+    assert {thread for _, thread in reads} == {"precompute-reader_0"}
