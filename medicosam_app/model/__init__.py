@@ -1,5 +1,6 @@
 """The model: checkpoints (registry, verified download, safe load), the SAM built from their weights, the
-predictor that encodes and decodes, the encoder's speed-ups (fused attention, int8, measured precision choice)
+predictor that encodes and decodes, the encoder's speed-ups (fused attention, int8, and what is measured at load:
+precision, attention form, batch size, float16 embeddings, a background compile)
 and the provider that loads it all in the background and reports its status."""
 
 from typing import TYPE_CHECKING
@@ -17,6 +18,9 @@ from .checkpoints import (
 
 if TYPE_CHECKING:
     from .attention import FusedAttention, use_fused_attention
+    from .attention_choice import AttentionChoice, choose_bias_form
+    from .batch_choice import BatchChoice, choose_batch_size
+    from .compiled_encoder import CompileStatus, EncoderCompilation
     from .int8_encoder import int8_supported
     from .memory_layout import ContiguousPatchEmbed, use_channels_last_decoder, use_contiguous_encoder_tokens
     from .precision_choice import (
@@ -41,13 +45,18 @@ if TYPE_CHECKING:
     from .provider import ModelProvider
     from .random_checkpoint import TINY_SAM, VIT_B_SAM, write_random_checkpoint
     from .sam_builder import build_sam, derive_architecture, load_sam, read_state_dict
+    from .storage_choice import StorageChoice, choose_storage
 
 __all__ = [
     "MEDICOSAM_DECODER",
     "MEDICOSAM_VIT_B",
     "TINY_SAM",
     "VIT_B_SAM",
+    "AttentionChoice",
+    "BatchChoice",
+    "CompileStatus",
     "ContiguousPatchEmbed",
+    "EncoderCompilation",
     "FusedAttention",
     "ImageEmbedding",
     "MaskPrediction",
@@ -55,9 +64,13 @@ __all__ = [
     "ModelProvider",
     "PrecisionChoices",
     "PromptPredictor",
+    "StorageChoice",
     "build_sam",
     "candidate_precisions",
+    "choose_batch_size",
+    "choose_bias_form",
     "choose_precision",
+    "choose_storage",
     "decide",
     "decode_prompts",
     "default_cache_dir",
@@ -83,6 +96,14 @@ __all__ = [
 # Imported on first use (PEP 562), not here: these modules import torch (most also segment_anything),
 # which :mod:`.checkpoints` (the settings read its cache folder) does without.
 _LAZY = {
+    "AttentionChoice": ".attention_choice",
+    "choose_bias_form": ".attention_choice",
+    "BatchChoice": ".batch_choice",
+    "choose_batch_size": ".batch_choice",
+    "CompileStatus": ".compiled_encoder",
+    "EncoderCompilation": ".compiled_encoder",
+    "StorageChoice": ".storage_choice",
+    "choose_storage": ".storage_choice",
     "FusedAttention": ".attention",
     "use_fused_attention": ".attention",
     "int8_supported": ".int8_encoder",
