@@ -1,5 +1,6 @@
 """The README's start command, as written there: ``./scripts/start_server.sh --port P --studies DIR --conf checkpoint
-FILE`` starts the server on 127.0.0.1, with the malloc tuning it sets up, and a click is answered.
+FILE`` starts the server on 127.0.0.1, with the malloc tuning it sets up, says in ``/info`` what it chose for the
+encoder, and a click is answered.
 
 (Other server tests start ``monailabel start_server`` the way the script does, with more control over the
 environment; this one runs the script itself, so the command a newcomer copies is the one tested.)
@@ -30,7 +31,13 @@ def test_the_documented_start_command_serves_a_click(tmp_path, tiny_checkpoint):
     url = f"http://127.0.0.1:{port}"
     with running_process("start_server.sh", command, tmp_path / "server.log", f"{url}/info/", timeout=300,
                          env=environment) as process:
-        assert wait_for_model(url)["state"] == "ready"
+        status = wait_for_model(url)
+        assert status["state"] == "ready"
+        # What the server chose at load, with defaults, on a CPU (the GPU's choices: benchmarks/gpu_check.py)
+        assert status["device"] == "cpu" and status["encode_batch"]["chosen"] == 1
+        assert status["attention"]["form"] == "mask"
+        assert status["compile"]["state"] == "off"
+        assert isinstance(status["embedding_storage"]["half"], bool) and status["embedding_storage"]["mean_mask_iou"] > 0
         answer = requests.post(f"{url}/infer/medicosam_interactive", params={"image": "ct"},
                                data={"params": '{"foreground": [[30, 7, 5]], "result_compress": false}'}, timeout=120)
         assert answer.status_code == 200, answer.text
