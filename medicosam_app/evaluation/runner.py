@@ -143,7 +143,10 @@ class Evaluator:
         view = volume.configured_view(settings.axis)
         slices = foreground_slices(np.isin(label, list(classes.values())), view, settings.max_slices_per_image)
         objects = slice_objects(image_id, label, view, classes, slices, settings.min_object_pixels)
-        objects_3d = volume_objects(image_id, label, classes, settings.min_object_pixels) if settings.volumetric else []
+        # Propagation needs neighbours: slices of a volume or frames of a clip. A 2D picture (or a stack of separate
+        # ones) has none; its "3D" figures would only repeat the 2D ones.
+        propagates = volume.layout in ("volume", "cine")
+        objects_3d = volume_objects(image_id, label, classes, settings.min_object_pixels) if settings.volumetric and propagates else []
         bar.total += (len(objects) + len(objects_3d)) * len(settings.starts)
         bar.refresh()
         rule = correction_rule(settings.protocol)

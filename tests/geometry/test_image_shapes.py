@@ -288,14 +288,16 @@ def test_evaluate_finetune_and_retrain_read_a_folder_of_photographs_with_mask_im
         Image.fromarray(mask).save(studies / "labels" / "final" / f"derm_{n}.png")
     common = ["--studies", str(studies), "--checkpoint", str(tiny256_checkpoint), "--cache-dir", str(tmp_path / "c"),
               "--precision", "fp32", "--labels", '{"lesion": 255}', "--quiet"]
-    # A server-wide slicing axis (here i) applies to volumes; pictures are cut along k whatever it says.
-    assert main(["evaluate", *common, "--iterations", "2", "--no-3d", "--slice-axis", "0",
+    # A server-wide slicing axis (here i) applies to volumes; pictures are cut along k whatever it says. Pictures have
+    # no neighbours to propagate to: no "3D" figures, even without --no-3d.
+    assert main(["evaluate", *common, "--iterations", "2", "--slice-axis", "0",
                  "--json", str(tmp_path / "run.json")]) == 0
     import json
 
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["images"] == ["derm_0", "derm_1", "derm_2"]
     assert {o["class_name"] for o in run["objects"]} == {"lesion"} and run["summary"]["box"]["2d"]["objects"] == 3
+    assert run["summary"]["box"]["3d"]["objects"] == 0 and {o["dimension"] for o in run["objects"]} == {"2d"}
     assert main(["retrain", *common, "--epochs", "1", "--force", "--initial-features", "8"]) == 0
     assert (tmp_path / "c" / "semantic" / "versions" / "v0001").is_dir()
     assert main(["finetune", *common, "--epochs", "1"]) == 0
