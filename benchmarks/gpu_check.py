@@ -366,34 +366,24 @@ def answered_prompt(models, conf: Dict[str, str], ct: Path, middle: int, side: i
 
 
 def cuda_graph_decoder(report: Report, predictor: PromptPredictor, image: np.ndarray, repeats: int) -> None:
-    """The prompt encoder and mask decoder for one point, captured once as a CUDA graph and replayed: what the
-    launch overhead of the eager decoder costs at a click's shape."""
-    sam, device = predictor.sam, predictor.device
-    features = predictor.encode(image).features.to(device)
+    """The click's decoder as the server runs it on a GPU (model/decoder_graphs.py: a CUDA graph per prompt shape,
+    adopted if faster with the same answer): each shape's decision so far, and one point timed eager and replayed."""
+    from medicosam_app.model.decoder_graphs import DecoderGraphs
+
+    graphs = DecoderGraphs(predictor.sam, predictor.dense_pe)
+    embedding = predictor.encode(image)
+    features = embedding.features.to(predictor.device)
     frame = predictor.frame(image.shape[:2])
-    coords = torch.as_tensor(frame.points(np.array([[500.0, 400.0]])), dtype=torch.float, device=device)[None]
-    labels = torch.ones((1, 1), dtype=torch.int, device=device)
-
-    @torch.inference_mode()
-    def decode():
-        sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-        return sam.mask_decoder(image_embeddings=features, image_pe=predictor.dense_pe, sparse_prompt_embeddings=sparse,
-                                dense_prompt_embeddings=dense, multimask_output=True)
-
-    eager = timed(decode, device, repeats * 3)
-    stream = torch.cuda.Stream(device)
-    stream.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            decode()
-    torch.cuda.current_stream(device).wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.inference_mode():
-        captured = decode()
-    replayed = timed(graph.replay, device, repeats * 3)
-    same = torch.allclose(captured[0], decode()[0], atol=1e-4)
-    report.row("decoder (prompt encoder + mask decoder), eager", ms(eager))
-    report.row("decoder as a CUDA graph (replay)", ms(replayed), f"same logits: {same}")
+    coords = torch.as_tensor(frame.points(np.array([[500.0, 400.0]])), dtype=torch.float, device=predictor.device)[None]
+    labels = torch.ones((1, 1), dtype=torch.int, device=predictor.device)
+    eager = timed(lambda: graphs.eager(features, coords, labels, None, None, True), predictor.device, repeats * 3)
+    graphs.decode(features, coords, labels, None, None, True)  # captures and decides
+    replayed = timed(lambda: graphs.decode(features, coords, labels, None, None, True), predictor.device, repeats * 3)
+    decision = graphs.status()["1p/3"]
+    report.row("decoder (prompt encoder + mask decoder, 1 point), eager", ms(eager))
+    report.row("decoder through DecoderGraphs (1 point)", ms(replayed), f"{decision['state']}: {decision['reason']}")
+    served = predictor.decoder_graphs.status() if predictor.decoder_graphs is not None else "off"
+    report.row("the server's decoder graphs after the clicks", "", str(served)[:200])
 
 
 if __name__ == "__main__":

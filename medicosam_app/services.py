@@ -39,6 +39,7 @@ def build_model_provider(settings: Settings) -> ModelProvider:
         encode_batch_size=settings.encode_batch_size,
         embedding_storage=settings.embedding_storage,
         compile_encoder=settings.compile_encoder,
+        decoder_cuda_graphs=settings.decoder_cuda_graphs,
     )
 
 

@@ -78,6 +78,10 @@ def predictor_with_decoder(
     # the same encoder settings as the base's: batch size, and float16 rounding (its embeddings share the key's kind)
     predictor.encode_batch_size = getattr(base, "encode_batch_size", predictor.encode_batch_size)
     predictor.half_embeddings = getattr(base, "half_embeddings", False)
+    if getattr(base, "decoder_graphs", None) is not None:  # graphs of its own: they hold this decoder's weights
+        from ..model.decoder_graphs import DecoderGraphs
+
+        predictor.decoder_graphs = DecoderGraphs(sam, predictor.dense_pe)
     if tag is None:  # the base's encoder: its compiled blocks too, once ready (the list is filled in place)
         predictor.compiled_blocks = getattr(base, "compiled_blocks", predictor.compiled_blocks)
     return predictor

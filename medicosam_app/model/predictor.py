@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -93,6 +93,8 @@ class PromptPredictor:
         # The encoder's blocks compiled (model/compiled_encoder.py fills the list when they are ready and faster);
         # empty: the eager blocks. A list shared with the predictors of finetuned decoders on the same encoder.
         self.compiled_blocks: List[Callable[[torch.Tensor], torch.Tensor]] = []
+        # The decoder as CUDA graphs per prompt shape (model/decoder_graphs.py; the provider sets it on a GPU).
+        self.decoder_graphs: Optional[Any] = None
         with torch.inference_mode():  # depends on the weights only: compute once, not per click
             self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
 
@@ -184,6 +186,7 @@ class PromptPredictor:
         low_res, iou = decode_prompts(
             self.sam, embedding.features.to(self.device), self._dense_pe, embedding.original_size,
             points_xy, point_labels, box_xyxy, mask_logits, multimask,
+            decoder=self.decoder_graphs.decode if self.decoder_graphs is not None else None,
         )
         best = int(torch.argmax(iou[0])) if low_res.shape[1] > 1 else 0
         low_res = low_res[:, best : best + 1]
@@ -232,12 +235,14 @@ def decode_prompts(
     box_xyxy: Optional[np.ndarray] = None,
     mask_logits: Optional[torch.Tensor] = None,
     multimask: Optional[bool] = None,
+    decoder: Optional[Callable[..., Tuple[torch.Tensor, torch.Tensor]]] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Prompt encoder + mask decoder for one image's prompts in pixels of the original image: SAM's
     (1, M, 256, 256) logits and (1, M) predicted IoUs, M = 3 with ``multimask`` else 1.
 
     Differentiable (no inference mode of its own), so finetuning runs the same code the server does.
-    ``multimask=None`` applies SAM's rule: three masks when the only prompt is a single point.
+    ``multimask=None`` applies SAM's rule: three masks when the only prompt is a single point. ``decoder``: runs
+    the two on the prompt tensors instead (the CUDA graphs of model/decoder_graphs.py).
     """
     device = features.device
     frame = SamFrame(tuple(original_size), sam.image_encoder.img_size)  # type: ignore[arg-type]
@@ -253,6 +258,8 @@ def decode_prompts(
     if box_xyxy is not None:
         boxes = torch.as_tensor(frame.boxes(box_xyxy), dtype=torch.float, device=device)
     masks = mask_logits.to(device)[None] if mask_logits is not None else None
+    if decoder is not None:
+        return decoder(features, *(points or (None, None)), boxes, masks, bool(multimask))
     sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
     return sam.mask_decoder(
         image_embeddings=features,

@@ -19,6 +19,7 @@ from .attention import use_fused_attention
 from .attention_choice import AttentionChoice, choose_bias_form
 from .batch_choice import BatchChoice, choose_batch_size
 from .compiled_encoder import EncoderCompilation, wants_compile
+from .decoder_graphs import DecoderGraphs, wants_graphs
 from .checkpoints import MEDICOSAM_VIT_B, PublishedWeights, ResolvedCheckpoint, default_cache_dir, resolve_checkpoint
 from .decoder_choice import DecoderChoice
 from .memory_layout import use_channels_last_decoder, use_contiguous_encoder_tokens
@@ -46,6 +47,7 @@ class ModelProvider:
         encode_batch_size: Optional[int] = None,
         embedding_storage: str = "fp32",
         compile_encoder: str = "off",
+        decoder_cuda_graphs: str = "off",
     ) -> None:
         """``served_decoder``: chooses a finetuned decoder version per request (the interactive model's versions,
         :class:`medicosam_app.finetune.serving.ServedDecoder`); None serves the checkpoint's own decoder."""
@@ -72,6 +74,7 @@ class ModelProvider:
         self._compile_encoder = compile_encoder  # auto | on | off (model/compiled_encoder.py)
         self._compilation: Optional[EncoderCompilation] = None
         self._attention_choice: Optional[AttentionChoice] = None
+        self._decoder_cuda_graphs = decoder_cuda_graphs  # auto | off (model/decoder_graphs.py)
 
     def start_loading(self) -> None:
         """Load in a background thread (a download may take minutes); safe to call twice."""
@@ -115,6 +118,8 @@ class ModelProvider:
             self._storage_choice = choose_storage(
                 predictor, self._embedding_storage, resolved.xxh128, Path(self._cache_dir or default_cache_dir()) / "precision")
             predictor.half_embeddings = self._storage_choice.half
+            if wants_graphs(self._decoder_cuda_graphs, device):
+                predictor.decoder_graphs = DecoderGraphs(predictor.sam, predictor.dense_pe)
             self._predictor = predictor
             if wants_compile(self._compile_encoder, device):
                 self._compilation = EncoderCompilation(predictor, Path(self._cache_dir or default_cache_dir()) / "compile")
@@ -214,6 +219,8 @@ class ModelProvider:
             "attention": self._attention_choice.to_dict() if self._attention_choice else None,
             "encode_batch": self._batch_choice.to_dict() if self._batch_choice else None,
             "embedding_storage": self._storage_choice.to_dict() if self._storage_choice else None,
+            "decoder_graphs": self._predictor.decoder_graphs.status() if self._predictor.decoder_graphs else {
+                "state": "off", "reason": f"decoder_cuda_graphs {self._decoder_cuda_graphs} on {self._predictor.device.type}"},
             "compile": self._compilation.status.to_dict() if self._compilation else {
                 "state": "off", "reason": f"compile_encoder {self._compile_encoder} on {self._predictor.device.type}"},
             "interactive_decoder": self._served_decoder.status() if self._served_decoder is not None else {"serving": None},

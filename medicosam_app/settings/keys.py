@@ -19,7 +19,7 @@ from ..options import Options
 from ..semantic.classes import DEFAULT_CLASSES
 from ..semantic.config import TrainingConfig
 from .values import (
-    ENV_PREFIX, BatchSize, Classes, CompileChoice, EmbeddingStorage, Flag, Integer, Modalities, Number, Origins, PositiveNumber, Url, UserPath, Viewer,
+    ENV_PREFIX, BatchSize, Classes, CompileChoice, EmbeddingStorage, Flag, GraphChoice, Integer, Modalities, Number, Origins, PositiveNumber, Url, UserPath, Viewer,
     WholeNumber,
 )
 
@@ -77,6 +77,9 @@ class ServerKeys(BaseSettings):
     compile_encoder: CompileChoice = key(
         "auto", "`torch.compile` the encoder's blocks in the background (cached in `<cache_dir>/compile`), used once "
         "faster with agreeing masks: `auto` on a GPU only, `on`, `off`; `/info` → `model.compile`.")
+    decoder_cuda_graphs: GraphChoice = key(
+        "auto", "The click's decoder replayed as a CUDA graph per prompt shape where that is faster with the same "
+        "answer: `auto` on a GPU, `off`; `/info` → `model.decoder_graphs`.")
     fused_attention: Flag = key(
         True, "Encoder attention through `scaled_dot_product_attention` (same result within 1e-4).")
     malloc_tuning: Flag = key(

@@ -36,6 +36,7 @@ class Settings:
     precision: str
     embedding_storage: str  # auto | fp16 | fp32 (model/storage_choice.py)
     compile_encoder: str  # auto | on | off (model/compiled_encoder.py)
+    decoder_cuda_graphs: str  # auto | off (model/decoder_graphs.py)
     fused_attention: bool
     malloc_tuning: bool  # keep large tensors in the heap (see runtime/heap.py)
     classes: SemanticClasses  # the semantic model's labels
@@ -98,6 +99,7 @@ class Settings:
             precision=keys.precision,
             embedding_storage=keys.embedding_storage,
             compile_encoder=keys.compile_encoder,
+            decoder_cuda_graphs=keys.decoder_cuda_graphs,
             fused_attention=keys.fused_attention,
             malloc_tuning=keys.malloc_tuning,
             classes=keys.labels,

@@ -82,6 +82,14 @@ def _viewer(value: object) -> str:
 
 EMBEDDING_STORAGE = ("auto", "fp16", "fp32")
 COMPILE_CHOICES = ("auto", "on", "off")
+GRAPH_CHOICES = ("auto", "off")
+
+
+def _decoder_cuda_graphs(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in GRAPH_CHOICES:
+        raise ValueError(f"decoder_cuda_graphs must be one of {', '.join(GRAPH_CHOICES)} (got {value!r})")
+    return text
 
 
 def _compile_encoder(value: object) -> str:
@@ -134,6 +142,7 @@ BatchSize = Annotated[Optional[int], BeforeValidator(_batch_size)]  # None: ``au
 Viewer = Annotated[str, BeforeValidator(_viewer)]
 EmbeddingStorage = Annotated[str, BeforeValidator(_embedding_storage)]
 CompileChoice = Annotated[str, BeforeValidator(_compile_encoder)]
+GraphChoice = Annotated[str, BeforeValidator(_decoder_cuda_graphs)]
 Origins = Annotated[Optional[Tuple[str, ...]], BeforeValidator(_origins)]  # None: unset, (): no other origin
 Modalities = Annotated[Tuple[str, ...], BeforeValidator(_modalities)]
 Classes = Annotated[SemanticClasses, BeforeValidator(_classes)]
