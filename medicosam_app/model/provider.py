@@ -45,12 +45,14 @@ class ModelProvider:
         fused_attention: bool = True,
         served_decoder: Optional[DecoderChoice] = None,
         encode_batch_size: Optional[int] = None,
-        embedding_storage: str = "fp32",
-        compile_encoder: str = "off",
-        decoder_cuda_graphs: str = "off",
+        embedding_storage: str = "auto",
+        compile_encoder: str = "auto",
+        decoder_cuda_graphs: str = "auto",
     ) -> None:
         """``served_decoder``: chooses a finetuned decoder version per request (the interactive model's versions,
-        :class:`medicosam_app.finetune.serving.ServedDecoder`); None serves the checkpoint's own decoder."""
+        :class:`medicosam_app.finetune.serving.ServedDecoder`); None serves the checkpoint's own decoder.
+        ``encode_batch_size``, ``embedding_storage``, ``compile_encoder``, ``decoder_cuda_graphs``: the settings of
+        the same names, with their defaults, so a provider built here embeds exactly as the server does."""
         self._checkpoint = checkpoint
         self._cache_dir = cache_dir
         self._allow_download = allow_download
@@ -116,7 +118,7 @@ class ModelProvider:
             if self._embedding_storage == "auto":
                 self._phase = "checking that float16 embeddings give the same masks (once per machine and model)"
             self._storage_choice = choose_storage(
-                predictor, self._embedding_storage, resolved.xxh128, Path(self._cache_dir or default_cache_dir()) / "precision")
+                predictor, self._embedding_storage, resolved.xxh128, Path(self._cache_dir or default_cache_dir()) / "embedding_storage")
             predictor.half_embeddings = self._storage_choice.half
             if wants_graphs(self._decoder_cuda_graphs, device):
                 predictor.decoder_graphs = DecoderGraphs(predictor.sam, predictor.dense_pe)

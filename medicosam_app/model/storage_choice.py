@@ -5,7 +5,7 @@ The encoder's features are rounded to float16 values as soon as they are made (k
 as float16 on disk, losslessly), so a slice decodes the same whether its embedding comes from memory, from disk
 or from a fresh encode. ``auto`` rounds only if the masks of the precision-choice probe (16 points, 3 boxes on a
 fixed slice) decoded from the rounded features agree with the unrounded ones (mean IoU ≥ 0.98, the precision
-rule); the decision is remembered per machine, torch, checkpoint and precision beside the precision choice.
+rule); the decision is remembered per machine, torch, checkpoint and precision in ``<cache_dir>/embedding_storage``.
 """
 
 from __future__ import annotations

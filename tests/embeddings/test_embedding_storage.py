@@ -86,12 +86,18 @@ def test_a_background_write_that_fails_is_logged_and_the_writer_goes_on(tmp_path
 
 
 def test_storage_setting_forces_or_measures_once_and_remembers(tmp_path, tiny_checkpoint):
-    models = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32")
+    models = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32",
+                           embedding_storage="fp32", cache_dir=str(tmp_path / "cache"))
     predictor = models.predictor()
     assert choose_storage(predictor, "fp16", "x", tmp_path).half is True
     assert choose_storage(predictor, "fp32", "x", tmp_path).half is False
     with pytest.raises(ValueError, match="embedding_storage"):
         choose_storage(predictor, "fp8", "x", tmp_path)
+    auto = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32",
+                         cache_dir=str(tmp_path / "cache"))
+    auto.predictor()
+    assert auto.status["embedding_storage"]["half"] == auto.predictor().half_embeddings  # the default: auto
+    assert list((tmp_path / "cache" / "embedding_storage").glob("storage-*.json"))
     iou = half_precision_mask_iou(predictor)
     first = choose_storage(predictor, "auto", "x", tmp_path)
     assert first.mean_mask_iou == round(iou, 4) and first.half == (iou >= 0.98) and not first.from_cache
@@ -101,7 +107,8 @@ def test_storage_setting_forces_or_measures_once_and_remembers(tmp_path, tiny_ch
 
 
 def test_half_embeddings_are_float16_values_and_keyed_apart(tmp_path, tiny_checkpoint):
-    full = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32")
+    full = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32",
+                         embedding_storage="fp32")
     half = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32",
                          embedding_storage="fp16", cache_dir=str(tmp_path))
     image = (np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8)

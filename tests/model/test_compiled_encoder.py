@@ -125,5 +125,5 @@ def test_a_real_compile_in_the_background_agrees_with_the_eager_encoder(tiny_che
     assert (tmp_path / "compile").is_dir()
     eager_only = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32")
     eager_only.predictor()
-    assert eager_only.status["compile"] == {"state": "off", "reason": "compile_encoder off on cpu"}
+    assert eager_only.status["compile"] == {"state": "off", "reason": "compile_encoder auto on cpu"}
     assert eager_only.compilation is None

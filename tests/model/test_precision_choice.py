@@ -140,7 +140,8 @@ def test_model_provider_auto_measures_once_and_shows_why(tiny_checkpoint, tmp_pa
     status = provider.status
     choice = status["precision_choice"]
     assert set(choice["encoder_ms"]) == set(candidate_precisions(torch.device("cpu"))) and choice["chosen"] == predictor.precision == status["precision"]
-    assert not choice["from_cache"] and provider.encoder_key.endswith(f"-{predictor.precision}")
+    assert not choice["from_cache"] and provider.encoder_key.endswith(f"-{predictor.embedding_kind}")
+    assert predictor.embedding_kind.startswith(predictor.precision)
     assert list((tmp_path / "precision").glob("*.json"))
     second = ModelProvider(str(tiny_checkpoint), cache_dir=str(tmp_path), allow_download=False, precision="auto")
     assert second.predictor().precision == predictor.precision and second.status["precision_choice"]["from_cache"]
