@@ -119,7 +119,7 @@ def test_the_encoder_tag_names_the_change_and_keys_its_embeddings_apart(tiny_che
     tag = encoder_tag(state)
     assert tag.startswith("lora-") and version.encoder_tag == tag and base.encoder_tag is None
     assert version.sam.image_encoder is not base.sam.image_encoder
-    assert models.encoder_key_for(version) == f"{models.checkpoint_hash}-fp32-{tag}"
+    assert models.encoder_key_for(version) == f"{models.checkpoint_hash}-{base.embedding_kind}-{tag}"  # fp32, rounded or not
     bumped = {**state}
     first_up = next(k for k in state if k.endswith(".up"))
     bumped[first_up] = state[first_up] + 1e-3
