@@ -8,7 +8,7 @@ server has always given, so an administrator's notes and the tests keep matching
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional, Tuple
+from typing import Annotated, Any, Callable, Optional, Tuple
 
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
@@ -73,38 +73,21 @@ def _batch_size(value: object) -> Optional[int]:
     return size
 
 
-def _viewer(value: object) -> str:
-    text = str(value).strip().lower()
-    if text not in VIEWERS:
-        raise ValueError(f"viewer must be one of {', '.join(VIEWERS)} (got {value!r})")
-    return text
-
-
 EMBEDDING_STORAGE = ("auto", "fp16", "fp32")
 COMPILE_CHOICES = ("auto", "on", "off")
 GRAPH_CHOICES = ("auto", "off")
 
 
-def _decoder_cuda_graphs(value: object) -> str:
-    text = str(value).strip().lower()
-    if text not in GRAPH_CHOICES:
-        raise ValueError(f"decoder_cuda_graphs must be one of {', '.join(GRAPH_CHOICES)} (got {value!r})")
-    return text
+def _one_of(name: str, choices: Tuple[str, ...]) -> Callable[[object], str]:
+    """A parser for a key that takes one word of ``choices``, in any case."""
 
+    def parse(value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+        return text
 
-def _compile_encoder(value: object) -> str:
-    text = str(value).strip().lower()
-    if text not in COMPILE_CHOICES:
-        raise ValueError(f"compile_encoder must be one of {', '.join(COMPILE_CHOICES)} (got {value!r})")
-    return text
-
-
-
-def _embedding_storage(value: object) -> str:
-    text = str(value).strip().lower()
-    if text not in EMBEDDING_STORAGE:
-        raise ValueError(f"embedding_storage must be one of {', '.join(EMBEDDING_STORAGE)} (got {value!r})")
-    return text
+    return parse
 
 
 def _origins(value: Optional[str]) -> Optional[Tuple[str, ...]]:
@@ -139,10 +122,10 @@ Number = Annotated[float, BeforeValidator(_number)]
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]  # 0 or more
 PositiveNumber = Annotated[int, BeforeValidator(_positive_number)]  # 1 or more
 BatchSize = Annotated[Optional[int], BeforeValidator(_batch_size)]  # None: ``auto``
-Viewer = Annotated[str, BeforeValidator(_viewer)]
-EmbeddingStorage = Annotated[str, BeforeValidator(_embedding_storage)]
-CompileChoice = Annotated[str, BeforeValidator(_compile_encoder)]
-GraphChoice = Annotated[str, BeforeValidator(_decoder_cuda_graphs)]
+Viewer = Annotated[str, BeforeValidator(_one_of("viewer", VIEWERS))]
+EmbeddingStorage = Annotated[str, BeforeValidator(_one_of("embedding_storage", EMBEDDING_STORAGE))]
+CompileChoice = Annotated[str, BeforeValidator(_one_of("compile_encoder", COMPILE_CHOICES))]
+GraphChoice = Annotated[str, BeforeValidator(_one_of("decoder_cuda_graphs", GRAPH_CHOICES))]
 Origins = Annotated[Optional[Tuple[str, ...]], BeforeValidator(_origins)]  # None: unset, (): no other origin
 Modalities = Annotated[Tuple[str, ...], BeforeValidator(_modalities)]
 Classes = Annotated[SemanticClasses, BeforeValidator(_classes)]
