@@ -84,6 +84,7 @@ def predictor_with_decoder(
         predictor.decoder_graphs = DecoderGraphs(sam, predictor.dense_pe)
     if tag is None:  # the base's encoder: its compiled blocks too, once ready (the list is filled in place)
         predictor.compiled_blocks = getattr(base, "compiled_blocks", predictor.compiled_blocks)
+        predictor.compiled_sizes = getattr(base, "compiled_sizes", predictor.compiled_sizes)
     return predictor
 
 

@@ -110,7 +110,8 @@ class EncoderCompilation:
             seconds = round(self.timer() - started, 1)
             faster = all(compiled_ms[size] < eager_ms[size] for size in sizes)
             if faster and iou >= MIN_MASK_IOU:
-                self.predictor.compiled_blocks[:] = compiled  # in place: shared with finetuned decoders' predictors
+                self.predictor.compiled_sizes.update(sizes)  # in place, as the blocks: shared with finetuned decoders'
+                self.predictor.compiled_blocks[:] = compiled
                 state, reason = "ready", f"compiled blocks in use (faster at {sizes} slices per pass, masks agree)"
             elif not faster:
                 state, reason = "not used", "the compiled blocks are not faster here: the eager encoder stays"

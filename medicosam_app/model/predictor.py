@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -93,6 +93,9 @@ class PromptPredictor:
         # The encoder's blocks compiled (model/compiled_encoder.py fills the list when they are ready and faster);
         # empty: the eager blocks. A list shared with the predictors of finetuned decoders on the same encoder.
         self.compiled_blocks: List[Callable[[torch.Tensor], torch.Tensor]] = []
+        # The batch sizes they were compiled for: another size would compile again (seconds to minutes) on a
+        # request's thread, so it runs the eager blocks instead. Shared like the list.
+        self.compiled_sizes: Set[int] = set()
         # The decoder as CUDA graphs per prompt shape (model/decoder_graphs.py; the provider sets it on a GPU).
         self.decoder_graphs: Optional[Any] = None
         with torch.inference_mode():  # depends on the weights only: compute once, not per click
@@ -141,9 +144,10 @@ class PromptPredictor:
         self, x: torch.Tensor, between_blocks: Optional[Callable[[], None]], blocks: Optional[Sequence[Callable]] = None,
     ) -> torch.Tensor:
         """The encoder on the (B, 3, S, S) input, with ``blocks`` in place of its own (default: the compiled ones
-        when ready, else its own)."""
+        when ready and compiled for B slices, else its own)."""
         encoder = self.encoder
-        blocks = blocks or self.compiled_blocks or None
+        if blocks is None and x.shape[0] in self.compiled_sizes:
+            blocks = self.compiled_blocks or None
         if between_blocks is None and blocks is None:
             return encoder(x)
         # ImageEncoderViT.forward, one block at a time.

@@ -87,7 +87,9 @@ def test_the_attention_form_is_measured_where_asked_and_the_modules_switched(tin
     from medicosam_app.model.attention import bias_form_of
     from medicosam_app.model.attention_choice import choose_bias_form
 
-    provider = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32")
+    # float32 embeddings: the two forms differ in the last bits, which float16 rounding could make one step
+    provider = ModelProvider(checkpoint=str(tiny_checkpoint), allow_download=False, device="cpu", precision="fp32",
+                             embedding_storage="fp32")
     predictor = provider.predictor()
     assert provider.status["attention"] == {
         "form": "mask", "reason": "the bias as an additive mask: the faster form on a CPU", "encoder_ms": {}}

@@ -63,7 +63,8 @@ def test_a_click_on_a_volume_reaches_sam_as_the_display_slice_and_pixel(tmp_path
     array = asymmetric_array()
     path = write_volume(tmp_path / "v.nii.gz", array)
     i, j, k = 30, 7, 5
-    segmenter = InteractiveSegmenter(ModelProvider(str(tiny_checkpoint)))
+    # float32 embeddings, as segment_anything keeps them: this test is about the chain, not float16 storage
+    segmenter = InteractiveSegmenter(ModelProvider(str(tiny_checkpoint), embedding_storage="fp32"))
     result = segmenter.segment(path, requested({"foreground": [[i, j, k]], "slice": k}), ClickContext("v"))
 
     # Independent of the code under test: with direction columns i→anterior, j→patient-left, the axial
